@@ -1,0 +1,36 @@
+# Quick start: `make demo` and `make test` on a fresh clone; both run `make setup` first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.gptdata-installed
+
+.PHONY: setup demo test bench lint clean
+
+setup: $(STAMP)
+
+# torch is pinned here (not in pyproject) because 2.13.0 is the CPU wheel on local disk;
+# any other spec pulls a multi-GB CUDA build. The package itself asks only for torch>=2.2.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/gptdata demo
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) bench/loader.py
+	$(PY) bench/embeddings.py
+	$(PY) bench/prepare.py
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

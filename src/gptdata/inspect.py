@@ -1,0 +1,196 @@
+"""Seeing the data: next-token pairs, windows, and a plan of what training will see.
+
+    >>> print("\\n".join(context_pairs(ids[50:], tok, max_length=2)))
+    [290] ----> 4920
+    [290, 4920] ----> 2241
+     and ---->  established
+     and established ---->  himself
+
+Nothing here trains anything; it prints what the dataset and loader will produce, so a stride,
+a max_length or a tokenizer can be checked before hours are spent.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import unicodedata
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .store import MANIFEST, TokenStore
+from .tokenizers import Tokenizer, get_tokenizer
+
+
+def sample_text() -> str:
+    """The short sample text that ships inside the package (used by ``gptdata demo``)."""
+    return (resources.files("gptdata") / "data" / "sample.txt").read_text(encoding="utf-8")
+
+
+def escape(text: str) -> str:
+    """Show control and other invisible characters as escapes: 'a\\nb' -> 'a\\\\nb'."""
+    out = []
+    for ch in text:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch in "\n\t\r":
+            out.append({"\n": "\\n", "\t": "\\t", "\r": "\\r"}[ch])
+        elif unicodedata.category(ch)[0] == "C":
+            out.append(f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+@dataclass
+class Loaded:
+    """Token IDs per split, with the tokenizer that reads them."""
+
+    splits: dict[str, Any]  # name -> np.ndarray or store Split
+    tokenizer: Tokenizer
+    documents: dict[str, np.ndarray]  # name -> document lengths in tokens
+
+
+def load_source(source: str | os.PathLike[str], *, tokenizer: str | Tokenizer = "gpt2") -> Loaded:
+    """A text file (tokenized now, one split 'text') or a token store (its splits)."""
+    path = Path(source)
+    if (path / MANIFEST).is_file():
+        store = TokenStore.open(path)
+        tok = get_tokenizer(tokenizer)
+        if tok.fingerprint != store.fingerprint:
+            if store.tokenizer_name != "gpt2":
+                raise ValueError(f"{path} was made with tokenizer {store.tokenizer_name}; pass "
+                                 "the same one with --tokenizer.")
+            tok = get_tokenizer("gpt2")
+        splits = {name: store.split(name) for name in store.splits if store.split(name).n_tokens}
+        docs = {name: sp.document_lengths() for name, sp in splits.items()}
+        return Loaded(splits, tok, docs)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder without {MANIFEST}: not a token store. Run "
+                         f"gptdata prepare {path} -o STORE first, or pass a text file.")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist. Pass a text file or a token store.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: invalid UTF-8 at byte offset {exc.start:,}.") from None
+    tok = get_tokenizer(tokenizer)
+    ids = np.asarray(tok.encode(text), dtype=np.int64)
+    return Loaded({"text": ids}, tok, {"text": np.array([len(ids)])})
+
+
+def _text(tok: Tokenizer, ids: list[int]) -> str:
+    return escape(tok.decode(ids))
+
+
+def context_pairs(ids: Any, tok: Tokenizer, *, max_length: int = 4) -> list[str]:
+    """For each prefix of the first ``max_length`` tokens: prefix ----> next token, IDs then text."""
+    ids = [int(i) for i in ids[: max_length + 1]]
+    if len(ids) < 2:
+        raise ValueError(f"need at least 2 tokens from --start, got {len(ids)}.")
+    steps = range(1, len(ids))
+    lines = [f"{ids[:i]} ----> {ids[i]}" for i in steps]
+    lines += [f"{_text(tok, ids[:i])} ----> {_text(tok, [ids[i]])}" for i in steps]
+    return lines
+
+
+def window_rows(ids: Any, tok: Tokenizer, *, max_length: int, stride: int, start: int = 0,
+                count: int = 4) -> list[str]:
+    """The dataset's (input, target) rows from ``start``, as IDs and text."""
+    from .windows import SlidingWindowDataset
+
+    n = len(ids)
+    if n - start < max_length + 1:
+        raise ValueError(f"max_length={max_length} needs {max_length + 1} tokens after "
+                         f"--start {start}, but only {max(n - start, 0)} remain.")
+    ds = SlidingWindowDataset(np.asarray(ids[start:]), max_length=max_length, stride=stride)
+    lines = []
+    for k in range(min(count, len(ds))):
+        x, y = ds[k]
+        xs, ys = x.tolist(), y.tolist()
+        lines.append(f"window {k} (tokens {start + k * stride}..{start + k * stride + max_length}):")
+        lines.append(f"  input  {xs}")
+        lines.append(f"  target {ys}")
+        lines.append(f"  input  {_text(tok, xs)!s}")
+        lines.append(f"  target {_text(tok, ys)!s}")
+    return lines
+
+
+def embedding_params(vocab_size: int, context_length: int, emb_dim: int) -> int:
+    """Parameters of a token table plus a learned position table."""
+    return (vocab_size + context_length) * emb_dim
+
+
+def plan_report(loaded: Loaded, *, max_length: int, stride: int, batch_size: int,
+                world_size: int = 1, drop_last: bool = True,
+                emb_dims: tuple[int, ...] = (256,)) -> tuple[str, bool]:
+    """Per split: tokens, documents, windows, batches per epoch (per rank), unused tokens.
+
+    Returns the report and whether every split yields at least one batch.
+    """
+    from .windows import SlidingWindowDataset
+
+    lines: list[str] = []
+    ok = True
+    vocab = loaded.tokenizer.vocab_size
+    for name, tokens in loaded.splits.items():
+        n = len(tokens)
+        docs = len(loaded.documents[name])
+        lines.append(f"split {name}: {n:,} tokens, {docs:,} documents")
+        if n < max_length + 1:
+            lines.append(f"  0 windows: max_length={max_length} needs {max_length + 1} tokens. "
+                         "Lower --max-length or add text.")
+            ok = False
+            continue
+        ds = SlidingWindowDataset(tokens if not isinstance(tokens, np.ndarray) else tokens,
+                                  max_length=max_length, stride=stride)
+        cov = ds.coverage()
+        per_rank = len(ds) // world_size if drop_last else math.ceil(len(ds) / world_size)
+        batches = per_rank // batch_size if drop_last else math.ceil(per_rank / batch_size)
+        rank_note = f" per rank ({world_size} ranks)" if world_size > 1 else ""
+        lines.append(f"  windows            {len(ds):,} (max_length={max_length}, stride={stride})")
+        lines.append(f"  batches per epoch  {batches:,}{rank_note} (batch_size={batch_size})")
+        lines.append(f"  never a target     {cov.targets_never:,} tokens "
+                     f"({cov.gap_tokens:,} in stride gaps, {cov.tail_tokens:,} in the tail)")
+        lines.append(f"  overlap            x{cov.overlap:.2f} (targets per covered token)")
+        if batches == 0:
+            ok = False
+            lines.append(f"  0 batches: {per_rank:,} windows{rank_note} < batch_size={batch_size}. "
+                         "Lower --batch-size, --max-length or --stride, or add text.")
+    lines.append(f"embedding tables (vocab_size {vocab:,}, context_length {max_length:,}, float32):")
+    for d in emb_dims:
+        p = embedding_params(vocab, max_length, d)
+        lines.append(f"  emb_dim {d:>6,}: {p:>15,} parameters, {p * 4 / 2**20:>10,.1f} MiB")
+    return "\n".join(lines), ok
+
+
+def plot(loaded: Loaded, path: str | os.PathLike[str]) -> None:
+    """Document-length histogram and token rank/frequency curve, side by side, as a PNG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise RuntimeError("--plot needs matplotlib. Fix: pip install 'gptdata[plot]'") from None
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, tokens in loaded.splits.items():
+        lengths = loaded.documents[name]
+        ax1.hist(lengths, bins=min(50, max(len(lengths), 1)), alpha=0.6, label=name)
+        counts = np.zeros(loaded.tokenizer.vocab_size, dtype=np.int64)
+        chunks = tokens.iter_chunks() if hasattr(tokens, "iter_chunks") else [tokens]
+        for chunk in chunks:
+            counts += np.bincount(chunk, minlength=len(counts))
+        freq = np.sort(counts[counts > 0])[::-1]
+        ax2.loglog(np.arange(1, len(freq) + 1), freq, label=name)
+    ax1.set(title="document length", xlabel="tokens per document", ylabel="documents")
+    ax2.set(title="token rank / frequency", xlabel="rank", ylabel="count")
+    ax1.legend()
+    ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

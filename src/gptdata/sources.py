@@ -1,0 +1,333 @@
+"""Corpus inputs: which files, how they are cut into work units, and the documents inside.
+
+* ``.txt`` (and any file named directly with another suffix): one file = one document.
+* ``.jsonl`` / ``.jsonl.gz``: one line = one document, the string in ``text_field``.
+* ``.parquet``: one row = one document, the string column ``text_field`` (needs pyarrow).
+
+Folders are searched recursively for those suffixes; globs are expanded; the final list is sorted,
+so the plan of work units depends on the inputs alone. A ``.jsonl`` file is cut at line starts
+into byte ranges of about ``unit_bytes``; a ``.parquet`` file into row groups; small files are
+grouped. Deliberately left out: cutting one huge ``.txt`` document (BPE would see other pieces).
+
+    >>> plan_units([InputFile("a.txt", "txt", 10), InputFile("b.txt", "txt", 10)], unit_bytes=64)
+    [WorkUnit(index=0, pieces=(Piece('a.txt', 'txt', 0, 10), Piece('b.txt', 'txt', 0, 10)))]
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+Kind = Literal["txt", "jsonl", "jsonl.gz", "parquet"]
+Errors = Literal["strict", "replace", "skip"]
+FOLDER_SUFFIXES = (".txt", ".md", ".jsonl", ".jsonl.gz", ".parquet")
+
+
+class InputError(ValueError):
+    """Bad corpus input: names the file (and line or byte offset) and the fix."""
+
+
+class InputFile(NamedTuple):
+    path: str
+    kind: Kind
+    size: int
+
+
+class Piece(NamedTuple):
+    """Part of one file: a byte range of a .jsonl, row groups of a .parquet, or a whole file."""
+
+    path: str
+    kind: Kind
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One worker's share: pieces read in order, written to its own shard files."""
+
+    index: int
+    pieces: tuple[Piece, ...]
+    texts: tuple[str, ...] | None = field(default=None, repr=False)  # Python-API documents
+
+
+def kind_of(path: str) -> Kind:
+    name = path.lower()
+    if name.endswith(".jsonl.gz"):
+        return "jsonl.gz"
+    if name.endswith(".jsonl"):
+        return "jsonl"
+    if name.endswith(".parquet"):
+        return "parquet"
+    return "txt"
+
+
+def resolve_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[InputFile]:
+    """Files, folders and globs -> the sorted list of input files.
+
+    ["corpus/"] -> [InputFile("corpus/a.txt", "txt", 120), InputFile("corpus/b.jsonl", ...)]
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    if not inputs:
+        raise InputError("no inputs given. Pass files, folders or globs, e.g. 'corpus/*.txt'.")
+    found: set[str] = set()
+    for item in inputs:
+        text = os.fspath(item)
+        if os.path.isdir(text):
+            hits = [
+                str(p)
+                for p in Path(text).rglob("*")
+                if p.is_file()
+                and p.name.lower().endswith(FOLDER_SUFFIXES)
+                and not p.name.startswith(".")
+            ]
+            if not hits:
+                raise InputError(
+                    f"folder '{text}' holds no {', '.join(FOLDER_SUFFIXES)} files. "
+                    "Point at the files themselves or use a glob."
+                )
+            found.update(hits)
+        elif os.path.isfile(text):
+            found.add(text)
+        elif glob.has_magic(text):
+            hits = [h for h in glob.glob(text, recursive=True) if os.path.isfile(h)]
+            if not hits:
+                raise InputError(f"no files match '{text}'. Check the pattern and quote it.")
+            found.update(hits)
+        else:
+            raise InputError(f"input '{text}' does not exist. Check the path.")
+    return [InputFile(p, kind_of(p), os.path.getsize(p)) for p in sorted(found)]
+
+
+def _jsonl_cuts(path: str, size: int, unit_bytes: int) -> list[int]:
+    """Byte offsets of line starts near every multiple of unit_bytes, plus 0 and size."""
+    cuts = [0]
+    with open(path, "rb") as fh:
+        target = unit_bytes
+        while target < size:
+            fh.seek(target)
+            fh.readline()  # move to the start of the next line
+            pos = fh.tell()
+            if pos >= size:
+                break
+            if pos > cuts[-1]:
+                cuts.append(pos)
+            target = pos + unit_bytes
+    cuts.append(size)
+    return cuts
+
+
+def _parquet_groups(path: str) -> list[int]:
+    pq = _import_pyarrow_parquet()
+    meta = pq.ParquetFile(path).metadata
+    return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+
+
+def plan_units(files: Sequence[InputFile], *, unit_bytes: int = 16 << 20) -> list[WorkUnit]:
+    """Cut the files into work units of about ``unit_bytes`` input bytes, deterministically."""
+    pieces: list[tuple[Piece, int]] = []  # (piece, its byte weight)
+    for f in files:
+        if f.kind == "jsonl" and f.size > unit_bytes:
+            cuts = _jsonl_cuts(f.path, f.size, unit_bytes)
+            pieces += [(Piece(f.path, f.kind, a, b), b - a) for a, b in zip(cuts, cuts[1:])]
+        elif f.kind == "parquet":
+            groups = _parquet_groups(f.path)
+            weight = f.size // max(len(groups), 1)
+            pieces += [(Piece(f.path, f.kind, i, i + 1), weight) for i in range(len(groups))]
+        else:
+            pieces.append((Piece(f.path, f.kind, 0, f.size), f.size))
+    units: list[WorkUnit] = []
+    current: list[Piece] = []
+    weight = 0
+    for piece, w in pieces:
+        if current and weight + w > unit_bytes:
+            units.append(WorkUnit(len(units), tuple(current)))
+            current, weight = [], 0
+        current.append(piece)
+        weight += w
+    if current:
+        units.append(WorkUnit(len(units), tuple(current)))
+    return units
+
+
+@dataclass
+class ReadStats:
+    """What reading skipped, per unit; summed by the driver."""
+
+    empty: int = 0
+    invalid_utf8: int = 0
+    binary: int = 0
+    bytes: int = 0
+
+
+def _line_number(path: str, offset: int) -> int:
+    """1-based line number of byte ``offset`` (only computed on the error path)."""
+    with open(path, "rb") as fh:
+        return fh.read(offset).count(b"\n") + 1
+
+
+def _decode(data: bytes, path: str, where: Callable[[], str], base: int, errors: Errors,
+            unit: str) -> str | None:
+    """UTF-8 text, None when ``errors='skip'`` drops it, or an InputError naming the byte offset."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if errors == "replace":
+            return data.decode("utf-8", errors="replace")
+        if errors == "skip":
+            return None
+        raise InputError(
+            f"{path}{where()}: invalid UTF-8 at byte offset {base + exc.start:,}. Fix the file, "
+            f"or pass --errors replace (U+FFFD) or --errors skip (drop the {unit})."
+        ) from None
+
+
+def _read_txt(piece: Piece, stats: ReadStats, errors: Errors) -> Iterator[str]:
+    with open(piece.path, "rb") as fh:
+        data = fh.read()
+    stats.bytes += len(data)
+    if b"\x00" in data[:8192]:
+        if errors == "skip":
+            stats.binary += 1
+            return
+        raise InputError(
+            f"{piece.path}: looks like a binary file (NUL byte in the first 8 KiB), not text. "
+            "Remove it from the inputs, or pass --errors skip."
+        )
+    text = _decode(data, piece.path, str, 0, errors, "document")
+    if text is None:
+        stats.invalid_utf8 += 1
+        return
+    yield text
+
+
+def _jsonl_text(line: bytes, piece: Piece, offset: int, text_field: str, errors: Errors,
+                stats: ReadStats) -> str | None:
+    def where() -> str:
+        return f":{_line_number(piece.path, offset)}"
+
+    text = _decode(line, piece.path, where, offset, errors, "line")
+    if text is None:
+        stats.invalid_utf8 += 1
+        return None
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(
+            f"{piece.path}{where()}: malformed JSON ({exc.msg}, column {exc.colno}). "
+            "Each line must be one JSON object."
+        ) from None
+    if not isinstance(record, dict) or text_field not in record:
+        raise InputError(
+            f"{piece.path}{where()}: no field '{text_field}' in this record. "
+            "Name the text field with --text-field."
+        )
+    value = record[text_field]
+    if not isinstance(value, str):
+        raise InputError(
+            f"{piece.path}{where()}: field '{text_field}' is {type(value).__name__}, not a string."
+        )
+    return value
+
+
+def _read_jsonl(piece: Piece, stats: ReadStats, errors: Errors, text_field: str) -> Iterator[str]:
+    if piece.kind == "jsonl.gz":
+        fh = gzip.open(piece.path, "rb")
+    else:
+        fh = open(piece.path, "rb")  # noqa: SIM115 - closed below
+        fh.seek(piece.start)
+    with fh:
+        offset = piece.start
+        while piece.kind == "jsonl.gz" or offset < piece.end:
+            line = fh.readline()
+            if not line:
+                break
+            stats.bytes += len(line)
+            if b"\x00" in line:
+                raise InputError(
+                    f"{piece.path}:{_line_number(piece.path, offset)}: NUL byte; this looks like "
+                    "a binary file, not JSON lines. Remove it from the inputs."
+                )
+            if line.strip():
+                text = _jsonl_text(line, piece, offset, text_field, errors, stats)
+                if text is not None:
+                    yield text
+            offset += len(line)
+
+
+def _import_pyarrow_parquet():  # type: ignore[no-untyped-def]
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InputError(
+            "reading .parquet needs pyarrow. Fix: pip install 'gptdata[parquet]'"
+        ) from None
+    return pq
+
+
+def _read_parquet(piece: Piece, stats: ReadStats, text_field: str) -> Iterator[str]:
+    pq = _import_pyarrow_parquet()
+    pf = pq.ParquetFile(piece.path)
+    if text_field not in pf.schema_arrow.names:
+        raise InputError(
+            f"{piece.path}: no column '{text_field}' (columns: {', '.join(pf.schema_arrow.names)}). "
+            "Name the text column with --text-field."
+        )
+    for group in range(piece.start, piece.end):
+        column = pf.read_row_group(group, columns=[text_field]).column(0)
+        for row, value in enumerate(column.to_pylist()):
+            if value is not None and not isinstance(value, str):
+                raise InputError(
+                    f"{piece.path}: row group {group}, row {row}: '{text_field}' is "
+                    f"{type(value).__name__}, not a string."
+                )
+            text = value or ""
+            stats.bytes += len(text)
+            yield text
+
+
+def read_documents(unit: WorkUnit, *, text_field: str = "text", errors: Errors = "strict",
+                   stats: ReadStats | None = None) -> Iterator[str]:
+    """The non-empty documents of one unit, in order; skipped ones are counted in ``stats``."""
+    stats = stats if stats is not None else ReadStats()
+    if unit.texts is not None:
+        streams: list[Iterator[str]] = [iter(unit.texts)]
+    else:
+        streams = []
+        for piece in unit.pieces:
+            if piece.kind == "txt":
+                streams.append(_read_txt(piece, stats, errors))
+            elif piece.kind == "parquet":
+                streams.append(_read_parquet(piece, stats, text_field))
+            else:
+                streams.append(_read_jsonl(piece, stats, errors, text_field))
+    for stream in streams:
+        for text in stream:
+            if text:
+                yield text
+            else:
+                stats.empty += 1
+
+
+def chunk_texts(texts: Iterator[str], *, unit_bytes: int = 16 << 20) -> Iterator[WorkUnit]:
+    """Python-API documents -> work units of about ``unit_bytes`` characters."""
+    batch: list[str] = []
+    size = 0
+    index = 0
+    for text in texts:
+        if not isinstance(text, str):
+            raise InputError(f"document {index} is {type(text).__name__}, not str.")
+        batch.append(text)
+        size += len(text)
+        if size >= unit_bytes:
+            yield WorkUnit(index, (), tuple(batch))
+            index, batch, size = index + 1, [], 0
+    if batch:
+        yield WorkUnit(index, (), tuple(batch))

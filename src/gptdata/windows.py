@@ -1,0 +1,167 @@
+"""Sliding windows over a token array: next-token (input, target) pairs, computed on demand.
+
+The semantics are exactly the classic ``GPTDatasetV1``: window starts ``range(0, N - max_length,
+stride)``, input ``ids[i : i + max_length]``, target ``ids[i + 1 : i + max_length + 1]``. The
+classic class builds two tensors per window up front (GBs for stride=1 on a few MB of text); this
+one stores nothing per window, so building it is O(1) and item k is cut when asked for.
+
+    >>> ds = SlidingWindowDataset([1, 2, 3, 4, 5], max_length=2, stride=2)
+    >>> len(ds), ds[0], ds[1]
+    (2, (tensor([1, 2]), tensor([2, 3])), (tensor([3, 4]), tensor([4, 5])))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .store import Split
+from .tokenizers import Tokenizer, get_tokenizer
+
+
+class ArrayTokens:
+    """A 1-D in-memory token array with the same ``gather`` as a store ``Split``."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+        self._fingerprint: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.array[key]
+
+    def gather(self, starts: np.ndarray, length: int) -> np.ndarray:
+        return self.array[np.asarray(starts)[:, None] + np.arange(length)]  # (B, length)
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            digest = hashlib.sha256(np.ascontiguousarray(self.array).tobytes()).hexdigest()
+            self._fingerprint = f"sha256:{digest}"
+        return self._fingerprint
+
+
+def as_tokens(source: Any, tokenizer: str | Tokenizer = "gpt2") -> Split | ArrayTokens:
+    """A store split, numpy array, list of IDs, 1-D tensor, or raw text -> a gatherable array."""
+    if isinstance(source, (Split, ArrayTokens)):
+        return source
+    if isinstance(source, str):
+        return ArrayTokens(np.asarray(get_tokenizer(tokenizer).encode(source), dtype=np.int64))
+    if isinstance(source, torch.Tensor):
+        source = source.detach().cpu().numpy()
+    array = np.asarray(source)
+    if array.ndim != 1:
+        raise ValueError(f"token IDs must be 1-D, got shape {array.shape}. Flatten them first.")
+    if array.size and not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"token IDs must be integers, got dtype {array.dtype}.")
+    return ArrayTokens(array.astype(np.int64, copy=False))
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How the windows use the tokens as targets (positions 1..N-1 can ever be targets).
+
+    10 tokens, max_length=2, stride=4 -> windows at 0, 4; targets 1-2 and 5-6 covered,
+    3-4 a stride gap, 7-9 the tail; overlap x1.00 (no token is a target twice).
+    """
+
+    tokens: int
+    windows: int
+    targets_covered: int
+    targets_never: int
+    gap_tokens: int
+    tail_tokens: int
+    overlap: float
+
+    def __str__(self) -> str:
+        return (f"{self.windows:,} windows over {self.tokens:,} tokens: "
+                f"{self.targets_covered:,} tokens serve as targets, {self.targets_never:,} never "
+                f"({self.gap_tokens:,} in stride gaps, {self.tail_tokens:,} in the tail); "
+                f"overlap x{self.overlap:.2f}")
+
+
+class SlidingWindowDataset:
+    """(input, target) windows of ``max_length`` tokens, ``stride`` apart, cut lazily.
+
+    ``source``: a store split, numpy array, list of IDs, 1-D tensor, or raw text (tokenized
+    with ``tokenizer``). ``dataset[k]`` -> two int64 tensors of shape ``(max_length,)``;
+    ``dataset[[k1, k2, ...]]`` -> two ``(B, max_length)`` tensors in one gather.
+    """
+
+    def __init__(self, source: Any, *, max_length: int, stride: int,
+                 tokenizer: str | Tokenizer = "gpt2") -> None:
+        for name, value in (("max_length", max_length), ("stride", stride)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name}={value!r} must be an integer >= 1.")
+        self.tokens = as_tokens(source, tokenizer)
+        self.max_length, self.stride = int(max_length), int(stride)
+        n = len(self.tokens)
+        if n < self.max_length + 1:
+            raise ValueError(
+                f"max_length={self.max_length} needs at least {self.max_length + 1} tokens, but "
+                f"the source has {n:,}. Lower max_length or add text."
+            )
+        # Same count as len(range(0, n - max_length, stride)).
+        self.n_windows = (n - self.max_length + self.stride - 1) // self.stride
+        if self.stride > self.max_length and self.n_windows > 1:
+            gap = (self.stride - self.max_length) * (self.n_windows - 1)
+            warnings.warn(f"stride={self.stride} > max_length={self.max_length} leaves {gap:,} "
+                          "tokens that are never targets. Use stride <= max_length to train on "
+                          "every token.", stacklevel=2)
+
+    def __len__(self) -> int:
+        return self.n_windows
+
+    def __repr__(self) -> str:
+        return (f"SlidingWindowDataset(windows={self.n_windows:,}, max_length={self.max_length}, "
+                f"stride={self.stride}, tokens={len(self.tokens):,})")
+
+    def starts(self, indices: np.ndarray) -> np.ndarray:
+        """Window indices -> token offsets, checking the range."""
+        idx = np.asarray(indices, dtype=np.int64)
+        if idx.size and (idx.min() < -self.n_windows or idx.max() >= self.n_windows):
+            bad = int(idx.min() if idx.min() < -self.n_windows else idx.max())
+            raise IndexError(f"window {bad} is out of range: this dataset has {self.n_windows:,} "
+                             f"windows (0..{self.n_windows - 1}).")
+        idx = np.where(idx < 0, idx + self.n_windows, idx)
+        return idx * self.stride
+
+    def get_batch(self, indices: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """One vectorized gather: B windows -> inputs, targets of shape (B, max_length)."""
+        rows = self.tokens.gather(self.starts(indices), self.max_length + 1)  # (B, L + 1)
+        rows = torch.from_numpy(rows.astype(np.int64, copy=False))
+        return rows[:, :-1], rows[:, 1:]  # (B, L), (B, L)
+
+    def __getitem__(self, index: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(index, (int, np.integer)):
+            inputs, targets = self.get_batch([index])
+            return inputs[0], targets[0]  # (L,), (L,)
+        return self.get_batch(index)
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        # DataLoader's batched fetch: one gather, then split into items for the collate_fn.
+        inputs, targets = self.get_batch(indices)
+        return list(zip(inputs, targets))
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.tokens.fingerprint}:L{self.max_length}:S{self.stride}"
+
+    def coverage(self) -> Coverage:
+        """Targets are positions 1..N-1; window k covers (s_k, s_k + max_length]."""
+        n, L, S, W = len(self.tokens), self.max_length, self.stride, self.n_windows
+        last_end = (W - 1) * S + L  # last target position covered
+        per_window_gap = max(S - L, 0)
+        gap = per_window_gap * (W - 1)
+        covered = W * L - max(L - S, 0) * (W - 1)
+        tail = (n - 1) - last_end
+        never = (n - 1) - covered
+        assert never == gap + tail, (never, gap, tail)
+        return Coverage(n, W, covered, never, gap, tail, W * L / covered)
