@@ -157,7 +157,7 @@ def _cmd_inspect(a: argparse.Namespace) -> int:
 
 
 def _cmd_plan(a: argparse.Namespace) -> int:
-    from .inspect import load_source, plan, plan_report
+    from .inspect import load_source, plan_report, plot
 
     loaded = load_source(a.source, tokenizer=a.tokenizer)
     report, ok = plan_report(loaded, max_length=a.max_length, stride=a.stride,

@@ -132,6 +132,8 @@ def tokenize_unit(unit: WorkUnit, tokenizer: Tokenizer, options: dict[str, Any],
 
     Runs in a worker process (or Ray task); everything it needs travels in the arguments.
     """
+    if delay := os.environ.get("GPTDATA_TEST_UNIT_DELAY"):
+        time.sleep(float(delay))  # lets the kill-and-resume test land its kill mid-run
     folder = Path(side) / "shards"
     dtype = dtype_for(tokenizer.vocab_size)
     vocab_size = tokenizer.vocab_size

@@ -137,10 +137,10 @@ class Split:
         first = int(np.searchsorted(self._starts, start, side="right") - 1)
         for k in range(max(first, 0), len(maps)):
             s0 = int(self._starts[k])
+            if k > 0 and start < s0 <= stop:  # the implied separator at s0 - 1, before shard k
+                parts.append(np.array([self.eot_id], dtype=self.dtype))
             if s0 >= stop:
                 break
-            if k > 0 and start < s0:  # the implied separator before shard k
-                parts.append(np.array([self.eot_id], dtype=self.dtype))
             lo, hi = max(start - s0, 0), min(stop - s0, int(self._sizes[k]))
             if hi > lo:
                 parts.append(np.asarray(maps[k][lo:hi]))
