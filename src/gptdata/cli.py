@@ -35,17 +35,27 @@ EPILOGS = {
 }
 
 
-def _add(sub: argparse._SubParsersAction, name: str, help: str,
-         common: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    return sub.add_parser(name, help=help, description=help, epilog=EPILOGS[name], parents=[common],
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+def _add(
+    sub: argparse._SubParsersAction, name: str, help: str, common: argparse.ArgumentParser
+) -> argparse.ArgumentParser:
+    return sub.add_parser(
+        name,
+        help=help,
+        description=help,
+        epilog=EPILOGS[name],
+        parents=[common],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    p = argparse.ArgumentParser(prog="gptdata", parents=[common],
-                                description="Raw text to training-ready data for GPT-style models.")
+    p = argparse.ArgumentParser(
+        prog="gptdata",
+        parents=[common],
+        description="Raw text to training-ready data for GPT-style models.",
+    )
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     t = _add(sub, "tokenize", "print token IDs and each token's text", common)
@@ -60,17 +70,26 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--val-fraction", type=float, default=0.1)
     pr.add_argument("--shard-tokens", type=int, default=None, help="max tokens per shard file")
     pr.add_argument("--text-field", default="text", help="JSONL/Parquet field with the text")
-    pr.add_argument("--errors", choices=["strict", "replace", "skip"], default="strict",
-                    help="invalid UTF-8: stop (strict), use U+FFFD (replace), drop the document")
+    pr.add_argument(
+        "--errors",
+        choices=["strict", "replace", "skip"],
+        default="strict",
+        help="invalid UTF-8: stop (strict), use U+FFFD (replace), drop the document",
+    )
     pr.add_argument("--seed", type=int, default=0, help="seed of the train/val hash")
     pr.add_argument("--force", action="store_true", help="replace an existing store")
     pr.add_argument("--quiet", action="store_true")
     pr.add_argument("--engine", choices=["local", "ray"], default="local")
-    pr.add_argument("--ray-address", default=None, help="Ray cluster to join (default: auto "
-                    "when RAY_ADDRESS is set, else a local Ray)")
+    pr.add_argument(
+        "--ray-address",
+        default=None,
+        help="Ray cluster to join (default: auto when RAY_ADDRESS is set, else a local Ray)",
+    )
 
-    for verb, helptext in (("info", "print a store's manifest in human terms"),
-                           ("verify", "check a store's structure and sha256 sums")):
+    for verb, helptext in (
+        ("info", "print a store's manifest in human terms"),
+        ("verify", "check a store's structure and sha256 sums"),
+    ):
         v = _add(sub, verb, helptext, common)
         v.add_argument("store")
 
@@ -79,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--tokenizer", default="gpt2")
     i.add_argument("--max-length", type=int, default=4)
     i.add_argument("--start", type=int, default=0, help="token offset to start from")
-    i.add_argument("--stride", type=int, default=None, help="stride for --windows (default max-length)")
+    i.add_argument(
+        "--stride", type=int, default=None, help="stride for --windows (default max-length)"
+    )
     i.add_argument("--windows", action="store_true", help="show dataset (input, target) rows")
     i.add_argument("-n", type=int, default=4, help="number of windows to show")
     i.add_argument("--split", default=None, help="store split (default: the first)")
@@ -115,10 +136,21 @@ def _cmd_tokenize(a: argparse.Namespace) -> int:
 def _cmd_prepare(a: argparse.Namespace) -> int:
     from .prepare import DEFAULT_SHARD_TOKENS, prepare
 
-    store = prepare(a.inputs, a.out, tokenizer=a.tokenizer, workers=a.workers,
-                    val_fraction=a.val_fraction, shard_tokens=a.shard_tokens or DEFAULT_SHARD_TOKENS,
-                    text_field=a.text_field, errors=a.errors, seed=a.seed, force=a.force,
-                    quiet=a.quiet, engine=a.engine, ray_address=a.ray_address)
+    store = prepare(
+        a.inputs,
+        a.out,
+        tokenizer=a.tokenizer,
+        workers=a.workers,
+        val_fraction=a.val_fraction,
+        shard_tokens=a.shard_tokens or DEFAULT_SHARD_TOKENS,
+        text_field=a.text_field,
+        errors=a.errors,
+        seed=a.seed,
+        force=a.force,
+        quiet=a.quiet,
+        engine=a.engine,
+        ray_address=a.ray_address,
+    )
     print(store.describe())
     return 0
 
@@ -131,8 +163,10 @@ def _cmd_store(a: argparse.Namespace) -> int:
         print(store.describe())
     else:
         store.verify()
-        print(f"ok: {a.store} verified ({sum(len(store.split(s)) for s in store.splits):,} tokens, "
-              "structure and sha256 sums)")
+        print(
+            f"ok: {a.store} verified ({sum(len(store.split(s)) for s in store.splits):,} tokens, "
+            "structure and sha256 sums)"
+        )
     return 0
 
 
@@ -147,11 +181,18 @@ def _cmd_inspect(a: argparse.Namespace) -> int:
     if a.windows:
         end = a.start + (a.n - 1) * (a.stride or a.max_length) + a.max_length + 1
         ids = tokens[: min(end, len(tokens))]
-        lines = window_rows(ids, loaded.tokenizer, max_length=a.max_length,
-                            stride=a.stride or a.max_length, start=a.start, count=a.n)
+        lines = window_rows(
+            ids,
+            loaded.tokenizer,
+            max_length=a.max_length,
+            stride=a.stride or a.max_length,
+            start=a.start,
+            count=a.n,
+        )
     else:
-        lines = context_pairs(tokens[a.start : a.start + a.max_length + 1], loaded.tokenizer,
-                              max_length=a.max_length)
+        lines = context_pairs(
+            tokens[a.start : a.start + a.max_length + 1], loaded.tokenizer, max_length=a.max_length
+        )
     print("\n".join(lines))
     return 0
 
@@ -160,9 +201,14 @@ def _cmd_plan(a: argparse.Namespace) -> int:
     from .inspect import load_source, plan_report, plot
 
     loaded = load_source(a.source, tokenizer=a.tokenizer)
-    report, ok = plan_report(loaded, max_length=a.max_length, stride=a.stride,
-                             batch_size=a.batch_size, world_size=a.world_size,
-                             emb_dims=tuple(a.emb_dim))
+    report, ok = plan_report(
+        loaded,
+        max_length=a.max_length,
+        stride=a.stride,
+        batch_size=a.batch_size,
+        world_size=a.world_size,
+        emb_dims=tuple(a.emb_dim),
+    )
     print(report)
     if a.plot:
         plot(loaded, a.plot)
@@ -183,8 +229,15 @@ def _cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"tokenize": _cmd_tokenize, "prepare": _cmd_prepare, "info": _cmd_store,
-            "verify": _cmd_store, "inspect": _cmd_inspect, "plan": _cmd_plan, "demo": _cmd_demo}
+COMMANDS = {
+    "tokenize": _cmd_tokenize,
+    "prepare": _cmd_prepare,
+    "info": _cmd_store,
+    "verify": _cmd_store,
+    "inspect": _cmd_inspect,
+    "plan": _cmd_plan,
+    "demo": _cmd_demo,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,8 +13,14 @@ from .inspect import context_pairs, escape, sample_text
 from .tokenizers import SimpleTokenizer, get_tokenizer
 
 
-def run_demo(text: str | None = None, *, out: TextIO = sys.stdout, batch_size: int = 8,
-             max_length: int = 4, emb_dim: int = 256) -> None:
+def run_demo(
+    text: str | None = None,
+    *,
+    out: TextIO = sys.stdout,
+    batch_size: int = 8,
+    max_length: int = 4,
+    emb_dim: int = 256,
+) -> None:
     """Print the whole path on ``text`` (default: the sample text shipped in the package)."""
     text = sample_text() if text is None else text
 
@@ -23,14 +29,18 @@ def run_demo(text: str | None = None, *, out: TextIO = sys.stdout, batch_size: i
 
     heading("1. Simple tokenizer: vocabulary built from the text")
     simple = SimpleTokenizer.from_text(text)
-    print(f"vocabulary size: {simple.vocab_size:,} ({simple.vocab_size - 2:,} words and "
-          f"punctuation + <|endoftext|> + <|unk|>)", file=out)
+    print(
+        f"vocabulary size: {simple.vocab_size:,} ({simple.vocab_size - 2:,} words and "
+        f"punctuation + <|endoftext|> + <|unk|>)",
+        file=out,
+    )
     shown = list(enumerate(simple.vocab))[:8] + list(enumerate(simple.vocab))[-2:]
     for i, word in shown:
         print(f"  {i:>5}  {word!r}", file=out)
-    first = text.split("\n")[0][:60]
-    ids = simple.encode(first)
-    print(f"encode {first!r}\n  -> {ids}\ndecode -> {simple.decode(ids)!r}", file=out)
+    first = text.strip().split(". ")[0] + "."
+    for sentence in (first, "Hello, lighthouse keeper."):  # the second has unknown words
+        ids = simple.encode(sentence)
+        print(f"encode {sentence!r}\n  -> {ids}\n  decode -> {simple.decode(ids)!r}", file=out)
 
     heading("2. GPT-2 byte-pair encoding")
     gpt2 = get_tokenizer("gpt2")
@@ -48,10 +58,13 @@ def run_demo(text: str | None = None, *, out: TextIO = sys.stdout, batch_size: i
     from .embeddings import GPTEmbedding
     from .loader import create_dataloader
 
-    heading(f"4. First batch: batch_size={batch_size}, max_length={max_length}, "
-            f"stride={max_length}, no shuffle")
-    loader = create_dataloader(ids, batch_size=batch_size, max_length=max_length,
-                               stride=max_length, shuffle=False)
+    heading(
+        f"4. First batch: batch_size={batch_size}, max_length={max_length}, "
+        f"stride={max_length}, no shuffle"
+    )
+    loader = create_dataloader(
+        ids, batch_size=batch_size, max_length=max_length, stride=max_length, shuffle=False
+    )
     inputs, targets = next(iter(loader))
     print(f"{len(loader):,} batches per epoch", file=out)
     print(f"inputs  {tuple(inputs.shape)}:\n{inputs}", file=out)

@@ -28,15 +28,19 @@ def check_token_ids(token_ids: torch.Tensor, vocab_size: int) -> None:
     if not isinstance(token_ids, torch.Tensor):
         raise TypeError(f"token_ids must be a torch.Tensor, got {type(token_ids).__name__}.")
     if token_ids.is_floating_point() or token_ids.dtype == torch.bool:
-        raise TypeError(f"token_ids have dtype {token_ids.dtype}; embedding lookups need integer "
-                        "IDs. Use token_ids.long() (torch.long).")
+        raise TypeError(
+            f"token_ids have dtype {token_ids.dtype}; embedding lookups need integer "
+            "IDs. Use token_ids.long() (torch.long)."
+        )
     if token_ids.numel():
         top, low = int(token_ids.max()), int(token_ids.min())
         if top >= vocab_size or low < 0:
             bad = top if top >= vocab_size else low
-            raise IndexError(f"token ID {bad} is outside the embedding table: vocab_size="
-                             f"{vocab_size:,} allows 0..{vocab_size - 1}. Use the tokenizer the "
-                             "table was sized for, or a larger vocab_size.")
+            raise IndexError(
+                f"token ID {bad} is outside the embedding table: vocab_size="
+                f"{vocab_size:,} allows 0..{vocab_size - 1}. Use the tokenizer the "
+                "table was sized for, or a larger vocab_size."
+            )
 
 
 def sinusoidal_table(context_length: int, emb_dim: int) -> torch.Tensor:
@@ -45,8 +49,9 @@ def sinusoidal_table(context_length: int, emb_dim: int) -> torch.Tensor:
     Even columns sin(pos / 10000^(2i/emb_dim)), odd columns the cosine of the same angle.
     """
     pos = torch.arange(context_length, dtype=torch.float32)[:, None]  # (T, 1)
-    freq = torch.exp(torch.arange(0, emb_dim, 2, dtype=torch.float32)
-                     * (-math.log(10000.0) / emb_dim))  # (ceil(C/2),)
+    freq = torch.exp(
+        torch.arange(0, emb_dim, 2, dtype=torch.float32) * (-math.log(10000.0) / emb_dim)
+    )  # (ceil(C/2),)
     table = torch.zeros(context_length, emb_dim)  # (T, C)
     table[:, 0::2] = torch.sin(pos * freq)
     table[:, 1::2] = torch.cos(pos * freq[: emb_dim // 2])
@@ -60,15 +65,27 @@ class GPTEmbedding(nn.Module):
     ``nn.Embedding(vocab_size, emb_dim)`` made after the same seed.
     """
 
-    def __init__(self, vocab_size: int, emb_dim: int, context_length: int, *,
-                 positional: Positional = "learned", dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        emb_dim: int,
+        context_length: int,
+        *,
+        positional: Positional = "learned",
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__()
-        for name, value in (("vocab_size", vocab_size), ("emb_dim", emb_dim),
-                            ("context_length", context_length)):
+        for name, value in (
+            ("vocab_size", vocab_size),
+            ("emb_dim", emb_dim),
+            ("context_length", context_length),
+        ):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} must be an integer >= 1.")
         if positional not in ("learned", "sinusoidal", "none"):
-            raise ValueError(f"positional={positional!r}: choose 'learned', 'sinusoidal' or 'none'.")
+            raise ValueError(
+                f"positional={positional!r}: choose 'learned', 'sinusoidal' or 'none'."
+            )
         self.vocab_size, self.emb_dim, self.context_length = vocab_size, emb_dim, context_length
         self.positional = positional
         self.tok_emb = nn.Embedding(vocab_size, emb_dim)  # (vocab_size, emb_dim)
@@ -76,8 +93,9 @@ class GPTEmbedding(nn.Module):
         if positional == "learned":
             self.pos_emb = nn.Embedding(context_length, emb_dim)  # (context_length, emb_dim)
         elif positional == "sinusoidal":
-            self.register_buffer("pos_table", sinusoidal_table(context_length, emb_dim),
-                                 persistent=False)
+            self.register_buffer(
+                "pos_table", sinusoidal_table(context_length, emb_dim), persistent=False
+            )
         self.drop = nn.Dropout(dropout)
 
     def position_table(self, length: int) -> torch.Tensor | None:
@@ -91,11 +109,15 @@ class GPTEmbedding(nn.Module):
     def forward(self, token_ids: torch.Tensor) -> torch.Tensor:
         check_token_ids(token_ids, self.vocab_size)
         if token_ids.dim() != 2:
-            raise ValueError(f"token_ids must be (batch, length), got shape {tuple(token_ids.shape)}.")
+            raise ValueError(
+                f"token_ids must be (batch, length), got shape {tuple(token_ids.shape)}."
+            )
         T = token_ids.shape[1]
         if T > self.context_length:
-            raise ValueError(f"sequence length {T} > context_length={self.context_length}. "
-                             "Cut windows with max_length <= context_length, or build a larger table.")
+            raise ValueError(
+                f"sequence length {T} > context_length={self.context_length}. "
+                "Cut windows with max_length <= context_length, or build a larger table."
+            )
         x = self.tok_emb(token_ids)  # (B, T) -> (B, T, C)
         pos = self.position_table(T)  # (T, C) or None
         if pos is not None:
@@ -116,7 +138,9 @@ class RotaryEmbedding(nn.Module):
     def __init__(self, head_dim: int, context_length: int, *, base: float = 10000.0) -> None:
         super().__init__()
         if head_dim < 2 or head_dim % 2:
-            raise ValueError(f"head_dim={head_dim} must be even and >= 2 (channels rotate in pairs).")
+            raise ValueError(
+                f"head_dim={head_dim} must be even and >= 2 (channels rotate in pairs)."
+            )
         self.head_dim, self.context_length = head_dim, context_length
         inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)  # (D/2,)
         angles = torch.arange(context_length, dtype=torch.float32)[:, None] * inv_freq  # (T, D/2)
@@ -129,8 +153,10 @@ class RotaryEmbedding(nn.Module):
         if x.shape[-1] != self.head_dim:
             raise ValueError(f"last dimension {x.shape[-1]} != head_dim={self.head_dim}.")
         if offset + T > self.context_length:
-            raise ValueError(f"positions up to {offset + T - 1} need context_length > "
-                             f"{offset + T - 1}, but it is {self.context_length}.")
+            raise ValueError(
+                f"positions up to {offset + T - 1} need context_length > "
+                f"{offset + T - 1}, but it is {self.context_length}."
+            )
         cos = self.cos[offset : offset + T].to(x.dtype)  # (T, D)
         sin = self.sin[offset : offset + T].to(x.dtype)  # (T, D)
         half = self.head_dim // 2

@@ -63,15 +63,19 @@ def load_source(source: str | os.PathLike[str], *, tokenizer: str | Tokenizer = 
         tok = get_tokenizer(tokenizer)
         if tok.fingerprint != store.fingerprint:
             if store.tokenizer_name != "gpt2":
-                raise ValueError(f"{path} was made with tokenizer {store.tokenizer_name}; pass "
-                                 "the same one with --tokenizer.")
+                raise ValueError(
+                    f"{path} was made with tokenizer {store.tokenizer_name}; pass "
+                    "the same one with --tokenizer."
+                )
             tok = get_tokenizer("gpt2")
         splits = {name: store.split(name) for name in store.splits if store.split(name).n_tokens}
         docs = {name: sp.document_lengths() for name, sp in splits.items()}
         return Loaded(splits, tok, docs)
     if path.is_dir():
-        raise ValueError(f"{path} is a folder without {MANIFEST}: not a token store. Run "
-                         f"gptdata prepare {path} -o STORE first, or pass a text file.")
+        raise ValueError(
+            f"{path} is a folder without {MANIFEST}: not a token store. Run "
+            f"gptdata prepare {path} -o STORE first, or pass a text file."
+        )
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist. Pass a text file or a token store.")
     try:
@@ -98,21 +102,26 @@ def context_pairs(ids: Any, tok: Tokenizer, *, max_length: int = 4) -> list[str]
     return lines
 
 
-def window_rows(ids: Any, tok: Tokenizer, *, max_length: int, stride: int, start: int = 0,
-                count: int = 4) -> list[str]:
+def window_rows(
+    ids: Any, tok: Tokenizer, *, max_length: int, stride: int, start: int = 0, count: int = 4
+) -> list[str]:
     """The dataset's (input, target) rows from ``start``, as IDs and text."""
     from .windows import SlidingWindowDataset
 
     n = len(ids)
     if n - start < max_length + 1:
-        raise ValueError(f"max_length={max_length} needs {max_length + 1} tokens after "
-                         f"--start {start}, but only {max(n - start, 0)} remain.")
+        raise ValueError(
+            f"max_length={max_length} needs {max_length + 1} tokens after "
+            f"--start {start}, but only {max(n - start, 0)} remain."
+        )
     ds = SlidingWindowDataset(np.asarray(ids[start:]), max_length=max_length, stride=stride)
     lines = []
     for k in range(min(count, len(ds))):
         x, y = ds[k]
         xs, ys = x.tolist(), y.tolist()
-        lines.append(f"window {k} (tokens {start + k * stride}..{start + k * stride + max_length}):")
+        lines.append(
+            f"window {k} (tokens {start + k * stride}..{start + k * stride + max_length}):"
+        )
         lines.append(f"  input  {xs}")
         lines.append(f"  target {ys}")
         lines.append(f"  input  {_text(tok, xs)!s}")
@@ -125,9 +134,16 @@ def embedding_params(vocab_size: int, context_length: int, emb_dim: int) -> int:
     return (vocab_size + context_length) * emb_dim
 
 
-def plan_report(loaded: Loaded, *, max_length: int, stride: int, batch_size: int,
-                world_size: int = 1, drop_last: bool = True,
-                emb_dims: tuple[int, ...] = (256,)) -> tuple[str, bool]:
+def plan_report(
+    loaded: Loaded,
+    *,
+    max_length: int,
+    stride: int,
+    batch_size: int,
+    world_size: int = 1,
+    drop_last: bool = True,
+    emb_dims: tuple[int, ...] = (256,),
+) -> tuple[str, bool]:
     """Per split: tokens, documents, windows, batches per epoch (per rank), unused tokens.
 
     Returns the report and whether every split yields at least one batch.
@@ -142,26 +158,37 @@ def plan_report(loaded: Loaded, *, max_length: int, stride: int, batch_size: int
         docs = len(loaded.documents[name])
         lines.append(f"split {name}: {n:,} tokens, {docs:,} documents")
         if n < max_length + 1:
-            lines.append(f"  0 windows: max_length={max_length} needs {max_length + 1} tokens. "
-                         "Lower --max-length or add text.")
+            lines.append(
+                f"  0 windows: max_length={max_length} needs {max_length + 1} tokens. "
+                "Lower --max-length or add text."
+            )
             ok = False
             continue
-        ds = SlidingWindowDataset(tokens if not isinstance(tokens, np.ndarray) else tokens,
-                                  max_length=max_length, stride=stride)
+        ds = SlidingWindowDataset(
+            tokens if not isinstance(tokens, np.ndarray) else tokens,
+            max_length=max_length,
+            stride=stride,
+        )
         cov = ds.coverage()
         per_rank = len(ds) // world_size if drop_last else math.ceil(len(ds) / world_size)
         batches = per_rank // batch_size if drop_last else math.ceil(per_rank / batch_size)
         rank_note = f" per rank ({world_size} ranks)" if world_size > 1 else ""
         lines.append(f"  windows            {len(ds):,} (max_length={max_length}, stride={stride})")
         lines.append(f"  batches per epoch  {batches:,}{rank_note} (batch_size={batch_size})")
-        lines.append(f"  never a target     {cov.targets_never:,} tokens "
-                     f"({cov.gap_tokens:,} in stride gaps, {cov.tail_tokens:,} in the tail)")
+        lines.append(
+            f"  never a target     {cov.targets_never:,} tokens "
+            f"({cov.gap_tokens:,} in stride gaps, {cov.tail_tokens:,} in the tail)"
+        )
         lines.append(f"  overlap            x{cov.overlap:.2f} (targets per covered token)")
         if batches == 0:
             ok = False
-            lines.append(f"  0 batches: {per_rank:,} windows{rank_note} < batch_size={batch_size}. "
-                         "Lower --batch-size, --max-length or --stride, or add text.")
-    lines.append(f"embedding tables (vocab_size {vocab:,}, context_length {max_length:,}, float32):")
+            lines.append(
+                f"  0 batches: {per_rank:,} windows{rank_note} < batch_size={batch_size}. "
+                "Lower --batch-size, --max-length or --stride, or add text."
+            )
+    lines.append(
+        f"embedding tables (vocab_size {vocab:,}, context_length {max_length:,}, float32):"
+    )
     for d in emb_dims:
         p = embedding_params(vocab, max_length, d)
         lines.append(f"  emb_dim {d:>6,}: {p:>15,} parameters, {p * 4 / 2**20:>10,.1f} MiB")
@@ -178,9 +205,12 @@ def plot(loaded: Loaded, path: str | os.PathLike[str]) -> None:
     except ImportError:
         raise RuntimeError("--plot needs matplotlib. Fix: pip install 'gptdata[plot]'") from None
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    # Document lengths span orders of magnitude: log-spaced bins, shared by all splits.
+    longest = max(int(d.max()) for d in loaded.documents.values() if len(d))
+    bins = np.unique(np.logspace(0, np.log10(max(longest, 2)) + 0.01, 40).astype(int))
+    ax1.set_xscale("log")
     for name, tokens in loaded.splits.items():
-        lengths = loaded.documents[name]
-        ax1.hist(lengths, bins=min(50, max(len(lengths), 1)), alpha=0.6, label=name)
+        ax1.hist(loaded.documents[name], bins=bins, alpha=0.6, label=name)
         counts = np.zeros(loaded.tokenizer.vocab_size, dtype=np.int64)
         chunks = tokens.iter_chunks() if hasattr(tokens, "iter_chunks") else [tokens]
         for chunk in chunks:

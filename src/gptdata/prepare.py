@@ -67,16 +67,18 @@ def split_of(text: str, val_fraction: float, seed: int) -> str:
     """'train' or 'val' from a seeded hash of the content, so adding data never moves a document."""
     if val_fraction <= 0:
         return "train"
-    h = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8,
-                        person=f"gptdata{seed}"[:16].encode())
+    h = hashlib.blake2b(
+        text.encode("utf-8", "surrogatepass"), digest_size=8, person=f"gptdata{seed}"[:16].encode()
+    )
     return "val" if int.from_bytes(h.digest(), "little") < val_fraction * 2.0**64 else "train"
 
 
 class _PartWriter:
     """Writes one split of one unit into shard parts of at most ``shard_tokens`` tokens."""
 
-    def __init__(self, folder: Path, stem: str, dtype: np.dtype, eot_id: int | None,
-                 shard_tokens: int) -> None:
+    def __init__(
+        self, folder: Path, stem: str, dtype: np.dtype, eot_id: int | None, shard_tokens: int
+    ) -> None:
         self.folder, self.stem, self.dtype, self.shard_tokens = folder, stem, dtype, shard_tokens
         self.sep = np.array([eot_id if eot_id is not None else 0], dtype=dtype).tobytes()
         self.parts: list[dict[str, Any]] = []
@@ -113,11 +115,16 @@ class _PartWriter:
         (self.folder / f"{self._name}.idx.tmp").write_bytes(index)
         for ext in ("bin", "idx"):
             os.replace(self.folder / f"{self._name}.{ext}.tmp", self.folder / f"{self._name}.{ext}")
-        self.parts.append({
-            "file": f"shards/{self._name}.bin", "index": f"shards/{self._name}.idx",
-            "tokens": self._tokens, "documents": len(self._ends),
-            "sha256": self._hash.hexdigest(), "index_sha256": hashlib.sha256(index).hexdigest(),
-        })
+        self.parts.append(
+            {
+                "file": f"shards/{self._name}.bin",
+                "index": f"shards/{self._name}.idx",
+                "tokens": self._tokens,
+                "documents": len(self._ends),
+                "sha256": self._hash.hexdigest(),
+                "index_sha256": hashlib.sha256(index).hexdigest(),
+            }
+        )
         self._fh = None
 
     def finish(self) -> list[dict[str, Any]]:
@@ -126,8 +133,9 @@ class _PartWriter:
         return self.parts
 
 
-def tokenize_unit(unit: WorkUnit, tokenizer: Tokenizer, options: dict[str, Any],
-                  side: str) -> dict[str, Any]:
+def tokenize_unit(
+    unit: WorkUnit, tokenizer: Tokenizer, options: dict[str, Any], side: str
+) -> dict[str, Any]:
     """Tokenize one work unit into its shard files and return (and record) its metadata.
 
     Runs in a worker process (or Ray task); everything it needs travels in the arguments.
@@ -137,34 +145,45 @@ def tokenize_unit(unit: WorkUnit, tokenizer: Tokenizer, options: dict[str, Any],
     folder = Path(side) / "shards"
     dtype = dtype_for(tokenizer.vocab_size)
     vocab_size = tokenizer.vocab_size
-    writers = {s: _PartWriter(folder, f"{unit.index:05d}.{s}", dtype, tokenizer.eot_id,
-                              options["shard_tokens"]) for s in ("train", "val")}
+    writers = {
+        s: _PartWriter(
+            folder, f"{unit.index:05d}.{s}", dtype, tokenizer.eot_id, options["shard_tokens"]
+        )
+        for s in ("train", "val")
+    }
     stats = ReadStats()
     tokens = 0
 
     def flush(batch: list[str]) -> None:
         nonlocal tokens
-        for text, ids in zip(batch, map(tokenizer.encode, batch)):
+        for text, ids in zip(batch, map(tokenizer.encode, batch), strict=True):
             arr = np.asarray(ids, dtype=np.int64)
             if arr.size and (arr.max() >= vocab_size or arr.min() < 0):
                 bad = int(arr.max() if arr.max() >= vocab_size else arr.min())
-                raise ValueError(f"tokenizer {tokenizer.name} produced ID {bad}, outside "
-                                 f"0..{vocab_size - 1}; refusing to write a wrapped-around store.")
+                raise ValueError(
+                    f"tokenizer {tokenizer.name} produced ID {bad}, outside "
+                    f"0..{vocab_size - 1}; refusing to write a wrapped-around store."
+                )
             tokens += arr.size
             writers[split_of(text, options["val_fraction"], options["seed"])].add(arr.astype(dtype))
 
     batch: list[str] = []
     size = 0
-    for text in read_documents(unit, text_field=options["text_field"], errors=options["errors"],
-                               stats=stats):
+    for text in read_documents(
+        unit, text_field=options["text_field"], errors=options["errors"], stats=stats
+    ):
         batch.append(text)
         size += len(text)
         if size >= BATCH_CHARS:
             flush(batch)
             batch, size = [], 0
     flush(batch)
-    result = {"index": unit.index, "tokens": tokens, "stats": asdict(stats),
-              "parts": {s: w.finish() for s, w in writers.items()}}
+    result = {
+        "index": unit.index,
+        "tokens": tokens,
+        "stats": asdict(stats),
+        "parts": {s: w.finish() for s, w in writers.items()},
+    }
     write_json_atomic(Path(side) / "units" / f"{unit.index:05d}.json", result)
     return result
 
@@ -172,15 +191,17 @@ def tokenize_unit(unit: WorkUnit, tokenizer: Tokenizer, options: dict[str, Any],
 class Executor(Protocol):
     """Runs ``fn(unit)`` for each unit and yields results as they complete (any order)."""
 
-    def run(self, fn: Callable[[WorkUnit], dict[str, Any]],
-            units: Iterable[WorkUnit]) -> Iterator[dict[str, Any]]: ...
+    def run(
+        self, fn: Callable[[WorkUnit], dict[str, Any]], units: Iterable[WorkUnit]
+    ) -> Iterator[dict[str, Any]]: ...
 
 
 class InlineExecutor:
     """One process, in order: what --workers 1 uses, and the easiest to debug."""
 
-    def run(self, fn: Callable[[WorkUnit], dict[str, Any]],
-            units: Iterable[WorkUnit]) -> Iterator[dict[str, Any]]:
+    def run(
+        self, fn: Callable[[WorkUnit], dict[str, Any]], units: Iterable[WorkUnit]
+    ) -> Iterator[dict[str, Any]]:
         for unit in units:
             yield fn(unit)
 
@@ -191,8 +212,9 @@ class LocalExecutor:
     def __init__(self, workers: int) -> None:
         self.workers = workers
 
-    def run(self, fn: Callable[[WorkUnit], dict[str, Any]],
-            units: Iterable[WorkUnit]) -> Iterator[dict[str, Any]]:
+    def run(
+        self, fn: Callable[[WorkUnit], dict[str, Any]], units: Iterable[WorkUnit]
+    ) -> Iterator[dict[str, Any]]:
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         pool = ProcessPoolExecutor(max_workers=self.workers)
@@ -238,7 +260,9 @@ class _Progress:
         if self.total:
             frac = min(self.bytes / self.total, 1.0)
             eta = (dt / frac - dt) if frac > 0 else 0.0
-            line = f"prepare  {frac:6.1%}  " + line[9:] + f"  ETA {int(eta) // 60}:{int(eta) % 60:02d}"
+            line = (
+                f"prepare  {frac:6.1%}  " + line[9:] + f"  ETA {int(eta) // 60}:{int(eta) % 60:02d}"
+            )
         print(line.ljust(79), end=end, file=sys.stderr, flush=True)
 
     def close(self) -> None:
@@ -297,8 +321,14 @@ def prepare(
     if (inputs is None) == (texts is None):
         raise ValueError("give either inputs (files, folders, globs) or texts=, not both/neither.")
     tok = get_tokenizer(tokenizer)
-    options = {"tokenizer": tok.name, "val_fraction": val_fraction, "seed": seed,
-               "shard_tokens": shard_tokens, "text_field": text_field, "errors": errors}
+    options = {
+        "tokenizer": tok.name,
+        "val_fraction": val_fraction,
+        "seed": seed,
+        "shard_tokens": shard_tokens,
+        "text_field": text_field,
+        "errors": errors,
+    }
 
     if texts is not None:
         total_bytes = None
@@ -311,10 +341,17 @@ def prepare(
         planned = plan_units(files, unit_bytes=unit_bytes_for(total_bytes))
         units = planned
         inputs_meta = [{"path": f.path, "bytes": f.size} for f in files]
-        plan_ident = {"units": [[list(p) for p in u.pieces] for u in planned],
-                      "mtimes": [os.stat(f.path).st_mtime_ns for f in files]}
-    plan_doc = {"format": FORMAT, "version": VERSION, "fingerprint": tok.fingerprint,
-                "options": options, "plan": plan_ident}
+        plan_ident = {
+            "units": [[list(p) for p in u.pieces] for u in planned],
+            "mtimes": [os.stat(f.path).st_mtime_ns for f in files],
+        }
+    plan_doc = {
+        "format": FORMAT,
+        "version": VERSION,
+        "fingerprint": tok.fingerprint,
+        "options": options,
+        "plan": plan_ident,
+    }
     plan_id = hashlib.sha256(json.dumps(plan_doc, sort_keys=True).encode()).hexdigest()
 
     side = Path(str(out) + ".partial")
@@ -365,14 +402,18 @@ def prepare(
         raise
     finally:
         progress.close()
-    store = _commit(out, side, tok, options, inputs_meta, [results[i] for i in sorted(results)],
-                    force=force)
+    store = _commit(
+        out, side, tok, options, inputs_meta, [results[i] for i in sorted(results)], force=force
+    )
     if not quiet:
         secs = time.perf_counter() - t0
         n_tok = sum(r["tokens"] for r in results.values())
         n_docs = sum(store.split(s).n_documents for s in store.splits)
-        print(f"prepared {out}: {n_docs:,} documents, {n_tok:,} tokens in {secs:,.1f} s "
-              f"({n_tok / max(secs, 1e-9):,.0f} tokens/s)", file=sys.stderr)
+        print(
+            f"prepared {out}: {n_docs:,} documents, {n_tok:,} tokens in {secs:,.1f} s "
+            f"({n_tok / max(secs, 1e-9):,.0f} tokens/s)",
+            file=sys.stderr,
+        )
     return store
 
 
@@ -386,8 +427,9 @@ class _UnitTask:
         return tokenize_unit(unit, self.tokenizer, self.options, self.side)
 
 
-def _tail_split(side: Path, part: dict[str, Any], dtype: np.dtype, val_fraction: float,
-                stem: str) -> dict[str, list[dict[str, Any]]]:
+def _tail_split(
+    side: Path, part: dict[str, Any], dtype: np.dtype, val_fraction: float, stem: str
+) -> dict[str, list[dict[str, Any]]]:
     """One document only: train keeps the head, val the last ``val_fraction`` of its tokens."""
     tokens = np.fromfile(side / part["file"], dtype=dtype)
     n_val = int(len(tokens) * val_fraction)
@@ -400,16 +442,29 @@ def _tail_split(side: Path, part: dict[str, Any], dtype: np.dtype, val_fraction:
         index = np.array([len(chunk)], dtype="<u8").tobytes()
         (side / "shards" / f"{name}.bin").write_bytes(data)
         (side / "shards" / f"{name}.idx").write_bytes(index)
-        out[split] = [{"file": f"shards/{name}.bin", "index": f"shards/{name}.idx",
-                       "tokens": len(chunk), "documents": 1,
-                       "sha256": hashlib.sha256(data).hexdigest(),
-                       "index_sha256": hashlib.sha256(index).hexdigest()}]
+        out[split] = [
+            {
+                "file": f"shards/{name}.bin",
+                "index": f"shards/{name}.idx",
+                "tokens": len(chunk),
+                "documents": 1,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "index_sha256": hashlib.sha256(index).hexdigest(),
+            }
+        ]
     return out
 
 
-def _commit(out: Path, side: Path, tok: Tokenizer, options: dict[str, Any],
-            inputs_meta: list[dict[str, Any]], results: list[dict[str, Any]], *,
-            force: bool) -> TokenStore:
+def _commit(
+    out: Path,
+    side: Path,
+    tok: Tokenizer,
+    options: dict[str, Any],
+    inputs_meta: list[dict[str, Any]],
+    results: list[dict[str, Any]],
+    *,
+    force: bool,
+) -> TokenStore:
     splits: dict[str, list[dict[str, Any]]] = {"train": [], "val": []}
     for r in results:
         for s in splits:
@@ -423,13 +478,18 @@ def _commit(out: Path, side: Path, tok: Tokenizer, options: dict[str, Any],
     if n_docs == 0:
         shutil.rmtree(side, ignore_errors=True)
         skipped = ", ".join(f"{v:,} {k}" for k, v in stats.items() if v) or "nothing"
-        raise InputError(f"empty corpus: no non-empty documents in the inputs (skipped: {skipped}). "
-                         "Check the paths and --text-field.")
-    if tok.eot_id is None and any(len(p) > 1 or (p and p[0]["documents"] > 1)
-                                  for p in splits.values()):
+        raise InputError(
+            f"empty corpus: no non-empty documents in the inputs (skipped: {skipped}). "
+            "Check the paths and --text-field."
+        )
+    if tok.eot_id is None and any(
+        len(p) > 1 or (p and p[0]["documents"] > 1) for p in splits.values()
+    ):
         shutil.rmtree(side, ignore_errors=True)
-        raise ValueError(f"tokenizer {tok.name} has no <|endoftext|> token to put between "
-                         "documents. Add it to the tokenizer's vocabulary.")
+        raise ValueError(
+            f"tokenizer {tok.name} has no <|endoftext|> token to put between "
+            "documents. Add it to the tokenizer's vocabulary."
+        )
     obsolete: list[dict[str, Any]] = []
     if n_docs == 1 and options["val_fraction"] > 0:
         part = (splits["train"] or splits["val"])[0]
@@ -440,12 +500,19 @@ def _commit(out: Path, side: Path, tok: Tokenizer, options: dict[str, Any],
     manifest = {
         "format": FORMAT,
         "version": VERSION,
-        "tokenizer": {"name": tok.name, "fingerprint": tok.fingerprint,
-                      "vocab_size": tok.vocab_size, "eot_id": tok.eot_id},
+        "tokenizer": {
+            "name": tok.name,
+            "fingerprint": tok.fingerprint,
+            "vocab_size": tok.vocab_size,
+            "eot_id": tok.eot_id,
+        },
         "dtype": dtype_for(tok.vocab_size).name,
         "splits": {
-            name: {"tokens": sum(p["tokens"] for p in parts) + max(len(parts) - 1, 0),
-                   "documents": sum(p["documents"] for p in parts), "shards": parts}
+            name: {
+                "tokens": sum(p["tokens"] for p in parts) + max(len(parts) - 1, 0),
+                "documents": sum(p["documents"] for p in parts),
+                "shards": parts,
+            }
             for name, parts in splits.items()
         },
         "options": options,

@@ -136,7 +136,9 @@ def plan_units(files: Sequence[InputFile], *, unit_bytes: int = 16 << 20) -> lis
     for f in files:
         if f.kind == "jsonl" and f.size > unit_bytes:
             cuts = _jsonl_cuts(f.path, f.size, unit_bytes)
-            pieces += [(Piece(f.path, f.kind, a, b), b - a) for a, b in zip(cuts, cuts[1:])]
+            pieces += [
+                (Piece(f.path, f.kind, a, b), b - a) for a, b in zip(cuts, cuts[1:], strict=False)
+            ]
         elif f.kind == "parquet":
             groups = _parquet_groups(f.path)
             weight = f.size // max(len(groups), 1)
@@ -173,8 +175,9 @@ def _line_number(path: str, offset: int) -> int:
         return fh.read(offset).count(b"\n") + 1
 
 
-def _decode(data: bytes, path: str, where: Callable[[], str], base: int, errors: Errors,
-            unit: str) -> str | None:
+def _decode(
+    data: bytes, path: str, where: Callable[[], str], base: int, errors: Errors, unit: str
+) -> str | None:
     """UTF-8 text, None when ``errors='skip'`` drops it, or an InputError naming the byte offset."""
     try:
         return data.decode("utf-8")
@@ -208,8 +211,9 @@ def _read_txt(piece: Piece, stats: ReadStats, errors: Errors) -> Iterator[str]:
     yield text
 
 
-def _jsonl_text(line: bytes, piece: Piece, offset: int, text_field: str, errors: Errors,
-                stats: ReadStats) -> str | None:
+def _jsonl_text(
+    line: bytes, piece: Piece, offset: int, text_field: str, errors: Errors, stats: ReadStats
+) -> str | None:
     def where() -> str:
         return f":{_line_number(piece.path, offset)}"
 
@@ -293,8 +297,13 @@ def _read_parquet(piece: Piece, stats: ReadStats, text_field: str) -> Iterator[s
             yield text
 
 
-def read_documents(unit: WorkUnit, *, text_field: str = "text", errors: Errors = "strict",
-                   stats: ReadStats | None = None) -> Iterator[str]:
+def read_documents(
+    unit: WorkUnit,
+    *,
+    text_field: str = "text",
+    errors: Errors = "strict",
+    stats: ReadStats | None = None,
+) -> Iterator[str]:
     """The non-empty documents of one unit, in order; skipped ones are counted in ``stats``."""
     stats = stats if stats is not None else ReadStats()
     if unit.texts is not None:

@@ -89,8 +89,15 @@ class Split:
     Pickles as paths and counts only; each process opens its own memmaps on first use.
     """
 
-    def __init__(self, root: Path, name: str, shards: list[Shard], dtype: np.dtype,
-                 eot_id: int | None, fingerprint: str) -> None:
+    def __init__(
+        self,
+        root: Path,
+        name: str,
+        shards: list[Shard],
+        dtype: np.dtype,
+        eot_id: int | None,
+        fingerprint: str,
+    ) -> None:
         self.root, self.name, self.shards, self.dtype = root, name, shards, dtype
         self.eot_id = eot_id
         self.fingerprint = fingerprint  # identifies the store and split, for loader state
@@ -109,16 +116,19 @@ class Split:
 
     def _memmaps(self) -> list[np.memmap]:
         if self._maps is None:
-            self._maps = [np.memmap(self.root / s.file, dtype=self.dtype, mode="r")
-                          for s in self.shards]
+            self._maps = [
+                np.memmap(self.root / s.file, dtype=self.dtype, mode="r") for s in self.shards
+            ]
         return self._maps
 
     def __len__(self) -> int:
         return self.n_tokens
 
     def __repr__(self) -> str:
-        return (f"Split({self.name!r}, tokens={self.n_tokens:,}, documents={self.n_documents:,}, "
-                f"shards={len(self.shards)})")
+        return (
+            f"Split({self.name!r}, tokens={self.n_tokens:,}, documents={self.n_documents:,}, "
+            f"shards={len(self.shards)})"
+        )
 
     def __getitem__(self, key: slice | int) -> np.ndarray | int:
         if isinstance(key, (int, np.integer)):
@@ -152,12 +162,14 @@ class Split:
         One fancy index per shard; only windows that cross a shard boundary are cut by hand.
         """
         starts = np.asarray(starts, dtype=np.int64)
-        out = np.empty((len(starts), length), dtype=self.dtype)  # (B, length)
         maps = self._memmaps()
+        offsets = np.arange(length, dtype=np.int64)
+        if len(maps) == 1:  # the common case: no boundary to cross
+            return maps[0][starts[:, None] + offsets]  # (B, length)
+        out = np.empty((len(starts), length), dtype=self.dtype)  # (B, length)
         shard = np.searchsorted(self._starts, starts, side="right") - 1
         local = starts - self._starts[shard]
         inside = local + length <= self._sizes[shard]
-        offsets = np.arange(length, dtype=np.int64)
         for k in np.unique(shard[inside]):
             rows = np.flatnonzero(inside & (shard == k))
             out[rows] = maps[k][local[rows, None] + offsets]  # (b, length)
@@ -167,8 +179,10 @@ class Split:
 
     def document_ends(self) -> np.ndarray:
         """Cumulative document end offsets in split coordinates (int64, one per document)."""
-        ends = [np.fromfile(self.root / s.index, dtype="<u8").astype(np.int64) + self._starts[k]
-                for k, s in enumerate(self.shards)]
+        ends = [
+            np.fromfile(self.root / s.index, dtype="<u8").astype(np.int64) + self._starts[k]
+            for k, s in enumerate(self.shards)
+        ]
         return np.concatenate(ends) if ends else np.empty(0, dtype=np.int64)
 
     def document_lengths(self) -> np.ndarray:
@@ -216,14 +230,21 @@ class TokenStore:
         root = Path(path)
         mpath = root / MANIFEST
         if not mpath.is_file():
-            hint = " A prepare run may still be going, or was killed: run it again to resume." \
-                if Path(str(root) + ".partial").exists() else ""
-            raise StoreError(f"{root}: not a token store (no {MANIFEST}).{hint} "
-                             "Create one with: gptdata prepare INPUT -o STORE")
+            hint = (
+                " A prepare run may still be going, or was killed: run it again to resume."
+                if Path(str(root) + ".partial").exists()
+                else ""
+            )
+            raise StoreError(
+                f"{root}: not a token store (no {MANIFEST}).{hint} "
+                "Create one with: gptdata prepare INPUT -o STORE"
+            )
         try:
             manifest = json.loads(mpath.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise StoreError(f"{mpath}: corrupt manifest ({exc}). Re-run gptdata prepare.") from None
+            raise StoreError(
+                f"{mpath}: corrupt manifest ({exc}). Re-run gptdata prepare."
+            ) from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise StoreError(f"{mpath}: not a gptdata token store manifest (format != {FORMAT!r}).")
         if manifest.get("version") != VERSION:
@@ -234,7 +255,9 @@ class TokenStore:
         try:
             store = cls(root, manifest)
         except (KeyError, TypeError) as exc:
-            raise StoreError(f"{mpath}: manifest lacks or mangles {exc}. Re-run gptdata prepare.") from None
+            raise StoreError(
+                f"{mpath}: manifest lacks or mangles {exc}. Re-run gptdata prepare."
+            ) from None
         store._check_structure()
         return store
 
@@ -256,9 +279,14 @@ class TokenStore:
                     )
                 ends = np.fromfile(index, dtype="<u8")
                 if len(ends) != s.documents:
-                    raise StoreError(f"{index}: {len(ends):,} documents, manifest says {s.documents:,}.")
-                if s.documents and (ends[-1] != s.tokens or ends[0] < 1
-                                    or (len(ends) > 1 and np.diff(ends.astype(np.int64)).min() < 2)):
+                    raise StoreError(
+                        f"{index}: {len(ends):,} documents, manifest says {s.documents:,}."
+                    )
+                if s.documents and (
+                    ends[-1] != s.tokens
+                    or ends[0] < 1
+                    or (len(ends) > 1 and np.diff(ends.astype(np.int64)).min() < 2)
+                ):
                     raise StoreError(
                         f"{index}: document index is not increasing or does not end at the "
                         f"shard's {s.tokens:,} tokens. Re-run gptdata prepare."
@@ -285,8 +313,9 @@ class TokenStore:
                         )
                 top = int(np.memmap(self.root / s.file, dtype=self.dtype, mode="r").max(initial=0))
                 if top >= self.vocab_size:
-                    raise StoreError(f"{self.root / s.file}: token ID {top} >= vocab_size "
-                                     f"{self.vocab_size}.")
+                    raise StoreError(
+                        f"{self.root / s.file}: token ID {top} >= vocab_size {self.vocab_size}."
+                    )
 
     def describe(self) -> str:
         """The manifest in human terms (what ``gptdata info`` prints)."""
@@ -301,12 +330,16 @@ class TokenStore:
         for name in self.splits:
             sp = self.split(name)
             size = sum((self.root / s.file).stat().st_size for s in sp.shards)
-            lines.append(f"split      {name}: {sp.n_tokens:,} tokens, {sp.n_documents:,} documents, "
-                         f"{len(sp.shards)} shards, {size / 1e6:,.1f} MB")
+            lines.append(
+                f"split      {name}: {sp.n_tokens:,} tokens, {sp.n_documents:,} documents, "
+                f"{len(sp.shards)} shards, {size / 1e6:,.1f} MB"
+            )
         opts = ", ".join(f"{k}={v}" for k, v in m.get("options", {}).items())
         lines.append(f"options    {opts}")
         inputs = m.get("inputs", [])
-        lines.append(f"inputs     {len(inputs):,} files, {sum(i.get('bytes', 0) for i in inputs):,} bytes")
+        lines.append(
+            f"inputs     {len(inputs):,} files, {sum(i.get('bytes', 0) for i in inputs):,} bytes"
+        )
         stats = m.get("stats", {})
         if stats:
             lines.append("skipped    " + ", ".join(f"{k} {v:,}" for k, v in stats.items()))

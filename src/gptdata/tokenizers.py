@@ -43,7 +43,9 @@ class Tokenizer(Protocol):
 
     def encode(self, text: str, *, special: Special = "eot") -> list[int]: ...
 
-    def encode_batch(self, texts: Sequence[str], *, special: Special = "eot") -> list[list[int]]: ...
+    def encode_batch(
+        self, texts: Sequence[str], *, special: Special = "eot"
+    ) -> list[list[int]]: ...
 
     def decode(self, ids: Iterable[int]) -> str: ...
 
@@ -259,9 +261,13 @@ class SimpleTokenizer(_Base):
                 "SimpleTokenizer.from_text(text).save(path)."
             ) from None
         if not isinstance(doc, dict) or doc.get("format") != _SIMPLE_FORMAT:
-            raise ValueError(f"{path}: not a SimpleTokenizer vocabulary (no format={_SIMPLE_FORMAT!r}).")
+            raise ValueError(
+                f"{path}: not a SimpleTokenizer vocabulary (no format={_SIMPLE_FORMAT!r})."
+            )
         if doc.get("version") != 1:
-            raise ValueError(f"{path}: vocabulary version {doc.get('version')!r}; this gptdata reads 1.")
+            raise ValueError(
+                f"{path}: vocabulary version {doc.get('version')!r}; this gptdata reads 1."
+            )
         vocab = doc.get("vocab")
         if not isinstance(vocab, list) or not all(isinstance(t, str) for t in vocab):
             raise ValueError(f"{path}: corrupt vocabulary file ('vocab' is not a list of strings).")

@@ -81,10 +81,12 @@ class Coverage:
     overlap: float
 
     def __str__(self) -> str:
-        return (f"{self.windows:,} windows over {self.tokens:,} tokens: "
-                f"{self.targets_covered:,} tokens serve as targets, {self.targets_never:,} never "
-                f"({self.gap_tokens:,} in stride gaps, {self.tail_tokens:,} in the tail); "
-                f"overlap x{self.overlap:.2f}")
+        return (
+            f"{self.windows:,} windows over {self.tokens:,} tokens: "
+            f"{self.targets_covered:,} tokens serve as targets, {self.targets_never:,} never "
+            f"({self.gap_tokens:,} in stride gaps, {self.tail_tokens:,} in the tail); "
+            f"overlap x{self.overlap:.2f}"
+        )
 
 
 class SlidingWindowDataset:
@@ -95,8 +97,9 @@ class SlidingWindowDataset:
     ``dataset[[k1, k2, ...]]`` -> two ``(B, max_length)`` tensors in one gather.
     """
 
-    def __init__(self, source: Any, *, max_length: int, stride: int,
-                 tokenizer: str | Tokenizer = "gpt2") -> None:
+    def __init__(
+        self, source: Any, *, max_length: int, stride: int, tokenizer: str | Tokenizer = "gpt2"
+    ) -> None:
         for name, value in (("max_length", max_length), ("stride", stride)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name}={value!r} must be an integer >= 1.")
@@ -112,30 +115,44 @@ class SlidingWindowDataset:
         self.n_windows = (n - self.max_length + self.stride - 1) // self.stride
         if self.stride > self.max_length and self.n_windows > 1:
             gap = (self.stride - self.max_length) * (self.n_windows - 1)
-            warnings.warn(f"stride={self.stride} > max_length={self.max_length} leaves {gap:,} "
-                          "tokens that are never targets. Use stride <= max_length to train on "
-                          "every token.", stacklevel=2)
+            warnings.warn(
+                f"stride={self.stride} > max_length={self.max_length} leaves {gap:,} "
+                "tokens that are never targets. Use stride <= max_length to train on "
+                "every token.",
+                stacklevel=2,
+            )
 
     def __len__(self) -> int:
         return self.n_windows
 
     def __repr__(self) -> str:
-        return (f"SlidingWindowDataset(windows={self.n_windows:,}, max_length={self.max_length}, "
-                f"stride={self.stride}, tokens={len(self.tokens):,})")
+        return (
+            f"SlidingWindowDataset(windows={self.n_windows:,}, max_length={self.max_length}, "
+            f"stride={self.stride}, tokens={len(self.tokens):,})"
+        )
 
     def starts(self, indices: np.ndarray) -> np.ndarray:
         """Window indices -> token offsets, checking the range."""
         idx = np.asarray(indices, dtype=np.int64)
         if idx.size and (idx.min() < -self.n_windows or idx.max() >= self.n_windows):
             bad = int(idx.min() if idx.min() < -self.n_windows else idx.max())
-            raise IndexError(f"window {bad} is out of range: this dataset has {self.n_windows:,} "
-                             f"windows (0..{self.n_windows - 1}).")
+            raise IndexError(
+                f"window {bad} is out of range: this dataset has {self.n_windows:,} "
+                f"windows (0..{self.n_windows - 1})."
+            )
         idx = np.where(idx < 0, idx + self.n_windows, idx)
         return idx * self.stride
 
     def get_batch(self, indices: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """One vectorized gather: B windows -> inputs, targets of shape (B, max_length)."""
-        rows = self.tokens.gather(self.starts(indices), self.max_length + 1)  # (B, L + 1)
+        """One vectorized gather: B windows -> inputs, targets of shape (B, max_length).
+
+        Both are views of one (B, max_length + 1) int64 block: no copy beyond the gather.
+        """
+        return self.batch_at(self.starts(indices))
+
+    def batch_at(self, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Like ``get_batch`` but from token offsets already known to be valid (the sampler's)."""
+        rows = self.tokens.gather(starts, self.max_length + 1)  # (B, L + 1)
         rows = torch.from_numpy(rows.astype(np.int64, copy=False))
         return rows[:, :-1], rows[:, 1:]  # (B, L), (B, L)
 
@@ -148,7 +165,7 @@ class SlidingWindowDataset:
     def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         # DataLoader's batched fetch: one gather, then split into items for the collate_fn.
         inputs, targets = self.get_batch(indices)
-        return list(zip(inputs, targets))
+        return list(zip(inputs, targets, strict=True))
 
     @property
     def fingerprint(self) -> str:

@@ -1,0 +1,106 @@
+"""Helpers shared by the benchmarks: timing, process-tree RSS, the corpora beside the checkout."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+OUT = ROOT / "bench" / "out"
+
+
+def shared_path(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        sys.exit(f"skipped: {path} not found (the benchmarks need ../shared beside the checkout)")
+    return path
+
+
+def make_corpus(size: str, *, jsonl: bool) -> Path:
+    """A deterministic real-text corpus from ../shared/tools/make-corpus, made once and kept."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    target = OUT / (f"corpus-{size}.jsonl" if jsonl else f"corpus-{size}")
+    if not target.exists():
+        tmp = target.with_name(target.name + ".tmp")
+        cmd = [
+            sys.executable,
+            str(shared_path("tools", "make-corpus")),
+            "--size",
+            size,
+            "--out",
+            str(tmp),
+        ] + (["--jsonl"] if jsonl else [])
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        os.replace(tmp, target)
+    return target
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - t0, result
+
+
+def tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def run_with_peak_rss(cmd: list[str]) -> tuple[float, int]:
+    """Run a command; return its wall seconds and the peak RSS of its whole process tree."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ps = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, tree_rss(ps))
+        time.sleep(0.02)
+    seconds = time.perf_counter() - t0
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed with exit code {proc.returncode}")
+    return seconds, peak
+
+
+class PeakRSS:
+    """Peak RSS of this process (and children) while the block runs, sampled every 10 ms."""
+
+    def __enter__(self) -> PeakRSS:
+        self.proc = psutil.Process()
+        self.base = tree_rss(self.proc)
+        self.peak = self.base
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, tree_rss(self.proc))
+            time.sleep(0.01)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, tree_rss(self.proc))
+
+    @property
+    def added(self) -> int:
+        return self.peak - self.base
+
+
+def row(name: str, value: str, note: str = "") -> None:
+    print(f"{name:<52} {value:>16}  {note}")

@@ -1,0 +1,49 @@
+"""Benchmark: an embedding lookup vs the same result as one-hot x Linear weight.
+
+    python bench/embeddings.py
+
+Both give identical numbers (tests/test_embeddings.py checks equality); the lookup skips a
+(tokens x vocab_size) one-hot matrix and its matrix product.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import row  # noqa: E402
+
+
+def rate(fn, n: int = 20) -> float:
+    fn()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return (time.perf_counter() - t0) / n
+
+
+def main() -> None:
+    torch.manual_seed(123)
+    vocab_size, emb_dim = 50257, 256
+    emb = nn.Embedding(vocab_size, emb_dim)
+    linear = nn.Linear(vocab_size, emb_dim, bias=False)
+    linear.weight = nn.Parameter(emb.weight.T.detach().contiguous())
+    ids = torch.randint(0, vocab_size, (8, 64))  # (B, T)
+    with torch.no_grad():
+        lookup = rate(lambda: emb(ids))  # (B, T) -> (B, T, C)
+        one_hot = rate(
+            lambda: linear(nn.functional.one_hot(ids, vocab_size).float())
+        )  # (B, T, V) -> (B, T, C)
+        same = torch.equal(emb(ids), linear(nn.functional.one_hot(ids, vocab_size).float()))
+    row(f"lookup (8x64 IDs, {vocab_size:,} x {emb_dim})", f"{lookup * 1e6:,.0f} us")
+    row("one-hot @ Linear weight", f"{one_hot * 1e6:,.0f} us", f"identical: {same}")
+    row("lookup speed-up", f"x{one_hot / lookup:,.0f}")
+
+
+if __name__ == "__main__":
+    main()
