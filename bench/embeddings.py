@@ -9,13 +9,18 @@ Both give identical numbers (tests/test_embeddings.py checks equality); the look
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
+
+# bench/ has a tokenize.py, which would shadow the standard library's tokenize module if bench/
+# stayed first on sys.path (as Python puts a script's folder): search it last instead.
+sys.path.pop(0)
+sys.path.append(str(Path(__file__).resolve().parent))
+
+import time
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import row  # noqa: E402
 
 

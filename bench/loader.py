@@ -10,20 +10,25 @@ slower than the reference; RSS flat (within 10 %) over 200,000 batches with num_
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# bench/ has a tokenize.py, which would shadow the standard library's tokenize module if bench/
+# stayed first on sys.path (as Python puts a script's folder): search it last instead.
+sys.path.pop(0)
+sys.path.append(str(Path(__file__).resolve().parent))
+
 import argparse
 import gc
 import shutil
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import psutil
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import OUT, PeakRSS, row, shared_path, timed  # noqa: E402
 from gptdata import SlidingWindowDataset, TokenStore, create_dataloader, prepare  # noqa: E402
 

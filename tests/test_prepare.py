@@ -385,3 +385,16 @@ def test_killed_run_resumes_to_identical_bytes(tmp_path) -> None:
     assert "resuming" in result.stderr
     assert store_bytes(out) == store_bytes(tmp_path / "ref")
     assert not out.with_name("s.partial").exists()
+
+
+def _thread_budget(unit):
+    return {"index": unit.index, "threads": os.environ.get("RAYON_NUM_THREADS")}
+
+
+def test_workers_get_their_share_of_cores() -> None:
+    from gptdata.prepare import LocalExecutor
+    from gptdata.sources import WorkUnit
+
+    results = list(LocalExecutor(2).run(_thread_budget, [WorkUnit(0, ()), WorkUnit(1, ())]))
+    assert sorted(r["index"] for r in results) == [0, 1]
+    assert {r["threads"] for r in results} == {str(max(1, (os.cpu_count() or 1) // 2))}

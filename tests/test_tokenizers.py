@@ -13,9 +13,12 @@ from hypothesis import strategies as st
 from gptdata import GPT2Tokenizer, SimpleTokenizer, Tokenizer, _gpt2files, get_tokenizer
 
 
-@pytest.fixture(scope="module")
-def gpt2() -> GPT2Tokenizer:
-    return GPT2Tokenizer()
+@pytest.fixture(scope="module", params=["tiktoken", "fastokens"])
+def gpt2(request) -> GPT2Tokenizer:
+    """Every GPT-2 golden test runs on both backends."""
+    if request.param == "fastokens":
+        pytest.importorskip("fastokens")
+    return GPT2Tokenizer(request.param)
 
 
 def test_gpt2_golden_ids(gpt2: GPT2Tokenizer) -> None:
@@ -55,7 +58,7 @@ def test_gpt2_special_as_text(gpt2: GPT2Tokenizer) -> None:
 
 
 def test_interface(gpt2: GPT2Tokenizer) -> None:
-    assert isinstance(gpt2, Tokenizer)
+    assert isinstance(gpt2, Tokenizer) and repr(gpt2) == f"GPT2Tokenizer(backend={gpt2.backend!r})"
     assert (gpt2.name, gpt2.vocab_size, gpt2.eot_id) == ("gpt2", 50257, 50256)
     assert (
         gpt2.fingerprint.startswith("sha256:") and gpt2.fingerprint == GPT2Tokenizer().fingerprint

@@ -48,6 +48,15 @@ def _add(
     )
 
 
+def _backend(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend",
+        choices=["auto", "tiktoken", "fastokens"],
+        default="auto",
+        help="GPT-2 encoder: auto = fastokens when installed and gate-checked",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -61,11 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     t = _add(sub, "tokenize", "print token IDs and each token's text", common)
     t.add_argument("text", help="text to tokenize, or - for stdin")
     t.add_argument("--tokenizer", default="gpt2", help="gpt2, tokenizer.json or vocab.json")
+    _backend(t)
 
     pr = _add(sub, "prepare", "tokenize a corpus into a token store", common)
     pr.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or globs")
     pr.add_argument("-o", "--out", required=True, help="the store folder to create")
     pr.add_argument("--tokenizer", default="gpt2")
+    _backend(pr)
     pr.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     pr.add_argument("--val-fraction", type=float, default=0.1)
     pr.add_argument("--shard-tokens", type=int, default=None, help="max tokens per shard file")
@@ -96,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     i = _add(sub, "inspect", "show next-token pairs or windows of a text file or store", common)
     i.add_argument("source")
     i.add_argument("--tokenizer", default="gpt2")
+    _backend(i)
     i.add_argument("--max-length", type=int, default=4)
     i.add_argument("--start", type=int, default=0, help="token offset to start from")
     i.add_argument(
@@ -108,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl = _add(sub, "plan", "windows, batches and embedding sizes before training", common)
     pl.add_argument("source")
     pl.add_argument("--tokenizer", default="gpt2")
+    _backend(pl)
     pl.add_argument("--max-length", type=int, required=True)
     pl.add_argument("--stride", type=int, required=True)
     pl.add_argument("--batch-size", type=int, required=True)
@@ -125,7 +138,7 @@ def _cmd_tokenize(a: argparse.Namespace) -> int:
     from .tokenizers import get_tokenizer
 
     text = sys.stdin.read() if a.text == "-" else a.text
-    tok = get_tokenizer(a.tokenizer)
+    tok = get_tokenizer(a.tokenizer, backend=a.backend)
     ids = tok.encode(text)
     print(ids)
     for i in ids:
@@ -140,6 +153,7 @@ def _cmd_prepare(a: argparse.Namespace) -> int:
         a.inputs,
         a.out,
         tokenizer=a.tokenizer,
+        backend=a.backend,
         workers=a.workers,
         val_fraction=a.val_fraction,
         shard_tokens=a.shard_tokens or DEFAULT_SHARD_TOKENS,
@@ -172,8 +186,9 @@ def _cmd_store(a: argparse.Namespace) -> int:
 
 def _cmd_inspect(a: argparse.Namespace) -> int:
     from .inspect import context_pairs, load_source, window_rows
+    from .tokenizers import get_tokenizer
 
-    loaded = load_source(a.source, tokenizer=a.tokenizer)
+    loaded = load_source(a.source, tokenizer=get_tokenizer(a.tokenizer, backend=a.backend))
     name = a.split or next(iter(loaded.splits))
     if name not in loaded.splits:
         raise ValueError(f"no split {name!r}; choose from {list(loaded.splits)}.")
@@ -199,8 +214,9 @@ def _cmd_inspect(a: argparse.Namespace) -> int:
 
 def _cmd_plan(a: argparse.Namespace) -> int:
     from .inspect import load_source, plan_report, plot
+    from .tokenizers import get_tokenizer
 
-    loaded = load_source(a.source, tokenizer=a.tokenizer)
+    loaded = load_source(a.source, tokenizer=get_tokenizer(a.tokenizer, backend=a.backend))
     report, ok = plan_report(
         loaded,
         max_length=a.max_length,
