@@ -60,16 +60,19 @@ def tree_rss(proc: psutil.Process) -> int:
     return total
 
 
-def run_with_peak_rss(cmd: list[str]) -> tuple[float, int]:
+def run_with_peak_rss(cmd: list[str], stderr_to: Path | None = None) -> tuple[float, int]:
     """Run a command; return its wall seconds and the peak RSS of its whole process tree."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    err = open(stderr_to, "wb") if stderr_to else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
     ps = psutil.Process(proc.pid)
     peak = 0
     while proc.poll() is None:
         peak = max(peak, tree_rss(ps))
         time.sleep(0.02)
     seconds = time.perf_counter() - t0
+    if stderr_to:
+        err.close()
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed with exit code {proc.returncode}")
     return seconds, peak

@@ -25,6 +25,7 @@ sys.path.append(str(Path(__file__).resolve().parent))
 
 import argparse
 import json
+import re
 import shutil
 
 import numpy as np
@@ -91,7 +92,8 @@ def nanogpt_style(path: Path, out: Path) -> float:
 
 def gptdata_prepare(
     path: Path, store: Path, *, backend: str, engine: str = "local", workers: int = 2
-) -> tuple[float, int]:
+) -> tuple[float, int, float | None]:
+    """Wall seconds, peak RSS, and (Ray only) Ray's start-up seconds as the engine reports them."""
     shutil.rmtree(store, ignore_errors=True)
     cmd = [
         sys.executable,
@@ -107,9 +109,11 @@ def gptdata_prepare(
         backend,
         "--engine",
         engine,
-        "--quiet",
     ]
-    return run_with_peak_rss(cmd)
+    log = OUT / "prepare-stderr.txt"
+    seconds, peak = run_with_peak_rss(cmd, stderr_to=log)
+    found = re.search(r"ready in ([0-9.]+) s", log.read_text())
+    return seconds, peak, float(found.group(1)) if found else None
 
 
 def same_store(a: Path, b: Path) -> bool:
@@ -132,8 +136,8 @@ def bench(size: str, jsonl: bool, *, baseline: bool, engines: list[str]) -> dict
     for backend in ("tiktoken", "fastokens"):
         for engine in engines:
             store = reference if (backend, engine) == ("tiktoken", "local") else OUT / "store"
-            seconds, peak = gptdata_prepare(path, store, backend=backend, engine=engine)
-            res[f"{backend}-{engine}"] = {"seconds": seconds, "peak_rss": peak}
+            seconds, peak, startup = gptdata_prepare(path, store, backend=backend, engine=engine)
+            res[f"{backend}-{engine}"] = {"seconds": seconds, "peak_rss": peak, "startup": startup}
             target = (
                 {"tiktoken": ">= 0.85", "fastokens": ">= 3"}[backend] if engine == "local" else ""
             )
@@ -145,6 +149,12 @@ def bench(size: str, jsonl: bool, *, baseline: bool, engines: list[str]) -> dict
             if engine != "local":
                 local = res[f"{backend}-local"]["seconds"]
                 note += f"; x{local / seconds:.2f} of local (target >= 0.7)"
+                if startup is not None:
+                    after = seconds - startup
+                    note += (
+                        f"; Ray start-up {startup:.1f} s, after it {tokens / after / 1e6:.2f} "
+                        f"M tok/s = x{local / after:.2f} of local"
+                    )
             row(
                 f"{tag} prepare --workers 2 --backend {backend} --engine {engine}",
                 f"{tokens / seconds / 1e6:.2f} M tok/s",

@@ -371,6 +371,16 @@ def prepare(
     }
     plan_id = hashlib.sha256(json.dumps(plan_doc, sort_keys=True).encode()).hexdigest()
 
+    if executor is None:
+        if engine == "ray":
+            from ._ray import RayExecutor
+
+            executor = RayExecutor(workers=workers, address=ray_address, quiet=quiet)
+        elif engine == "local":
+            executor = InlineExecutor() if workers == 1 else LocalExecutor(workers)
+        else:
+            raise ValueError(f"engine={engine!r}: choose 'local' or 'ray'.")
+
     side = Path(str(out) + ".partial")
     done: dict[int, dict[str, Any]] = {}
     plan_file = side / "plan.json"
@@ -391,16 +401,6 @@ def prepare(
     (side / "shards").mkdir(parents=True, exist_ok=True)
     (side / "units").mkdir(exist_ok=True)
     write_json_atomic(plan_file, {"id": plan_id})
-
-    if executor is None:
-        if engine == "ray":
-            from ._ray import RayExecutor
-
-            executor = RayExecutor(workers=workers, address=ray_address, side=side, quiet=quiet)
-        elif engine == "local":
-            executor = InlineExecutor() if workers == 1 else LocalExecutor(workers)
-        else:
-            raise ValueError(f"engine={engine!r}: choose 'local' or 'ray'.")
 
     progress = _Progress(total_bytes, quiet)
     for r in done.values():

@@ -1,0 +1,132 @@
+"""The Ray engine for ``prepare``: the same work units, run as Ray Core tasks across a cluster.
+
+The driver keeps the plan (the units follow from the inputs alone, exactly as for the local
+engine) and the commit (it writes the manifest last); each task runs ``tokenize_unit`` on one unit,
+writes its shards atomically under the output's side folder (a shared file system path on a
+cluster) and returns only metadata. Ray Data is deliberately not used: it would choose block
+boundaries and file names, and the store's layout must depend on the inputs alone.
+
+Imported only for ``engine="ray"``; ``import gptdata`` and the local engine never import ray.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from .sources import WorkUnit
+
+INSTALL_HINT = "the Ray engine needs ray. Fix: pip install 'gptdata[ray]'"
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError(INSTALL_HINT) from None
+    return ray
+
+
+def _run_unit(fn: Callable[[WorkUnit], dict[str, Any]], unit: WorkUnit) -> dict[str, Any]:
+    # One CPU per task (num_cpus=1): the fast tokenizer must not start a thread per core on top.
+    os.environ.setdefault("RAYON_NUM_THREADS", "1")
+    return fn(unit)
+
+
+class RayExecutor:
+    """Runs units as Ray tasks, at most 2 per CPU in flight, and yields results as they finish.
+
+    ``address``: a running cluster to join ("auto", "ray://host:10001", "host:6379"); default
+    "auto" when ``RAY_ADDRESS`` is set, else a local Ray with ``workers`` CPUs, started here,
+    with its temporary folder in the system temp, and shut down (no stray processes) at the end.
+    A task whose worker dies is retried up to ``max_retries`` times; a task that raises (bad
+    input) is not: the error reaches the caller unchanged.
+    """
+
+    def __init__(
+        self,
+        *,
+        workers: int,
+        address: str | None = None,
+        quiet: bool = False,
+        max_retries: int = 3,
+        temp_dir: str | None = None,
+    ) -> None:
+        self.workers, self.quiet, self.max_retries = workers, quiet, max_retries
+        self.temp_dir = temp_dir  # where a local Ray's own temporary folder goes (short path!)
+        self.startup_s: float | None = None
+        self.address = address or ("auto" if os.environ.get("RAY_ADDRESS") else None)
+        self.ray = import_ray()
+
+    def _start(self) -> tuple[bool, str | None]:
+        """Join or start Ray; returns (started here, temp folder to remove afterwards)."""
+        ray = self.ray
+        if ray.is_initialized():
+            return False, None
+        # Ray's usage statistics stay off unless the user turned them on.
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        common = {
+            "log_to_driver": False,
+            "configure_logging": True,
+            "logging_level": "ERROR",
+            "include_dashboard": False,
+        }
+        if self.address:
+            ray.init(address=self.address, **common)
+            return True, None
+        # Unix socket paths are limited to ~107 bytes: a short folder in the system temp.
+        temp = self.temp_dir or tempfile.mkdtemp(prefix="gptdata-ray-")
+        ray.init(num_cpus=self.workers, _temp_dir=temp, **common)
+        return True, temp
+
+    def run(
+        self, fn: Callable[[WorkUnit], dict[str, Any]], units: Iterable[WorkUnit]
+    ) -> Iterator[dict[str, Any]]:
+        ray = self.ray
+        t0 = time.perf_counter()
+        started, temp = self._start()
+        self.startup_s = time.perf_counter() - t0  # Ray's fixed cost, reported apart
+        pending: dict[Any, WorkUnit] = {}
+        try:
+            if not self.quiet:
+                cpus = int(ray.cluster_resources().get("CPU", 0))
+                nodes = len([n for n in ray.nodes() if n.get("Alive")])
+                print(
+                    f"ray: {nodes} node(s), {cpus} CPUs, ready in {self.startup_s:.1f} s",
+                    file=sys.stderr,
+                )
+            task = ray.remote(num_cpus=1, max_retries=self.max_retries)(_run_unit)
+            fn_ref = ray.put(fn)
+            in_flight = 2 * max(int(ray.cluster_resources().get("CPU", self.workers)), 1)
+            it = iter(units)
+            while True:
+                while len(pending) < in_flight and (unit := next(it, None)) is not None:
+                    pending[task.remote(fn_ref, unit)] = unit
+                if not pending:
+                    break
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    pending.pop(ref)
+                    try:
+                        yield ray.get(ref)
+                    except ray.exceptions.RayTaskError as exc:
+                        cause = getattr(exc, "cause", None)
+                        raise (cause if isinstance(cause, BaseException) else exc) from None
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            if started:
+                ray.shutdown()
+            if temp and temp == self.temp_dir:  # the caller's folder: empty it, keep it
+                for entry in os.scandir(temp):
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path, ignore_errors=True)
+                    else:  # files and Ray's session_latest link
+                        os.unlink(entry.path)
+            elif temp:
+                shutil.rmtree(temp, ignore_errors=True)
