@@ -398,3 +398,19 @@ def test_workers_get_their_share_of_cores() -> None:
     results = list(LocalExecutor(2).run(_thread_budget, [WorkUnit(0, ()), WorkUnit(1, ())]))
     assert sorted(r["index"] for r in results) == [0, 1]
     assert {r["threads"] for r in results} == {str(max(1, (os.cpu_count() or 1) // 2))}
+
+
+def test_jsonl_gz_error_names_the_line(tmp_path) -> None:
+    path = tmp_path / "docs.jsonl.gz"
+    with gzip.open(path, "wt") as fh:
+        fh.write('{"text": "a"}\n{"text": "b"}\n{"text": oops}\n')
+    with pytest.raises(InputError, match=r"docs\.jsonl\.gz:3: malformed JSON"):
+        prepare([path], tmp_path / "s", workers=1, quiet=True)
+
+
+def test_jsonl_error_line_numbers_in_later_units(tmp_path) -> None:
+    lines = [json.dumps({"text": "x" * 2000}) for _ in range(1500)]  # ~3 MB: several units
+    lines[1200] = '{"text": broken'
+    (tmp_path / "big.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"big\.jsonl:1201: malformed JSON"):
+        prepare([tmp_path / "big.jsonl"], tmp_path / "s", workers=2, quiet=True)

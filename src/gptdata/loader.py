@@ -5,9 +5,10 @@ its exact batches: the shuffle draws from torch's global generator the way
 ``DataLoader(dataset, shuffle=True)`` does, so after ``torch.manual_seed(123)`` both loaders give
 the same batches. With ``seed=int`` the order comes from ``(seed, epoch)`` alone.
 
-Each batch is one vectorized gather from the token array (``SlidingWindowDataset.get_batch``),
-fetched by torch's ``DataLoader`` (workers, pinning) from index lists that a sampler in the main
-process draws, so the order never depends on ``num_workers`` and a resume only has to skip indices.
+A sampler in the main process draws every epoch's order, so the order never depends on
+``num_workers`` and a resume only has to skip indices. Each batch is one vectorized gather from the
+token array: in-process with ``num_workers=0``; with workers, torch's ``DataLoader`` fetches
+~1 MiB of rows per transfer (several batches), which the main process cuts into batches.
 
     >>> loader = create_dataloader("some text ...", batch_size=2, max_length=4, stride=4)
     >>> inputs, targets = next(iter(loader))           # (2, 4), (2, 4), int64

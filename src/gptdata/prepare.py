@@ -23,6 +23,7 @@ import multiprocessing
 import os
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict
@@ -68,10 +69,10 @@ def split_of(text: str, val_fraction: float, seed: int) -> str:
     """'train' or 'val' from a seeded hash of the content, so adding data never moves a document."""
     if val_fraction <= 0:
         return "train"
-    h = hashlib.blake2b(
-        text.encode("utf-8", "surrogatepass"), digest_size=8, person=f"gptdata{seed}"[:16].encode()
-    )
-    return "val" if int.from_bytes(h.digest(), "little") < val_fraction * 2.0**64 else "train"
+    # SHA-256 runs at ~1.8 GB/s here (CPU instructions), twice BLAKE2b: it is on the hot path.
+    h = hashlib.sha256(f"gptdata-split:{seed}:".encode())
+    h.update(text.encode("utf-8", "surrogatepass"))
+    return "val" if int.from_bytes(h.digest()[:8], "little") < val_fraction * 2.0**64 else "train"
 
 
 class _PartWriter:
@@ -338,6 +339,12 @@ def prepare(
     if (inputs is None) == (texts is None):
         raise ValueError("give either inputs (files, folders, globs) or texts=, not both/neither.")
     tok = get_tokenizer(tokenizer, backend=backend)
+    warm: threading.Thread | None = None
+    if engine == "local" and executor is None and hasattr(tok, "prewarm"):
+        # Build the encoder (0.25 s, GIL released) while the inputs are listed and planned;
+        # forked workers then inherit it.
+        warm = threading.Thread(target=tok.prewarm, daemon=True)
+        warm.start()
     options = {
         "tokenizer": tok.name,
         "val_fraction": val_fraction,
@@ -360,7 +367,7 @@ def prepare(
         inputs_meta = [{"path": f.path, "bytes": f.size} for f in files]
         plan_ident = {
             "units": [[list(p) for p in u.pieces] for u in planned],
-            "mtimes": [os.stat(f.path).st_mtime_ns for f in files],
+            "mtimes": [f.mtime_ns for f in files],
         }
     plan_doc = {
         "format": FORMAT,
@@ -402,6 +409,8 @@ def prepare(
     (side / "units").mkdir(exist_ok=True)
     write_json_atomic(plan_file, {"id": plan_id})
 
+    if warm is not None:
+        warm.join()  # before any fork: no thread may be mid-build when workers are forked
     progress = _Progress(total_bytes, quiet)
     for r in done.values():
         progress.update(r["stats"]["bytes"], r["tokens"])

@@ -113,11 +113,11 @@ class GPT2Tokenizer(_Base):
     name = "gpt2"
 
     def __init__(self, backend: Backend = "auto") -> None:
-        from ._gpt2files import load_gpt2_encoding
+        from ._gpt2files import EOT_ID, gpt2_fingerprint
 
-        self._enc, self.fingerprint = load_gpt2_encoding()
-        self.vocab_size = self._enc.n_vocab  # 50257
-        self.eot_id = self._enc.eot_token  # 50256
+        self.fingerprint = gpt2_fingerprint()
+        self.vocab_size = EOT_ID + 1  # 50257
+        self.eot_id = EOT_ID  # 50256
         use_fast = False
         if backend not in ("auto", "tiktoken", "fastokens"):
             raise ValueError(f"backend={backend!r}: choose 'auto', 'tiktoken' or 'fastokens'.")
@@ -140,6 +140,13 @@ class GPT2Tokenizer(_Base):
         from ._fast import get_fast
 
         return get_fast()
+
+    @property
+    def _enc(self) -> Any:
+        """The tiktoken Encoding, built on first use (a fastokens-only worker never needs it)."""
+        from ._gpt2files import load_gpt2_encoding
+
+        return load_gpt2_encoding()[0]
 
     def _reference_encode(self, text: str) -> list[int]:
         return self._enc.encode(text, allowed_special={ENDOFTEXT}, disallowed_special=())
