@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import unicodedata
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -164,11 +165,9 @@ def plan_report(
             )
             ok = False
             continue
-        ds = SlidingWindowDataset(
-            tokens if not isinstance(tokens, np.ndarray) else tokens,
-            max_length=max_length,
-            stride=stride,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the report below states the stride gaps itself
+            ds = SlidingWindowDataset(tokens, max_length=max_length, stride=stride)
         cov = ds.coverage()
         per_rank = len(ds) // world_size if drop_last else math.ceil(len(ds) / world_size)
         batches = per_rank // batch_size if drop_last else math.ceil(per_rank / batch_size)

@@ -298,12 +298,14 @@ def _check_options(val_fraction: float, workers: int, shard_tokens: int, errors:
         raise ValueError(f"errors={errors!r} must be one of strict, replace, skip.")
 
 
-def _resume_ok(side: Path, result: dict[str, Any]) -> bool:
+def _resume_ok(side: Path, result: dict[str, Any], itemsize: int) -> bool:
     """A recorded unit counts as done only if all its shard files are there at full size."""
     for parts in result["parts"].values():
         for p in parts:
-            f = side / p["file"]
-            if not f.is_file() or not (side / p["index"]).is_file():
+            data, index = side / p["file"], side / p["index"]
+            if not data.is_file() or data.stat().st_size != p["tokens"] * itemsize:
+                return False
+            if not index.is_file() or index.stat().st_size != p["documents"] * 8:
                 return False
     return True
 
@@ -357,7 +359,8 @@ def prepare(
     if texts is not None:
         total_bytes = None
         inputs_meta: list[dict[str, Any]] = [{"path": "<python iterable>"}]
-        plan_ident: Any = {"texts": True}
+        # An iterable cannot be compared with the one a killed run saw: never resume from it.
+        plan_ident: Any = {"texts": os.urandom(8).hex()}
         units: Iterable[WorkUnit] = chunk_texts(iter(texts))
     else:
         files = resolve_inputs(inputs)  # type: ignore[arg-type]
@@ -401,7 +404,7 @@ def prepare(
         else:
             for marker in sorted((side / "units").glob("*.json")):
                 result = json.loads(marker.read_text())
-                if _resume_ok(side, result):
+                if _resume_ok(side, result, dtype_for(tok.vocab_size).itemsize):
                     done[result["index"]] = result
             if not quiet:
                 print(f"resuming {side}: {len(done):,} units already done", file=sys.stderr)
