@@ -173,7 +173,7 @@ def gpt2_fingerprint() -> str:
 _ENCODING: tiktoken.Encoding | None = None
 
 
-def load_gpt2_encoding() -> tuple[tiktoken.Encoding, str]:
+def load_gpt2_encoding() -> tiktoken.Encoding:
     """A tiktoken Encoding identical to tiktoken's ``gpt2``, built once per process."""
     global _ENCODING
     if _ENCODING is None:
@@ -187,4 +187,4 @@ def load_gpt2_encoding() -> tuple[tiktoken.Encoding, str]:
             special_tokens={"<|endoftext|>": EOT_ID},
             explicit_n_vocab=EOT_ID + 1,
         )
-    return _ENCODING, gpt2_fingerprint()
+    return _ENCODING

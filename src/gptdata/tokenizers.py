@@ -146,7 +146,7 @@ class GPT2Tokenizer(_Base):
         """The tiktoken Encoding, built on first use (a fastokens-only worker never needs it)."""
         from ._gpt2files import load_gpt2_encoding
 
-        return load_gpt2_encoding()[0]
+        return load_gpt2_encoding()
 
     def _reference_encode(self, text: str) -> list[int]:
         return self._enc.encode(text, allowed_special={ENDOFTEXT}, disallowed_special=())

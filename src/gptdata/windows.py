@@ -34,9 +34,6 @@ class ArrayTokens:
     def __len__(self) -> int:
         return len(self.array)
 
-    def __getitem__(self, key: Any) -> Any:
-        return self.array[key]
-
     def gather(self, starts: np.ndarray, length: int) -> np.ndarray:
         return self.array[np.asarray(starts)[:, None] + np.arange(length)]  # (B, length)
 
