@@ -25,9 +25,11 @@ test: setup
 
 bench: setup
 	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) bench/prepare.py
+	$(PY) bench/prepare.py --engine ray
+	$(PY) bench/tokenize.py
 	$(PY) bench/loader.py
 	$(PY) bench/embeddings.py
-	$(PY) bench/prepare.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
