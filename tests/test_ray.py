@@ -140,3 +140,67 @@ def test_ray_stays_optional(tmp_path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "the Ray engine needs ray. Fix: pip install 'gptdata[ray]'"
     assert not (tmp_path / "t.partial").exists()
+
+
+def test_leftovers_of_a_killed_driver_are_reaped(tmp_path) -> None:
+    from gptdata._ray import TEMP_PREFIX, reap_stale
+
+    folder = tmp_path / f"{TEMP_PREFIX}old"
+    folder.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (folder / "driver.pid").write_text(str(dead.pid))  # the driver is gone
+    code = "import time; print('up', flush=True); time.sleep(60)"
+    agent = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE)
+    assert agent.stdout.readline() == b"up\n"  # started, its command line is in /proc
+    live = tmp_path / f"{TEMP_PREFIX}live"
+    live.mkdir()
+    (live / "driver.pid").write_text(str(os.getpid()))  # a running driver: left alone
+    try:
+        assert reap_stale(str(tmp_path)) == 1
+        assert agent.wait(timeout=10) != 0  # stopped by SIGTERM
+        assert not folder.exists() and live.exists()
+    finally:
+        agent.kill()
+
+
+def test_killed_driver_resumes_and_leaves_nothing_behind(tmp_path, corpus) -> None:
+    import glob
+    import signal
+    import time
+
+    out = tmp_path / "s"
+    cmd = [
+        sys.executable,
+        "-m",
+        "gptdata",
+        "prepare",
+        str(corpus),
+        "-o",
+        str(out),
+        "--engine",
+        "ray",
+        "--workers",
+        "2",
+        "--quiet",
+        "--shard-tokens",
+        "3000",
+    ]
+    env = dict(os.environ, GPTDATA_TEST_UNIT_DELAY="3")  # the kill lands while units run
+    proc = subprocess.Popen(cmd, env=env)
+    units = tmp_path / "s.partial" / "units"
+    deadline = time.time() + 90
+    while time.time() < deadline and not (units.is_dir() and any(units.glob("*.json"))):
+        time.sleep(0.1)
+    temps = [
+        d
+        for d in glob.glob(os.path.join(tempfile.gettempdir(), "gptdata-ray-*"))
+        if Path(d, "driver.pid").is_file() and Path(d, "driver.pid").read_text() == str(proc.pid)
+    ]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "manifest.json").exists() and len(temps) == 1
+    subprocess.run(cmd, check=True)  # the same command: resumes, and reaps the killed run's Ray
+    prepare([corpus], tmp_path / "local", workers=1, quiet=True, shard_tokens=3000)
+    assert store_bytes(out) == store_bytes(tmp_path / "local")
+    assert not os.path.exists(temps[0]) and not ray_processes(temps[0])

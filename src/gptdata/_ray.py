@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -30,6 +31,54 @@ def import_ray() -> Any:
     except ImportError:
         raise RuntimeError(INSTALL_HINT) from None
     return ray
+
+
+TEMP_PREFIX = "gptdata-ray-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_stale(temp_root: str | None = None) -> int:
+    """Stop what a killed earlier run left behind; returns how many processes were stopped.
+
+    A driver killed with SIGKILL cannot shut its local Ray down, and some of Ray's agents outlive
+    it. Each local Ray we start records its driver's PID in its temp folder; a folder whose driver
+    is gone is reaped: processes whose command line names it get SIGTERM, then it is removed.
+    Linux only (/proc); elsewhere nothing happens.
+    """
+    root = temp_root or tempfile.gettempdir()
+    if not os.path.isdir("/proc") or not os.path.isdir(root):
+        return 0
+    stopped = 0
+    for name in os.listdir(root):
+        folder = os.path.join(root, name)
+        try:
+            with open(os.path.join(folder, "driver.pid")) as fh:
+                pid = int(fh.read())
+        except (OSError, ValueError):
+            continue  # not ours, or a run that is still starting
+        if not name.startswith(TEMP_PREFIX) or _alive(pid):
+            continue
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    if folder.encode() in fh.read():
+                        os.kill(int(entry), signal.SIGTERM)
+                        stopped += 1
+            except (OSError, ValueError):
+                pass
+        shutil.rmtree(folder, ignore_errors=True)
+    return stopped
 
 
 def _warm_up(fn: Callable[[WorkUnit], dict[str, Any]]) -> int:
@@ -89,7 +138,10 @@ class RayExecutor:
             ray.init(address=self.address, **common)
             return True, None
         # Unix socket paths are limited to ~107 bytes: a short folder in the system temp.
-        temp = self.temp_dir or tempfile.mkdtemp(prefix="gptdata-ray-")
+        reap_stale()
+        temp = self.temp_dir or tempfile.mkdtemp(prefix=TEMP_PREFIX)
+        with open(os.path.join(temp, "driver.pid"), "w") as fh:
+            fh.write(str(os.getpid()))
         ray.init(num_cpus=self.workers, _temp_dir=temp, **common)
         return True, temp
 
