@@ -48,10 +48,13 @@ def store_bytes(root: Path) -> dict[str, bytes]:
 
 
 def ray_processes(temp: str) -> list[psutil.Process]:
+    """Processes that name ``temp`` on their command line or hold a file open inside it."""
     found = []
     for p in psutil.process_iter(["cmdline"]):
         try:
-            if any(temp in part for part in (p.info["cmdline"] or [])):
+            if any(temp in part for part in (p.info["cmdline"] or [])) or any(
+                f.path.startswith(temp) for f in p.open_files()
+            ):
                 found.append(p)
         except psutil.Error:
             pass
@@ -150,15 +153,25 @@ def test_leftovers_of_a_killed_driver_are_reaped(tmp_path) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     (folder / "driver.pid").write_text(str(dead.pid))  # the driver is gone
-    code = "import time; print('up', flush=True); time.sleep(60)"
-    agent = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE)
-    assert agent.stdout.readline() == b"up\n"  # started, its command line is in /proc
+    # Like Ray's agents: retitled (the folder is not on its command line), holding a log file open
+    # in the folder, and deaf to SIGTERM.
+    code = (
+        "import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "log = open(os.path.join(os.environ['FOLDER'], 'agent.log'), 'w'); "
+        "print('up', flush=True); time.sleep(60)"
+    )
+    agent = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        env=dict(os.environ, FOLDER=str(folder)),
+    )
+    assert agent.stdout.readline() == b"up\n"
     live = tmp_path / f"{TEMP_PREFIX}live"
     live.mkdir()
     (live / "driver.pid").write_text(str(os.getpid()))  # a running driver: left alone
     try:
         assert reap_stale(str(tmp_path)) == 1
-        assert agent.wait(timeout=10) != 0  # stopped by SIGTERM
+        assert agent.wait(timeout=10) == -9  # SIGTERM ignored, so SIGKILL after the grace time
         assert not folder.exists() and live.exists()
     finally:
         agent.kill()

@@ -67,18 +67,47 @@ def reap_stale(temp_root: str | None = None) -> int:
             continue  # not ours, or a run that is still starting
         if not name.startswith(TEMP_PREFIX) or _alive(pid):
             continue
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                    if folder.encode() in fh.read():
-                        os.kill(int(entry), signal.SIGTERM)
-                        stopped += 1
-            except (OSError, ValueError):
-                pass
+        pids = [int(e) for e in os.listdir("/proc") if e.isdigit() and _uses(int(e), folder)]
+        _stop(pids)
+        stopped += len(pids)
         shutil.rmtree(folder, ignore_errors=True)
     return stopped
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")  # not a zombie
+    except (OSError, IndexError):
+        return False
+
+
+def _stop(pids: list[int], grace_s: float = 3.0) -> None:
+    """SIGTERM, then SIGKILL whatever still runs after ``grace_s`` (Ray's agents linger)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and any(_running(p) for p in pids):
+            time.sleep(0.05)
+
+
+def _uses(pid: int, folder: str) -> bool:
+    """Whether a process names ``folder`` on its command line or holds a file open in it (Ray's
+    agents retitle themselves, "ray::DashboardAgent", but keep their logs there open)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            if folder.encode() in fh.read():
+                return True
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith(folder + os.sep):
+                return True
+    except OSError:
+        pass
+    return False
 
 
 def _warm_up(fn: Callable[[WorkUnit], dict[str, Any]]) -> int:
