@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 from gptdata.cli import main
 
@@ -165,4 +164,3 @@ def test_python_m_and_help() -> None:
         check=True,
     ).stdout
     assert "examples:" in out and "gptdata prepare corpus/ --workers 8" in out
-    assert Path(__file__).exists()

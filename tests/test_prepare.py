@@ -3,15 +3,14 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import kill_after_first_unit
 from gptdata import InputError, StoreError, TokenStore, get_tokenizer, prepare
 from gptdata.prepare import split_of
 from gptdata.store import dtype_for
@@ -367,20 +366,9 @@ def test_killed_run_resumes_to_identical_bytes(tmp_path) -> None:
         "1",
         "--quiet",
     ]
-    # Slow the worker down so the kill lands mid-run: each unit sleeps before it starts.
-    env = dict(os.environ, GPTDATA_TEST_UNIT_DELAY="0.4")
-    proc = subprocess.Popen(cmd, env=env)
-    units = out.with_name("s.partial") / "units"
-    deadline = time.time() + 60
-    while time.time() < deadline and not (units.is_dir() and any(units.glob("*.json"))):
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (out / "manifest.json").exists()
+    kill_after_first_unit(cmd, out, unit_delay="0.4")
     with pytest.raises(StoreError, match="run it again to resume"):
         TokenStore.open(out)
-    done_before = len(list(units.glob("*.json")))
-    assert done_before >= 1
     result = subprocess.run(cmd[:-1], capture_output=True, text=True, check=True)
     assert "resuming" in result.stderr
     assert store_bytes(out) == store_bytes(tmp_path / "ref")

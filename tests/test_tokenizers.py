@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -223,4 +222,3 @@ def test_cli_tokenize_is_fast_and_torch_free(tmp_path) -> None:
         "False",
     ]
     assert elapsed < 5  # generous bound: a sanity check, the real figure is in README
-    json.dumps(out.stdout)

@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 
 from ._gpt2files import EOT_ID, cache_dir, source_files
+from .tokenizers import ENDOFTEXT
 
 PINNED_VERSION = "0.3.5"  # the version the gate was developed against; gptdata[fast] pins it
 GATE_FILE = "fastokens-gate.json"
-ENDOFTEXT = "<|endoftext|>"
 
 # Inputs where byte-level BPE implementations have disagreed: rare whitespace, marks, scripts,
 # contractions after non-ASCII whitespace, long runs, lone surrogates, the special literal.
