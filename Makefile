@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.gptdata-installed
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo test bench lint clean crosscheck
 
 setup: $(STAMP)
 
@@ -31,9 +31,17 @@ bench: setup
 	$(PY) bench/loader.py
 	$(PY) bench/embeddings.py
 
+# The reference readers (megatron-core, lm-eval, datasets) in a venv of their own; torch is pinned
+# in the same pip command, or they would pull a CUDA build.
+XVENV := .venv-crosscheck
+crosscheck:
+	test -x $(XVENV)/bin/python || $(PYTHON) -m venv $(XVENV)
+	$(XVENV)/bin/python -m pip install -q torch==2.13.0 -r crosscheck/requirements.txt -e '.[dev]'
+	$(XVENV)/bin/python -m pytest crosscheck -q
+
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(XVENV) build dist src/*.egg-info .pytest_cache
