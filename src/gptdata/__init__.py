@@ -1,7 +1,7 @@
 """gptdata: raw text to training-ready data for GPT-style language models.
 
 This is the public API; everything else is an implementation detail. Modules that need torch
-(windows, loader, embeddings) load on first use, so ``import gptdata`` stays fast.
+(windows, loader, embeddings, evaluation) load on first use, so ``import gptdata`` stays fast.
 """
 
 from __future__ import annotations
@@ -27,10 +27,13 @@ _LAZY = {
     "GPTDataLoader": "loader",
     "GPTEmbedding": "embeddings",
     "RotaryEmbedding": "embeddings",
+    "evaluate": "evaluation",
+    "EvalResult": "evaluation",
 }
 
 if TYPE_CHECKING:
     from .embeddings import GPTEmbedding, RotaryEmbedding
+    from .evaluation import EvalResult, evaluate
     from .loader import GPTDataLoader, create_dataloader
     from .windows import SlidingWindowDataset
 
@@ -44,6 +47,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "EvalResult",
     "GPT2Tokenizer",
     "GPTDataLoader",
     "GPTEmbedding",
@@ -57,6 +61,7 @@ __all__ = [
     "TokenStore",
     "Tokenizer",
     "create_dataloader",
+    "evaluate",
     "get_tokenizer",
     "prepare",
 ]

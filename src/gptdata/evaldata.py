@@ -1,0 +1,204 @@
+"""What evaluation reads: any source as one token sequence with document boundaries and sizes.
+
+Every source becomes the *stream layout* the store uses, with one prefix token in front:
+
+    seq = [p] t0 [p] t1 [p] t2        p = the tokenizer's end-of-text (50256 for GPT-2)
+
+so document ``k`` is ``seq[offsets[k] + 1 : offsets[k] + 1 + lengths[k]]`` and ``seq[offsets[k]]``
+is the token that conditions its first prediction. A store split is already laid out this way (its
+separators are end-of-text), so it is read as stored; text is tokenized here.
+
+    >>> data = load_eval_data("Hello world", tokenizer=get_tokenizer("gpt2"))
+    >>> data.seq.tolist(), data.offsets.tolist(), data.lengths.tolist(), data.bytes.tolist()
+    ([50256, 15496, 995], [0], [2], [11])
+
+Bytes and words are counted on the original text where gptdata has it (files, strings) and on the
+decoded tokens for a store or token IDs (for GPT-2's byte-level BPE the two agree byte for byte).
+Deliberately torch-free.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .sources import plan_units, read_documents, resolve_inputs
+from .store import MANIFEST, Split, TokenStore
+from .tokenizers import Tokenizer, get_tokenizer
+
+_WS = re.compile(r"\s+")
+
+
+def count_words(text: str) -> int:
+    """Words as lm-evaluation-harness counts them: ``len(re.split(r"\\s+", text))``.
+
+    'a b' -> 2;  'a b\\n' -> 3 (a trailing newline leaves an empty last field, as in the harness)
+    """
+    return len(_WS.split(text))
+
+
+@dataclass
+class EvalData:
+    """Token IDs in the stream layout, document boundaries and sizes (see the module docstring)."""
+
+    seq: np.ndarray  # (1 + tokens + separators,) integer IDs
+    offsets: np.ndarray  # (D,) int64: position in seq of each document's prefix token
+    lengths: np.ndarray  # (D,) int64: tokens per document, separators excluded
+    bytes: np.ndarray  # (D,) int64: UTF-8 bytes per document
+    words: np.ndarray  # (D,) int64: words per document (count_words)
+    tokenizer: Tokenizer
+    prefix: int
+    name: str
+    counted_on: str  # "text" or "decoded tokens": where bytes and words come from
+
+    @property
+    def documents(self) -> int:
+        return len(self.offsets)
+
+
+def _prefix_of(tokenizer: Tokenizer) -> int:
+    if tokenizer.eot_id is None:
+        raise ValueError(
+            f"tokenizer {tokenizer.name} has no <|endoftext|> token, which evaluation needs as the "
+            "prefix of each document. Use a tokenizer whose vocabulary has it."
+        )
+    return int(tokenizer.eot_id)
+
+
+def _byte_table(tokenizer: Tokenizer) -> np.ndarray | None:
+    """UTF-8 bytes of every token ID (end-of-text: 0), when the tokenizer can tell them apart."""
+    token_bytes = getattr(tokenizer, "token_bytes", None)
+    if token_bytes is None:
+        return None
+    table = np.array([len(token_bytes(i)) for i in range(tokenizer.vocab_size)], dtype=np.int64)
+    if tokenizer.eot_id is not None:
+        table[tokenizer.eot_id] = 0
+    return table
+
+
+def _from_stream(seq: np.ndarray, lengths: np.ndarray, tokenizer: Tokenizer, name: str) -> EvalData:
+    """Documents known only as tokens: bytes and words from the decoded tokens."""
+    offsets = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]]).astype(np.int64)
+    table = _byte_table(tokenizer)
+    nbytes = np.zeros(len(lengths), dtype=np.int64)
+    words = np.zeros(len(lengths), dtype=np.int64)
+    for k, (o, n) in enumerate(zip(offsets.tolist(), lengths.tolist(), strict=True)):
+        ids = seq[o + 1 : o + 1 + n]
+        text = tokenizer.decode(ids.tolist())
+        words[k] = count_words(text)
+        nbytes[k] = int(table[ids].sum()) if table is not None else len(text.encode("utf-8"))
+    prefix = _prefix_of(tokenizer)
+    return EvalData(seq, offsets, lengths.astype(np.int64), nbytes, words, tokenizer, prefix, name,
+                    "decoded tokens")  # fmt: skip
+
+
+def _from_texts(texts: Sequence[str], tokenizer: Tokenizer, name: str) -> EvalData:
+    prefix = _prefix_of(tokenizer)
+    if not texts:
+        raise ValueError(f"{name}: no documents (every document is empty). Pass some text.")
+    encoded = tokenizer.encode_batch(list(texts))
+    lengths = np.array([len(e) for e in encoded], dtype=np.int64)
+    parts: list[Any] = []
+    for ids in encoded:
+        parts.append([prefix])
+        parts.append(ids)
+    seq = np.concatenate([np.asarray(p, dtype=np.int64) for p in parts])
+    offsets = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]]).astype(np.int64)
+    nbytes = np.array([len(t.encode("utf-8", "surrogatepass")) for t in texts], dtype=np.int64)
+    words = np.array([count_words(t) for t in texts], dtype=np.int64)
+    return EvalData(seq, offsets, lengths, nbytes, words, tokenizer, prefix, name, "text")
+
+
+def _store_tokenizer(store: TokenStore, tokenizer: Tokenizer | str | None) -> Tokenizer:
+    tok = get_tokenizer(tokenizer or "gpt2")
+    if tok.fingerprint != store.fingerprint:
+        if store.tokenizer_name != "gpt2":
+            raise ValueError(
+                f"{store.root} was made with tokenizer {store.tokenizer_name}; pass the same one "
+                "with tokenizer=... (--tokenizer)."
+            )
+        tok = get_tokenizer("gpt2")
+    return tok
+
+
+def _from_split(split: Split, tokenizer: Tokenizer | str | None) -> EvalData:
+    store = TokenStore.open(split.root)
+    tok = _store_tokenizer(store, tokenizer)
+    where = f"{split.root} split {split.name!r}"
+    if split.n_tokens == 0:
+        raise ValueError(
+            f"{where} is empty (0 tokens). Evaluate another split (--split train) or "
+            "prepare the store with a validation split (--val-fraction)."
+        )
+    prefix = _prefix_of(tok)
+    if split.eot_id != prefix:
+        raise ValueError(f"{where}: separator {split.eot_id} is not the tokenizer's {prefix}.")
+    seq = np.empty(split.n_tokens + 1, dtype=split.dtype)
+    seq[0] = prefix
+    pos = 1
+    for chunk in split.iter_chunks():
+        seq[pos : pos + len(chunk)] = chunk
+        pos += len(chunk)
+    return _from_stream(seq, split.document_lengths(), tok, where)
+
+
+def load_eval_data(
+    source: Any,
+    *,
+    tokenizer: Tokenizer | str | None = None,
+    split: str | None = None,
+    text_field: str = "text",
+) -> EvalData:
+    """A store split, a store (its ``split``, default 'val'), a Path to a text/JSONL/Parquet file
+    or store folder, a ``str`` of text, or token IDs (one stream; documents end at end-of-text).
+    """
+    if isinstance(source, Split):
+        return _from_split(source, tokenizer)
+    if isinstance(source, TokenStore):
+        name = split or "val"
+        if name not in source.splits:
+            raise ValueError(
+                f"{source.root} has no split {name!r} (it has {source.splits}); pass "
+                "split=... (--split), e.g. split='train'."
+            )
+        return _from_split(source.split(name), tokenizer)
+    if isinstance(source, os.PathLike):
+        path = Path(source)
+        if (path / MANIFEST).is_file():
+            return load_eval_data(TokenStore.open(path), tokenizer=tokenizer, split=split)
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist. Pass a text or JSONL file or a store.")
+        if path.is_dir():
+            raise ValueError(
+                f"{path} is a folder without {MANIFEST}: not a token store. Run "
+                f"gptdata prepare {path} -o STORE first, or pass a file."
+            )
+        texts: list[str] = []
+        for unit in plan_units(resolve_inputs([path])):
+            texts.extend(read_documents(unit, text_field=text_field))
+        return _from_texts(texts, get_tokenizer(tokenizer or "gpt2"), str(path))
+    if isinstance(source, str):
+        if not source:
+            raise ValueError("source is an empty string: nothing to evaluate.")
+        return _from_texts([source], get_tokenizer(tokenizer or "gpt2"), "text")
+    tok = get_tokenizer(tokenizer or "gpt2")
+    ids = np.asarray(source.tolist() if hasattr(source, "tolist") else list(source), np.int64)
+    if ids.ndim != 1 or len(ids) == 0:
+        raise ValueError(f"token IDs must be a non-empty 1-D sequence, got shape {ids.shape}.")
+    if ids.min() < 0 or ids.max() >= tok.vocab_size:
+        raise ValueError(
+            f"token ID {int(ids.max())} or {int(ids.min())} is outside 0..{tok.vocab_size - 1} "
+            f"of tokenizer {tok.name}; pass the tokenizer that made them (tokenizer=...)."
+        )
+    prefix = _prefix_of(tok)
+    seq = np.concatenate([[prefix], ids]).astype(np.int64)
+    seps = np.flatnonzero(ids == prefix)
+    ends = np.concatenate([seps, [len(ids)]])
+    starts = np.concatenate([[0], seps + 1])
+    return _from_stream(seq, (ends - starts).astype(np.int64), tok, "token IDs")

@@ -1,0 +1,196 @@
+"""Models for evaluation: any logits callable, or a spec string, behind one small interface.
+
+A model is a callable taking ``(B, T)`` int64 IDs and returning logits ``(B, T, V)``, an object
+with ``.logits`` (Hugging Face), or a tuple whose first item is the logits (nanoGPT returns
+``(logits, loss)``). Specs:
+
+    hf:DIR          a Hugging Face causal LM saved in DIR (local files only; ``gptdata[hf]``)
+    unigram:STORE   add-one unigram counted from STORE's train split  (see baselines.py)
+    bigram:STORE    bigram backing off to the unigram, from STORE's train split
+
+``Scorer.log_probs`` returns log P(target) in float32 for the scored positions only: the logits'
+log-softmax is taken on the selected rows (``logsumexp`` and one ``gather``), never a float64
+``(B, T, V)`` copy; count baselines answer from their tables without any logits at all.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .tokenizers import Tokenizer
+
+
+def logits_of(output: Any) -> torch.Tensor:
+    """The logits of a model's output: a tensor, ``.logits``, or the first item of a tuple."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if hasattr(output, "logits"):
+        return output.logits
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise TypeError(
+        f"the model returned {type(output).__name__}; evaluation needs logits (B, T, vocab): a "
+        "tensor, an object with .logits, or a tuple whose first item is the logits."
+    )
+
+
+def _max_positions(model: Any) -> int | None:
+    """The longest input a model takes, where it says so (HF config, nanoGPT, the book's GPT)."""
+    config = getattr(model, "config", None)
+    for name in ("n_positions", "max_position_embeddings", "block_size", "context_length"):
+        value = getattr(config, name, None) if config is not None else None
+        if value is None and isinstance(config, dict):
+            value = config.get(name)
+        if isinstance(value, int):
+            return value
+    pos_emb = getattr(model, "pos_emb", None)
+    if isinstance(pos_emb, torch.nn.Embedding):
+        return pos_emb.num_embeddings
+    value = getattr(model, "max_positions", None)
+    return value if isinstance(value, int) else None
+
+
+def _vocab_size(model: Any) -> int | None:
+    config = getattr(model, "config", None)
+    value = getattr(config, "vocab_size", None) if config is not None else None
+    if value is None:
+        value = getattr(model, "vocab_size", None)
+    return value if isinstance(value, int) else None
+
+
+@dataclass
+class Scorer:
+    """A model with what evaluation needs to know about it."""
+
+    model: Any
+    name: str
+    vocab_size: int | None
+    max_positions: int | None
+    device: torch.device
+
+    def check(self, *, max_length: int, tokenizer: Tokenizer) -> None:
+        """Refuse a model that cannot read these windows: too few positions or vocabulary."""
+        if self.max_positions is not None and max_length > self.max_positions:
+            raise ValueError(
+                f"model {self.name} has {self.max_positions:,} positions, but max_length="
+                f"{max_length:,}. Pass max_length <= {self.max_positions:,} (--max-length)."
+            )
+        if self.vocab_size is not None and self.vocab_size < tokenizer.vocab_size:
+            raise ValueError(
+                f"model {self.name} has a vocabulary of {self.vocab_size:,}, smaller than the "
+                f"{tokenizer.vocab_size:,} of tokenizer {tokenizer.name} that made the source. "
+                "Evaluate with the model's own tokenizer (tokenizer=..., --tokenizer)."
+            )
+
+    def logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(B, T) -> (B, T, V) logits, checked."""
+        logits = logits_of(self.model(inputs))
+        if logits.dim() != 3 or logits.shape[:2] != inputs.shape:
+            raise ValueError(
+                f"model {self.name} returned logits of shape {tuple(logits.shape)} for inputs "
+                f"{tuple(inputs.shape)}; expected (batch, T, vocab)."
+            )
+        return logits
+
+    def log_probs(
+        self, inputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """log P(target) (K,) float32 at the scored positions (``mask`` (B, T), None = all)."""
+        fast = getattr(self.model, "target_log_probs", None)
+        if fast is not None:
+            logp = fast(inputs, targets)  # (B, T)
+            return logp.reshape(-1) if mask is None else logp[mask]
+        logits = self.logits(inputs)  # (B, T, V)
+        if self.vocab_size is None and logits.shape[-1] <= int(targets.max()):
+            raise ValueError(
+                f"model {self.name} returned {logits.shape[-1]:,} logits per position, but the "
+                f"source has token ID {int(targets.max()):,}. Use the model's own tokenizer."
+            )
+        if mask is None:
+            rows, ys = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)  # (B*T, V)
+        else:
+            rows, ys = logits[mask], targets[mask]  # (K, V): only the scored positions
+        rows = rows.float()  # a no-op for float32 models
+        return rows.gather(1, ys[:, None]).squeeze(1) - torch.logsumexp(rows, dim=1)  # (K,)
+
+
+def load_hf(path: str | os.PathLike[str], device: torch.device) -> Any:
+    try:
+        from transformers import AutoModelForCausalLM
+    except ImportError:
+        raise RuntimeError(
+            "hf:DIR models need transformers. Fix: pip install 'gptdata[hf]'"
+        ) from None
+    if not os.path.isdir(path):
+        raise FileNotFoundError(
+            f"hf:{path}: no such folder. Save a model there with model.save_pretrained('{path}')."
+        )
+    model = AutoModelForCausalLM.from_pretrained(os.fspath(path), local_files_only=True)
+    return model.to(device).eval()
+
+
+def load_model(model: Any, *, device: str | torch.device | None = None) -> Scorer:
+    """A model object or spec string -> Scorer; spec models are loaded onto ``device``."""
+    if isinstance(model, str):
+        kind, sep, where = model.partition(":")
+        dev = torch.device(device or "cpu")
+        if not sep or not where or kind not in ("hf", "unigram", "bigram"):
+            raise ValueError(
+                f"model spec {model!r} is not one of hf:DIR, unigram:STORE, bigram:STORE."
+            )
+        if kind == "hf":
+            obj = load_hf(where, dev)
+        else:
+            from .baselines import baseline_from_store
+
+            obj = baseline_from_store(kind, where)
+        return Scorer(obj, model, _vocab_size(obj), _max_positions(obj), dev)
+    if not callable(model):
+        raise TypeError(
+            f"model is {type(model).__name__}; pass a callable returning logits or a spec string "
+            "(hf:DIR, unigram:STORE, bigram:STORE)."
+        )
+    if device is None:
+        params = model.parameters() if isinstance(model, torch.nn.Module) else iter(())
+        first = next(params, None)
+        dev = first.device if first is not None else torch.device("cpu")
+    else:
+        dev = torch.device(device)
+    name = getattr(model, "name", None) or type(model).__name__
+    return Scorer(model, str(name), _vocab_size(model), _max_positions(model), dev)
+
+
+def next_token_lines(
+    scorer: Scorer, ids: list[int], tokenizer: Tokenizer, *, top: int = 3
+) -> list[str]:
+    """Each ``context ----> desired`` pair with P(desired) and the model's top predictions.
+
+    One forward pass over ``ids[:-1]``: position ``i - 1`` predicts ``ids[i]``.
+    """
+    from .inspect import escape
+
+    if len(ids) < 2:
+        raise ValueError(f"need at least 2 tokens from --start, got {len(ids)}.")
+    x = torch.tensor([ids[:-1]], dtype=torch.long, device=scorer.device)  # (1, T)
+    with torch.inference_mode():
+        logits = logits_of(scorer.model(x))[0].float()  # (T, V)
+    probs = torch.softmax(logits, dim=-1)  # (T, V)
+    best_p, best = probs.topk(top, dim=-1)  # (T, top)
+    lines = []
+    for i in range(1, len(ids)):
+        want = ids[i]
+        p = float(probs[i - 1, want])
+        guesses = ", ".join(
+            f"{int(t)} '{escape(tokenizer.decode([int(t)]))}' {float(q):.3f}"
+            for t, q in zip(best[i - 1], best_p[i - 1], strict=True)
+        )
+        context = escape(tokenizer.decode(ids[:i]))
+        lines.append(
+            f"{context} ----> '{escape(tokenizer.decode([want]))}' ({want})  p={p:.4f}  "
+            f"top {top}: {guesses}"
+        )
+    return lines
