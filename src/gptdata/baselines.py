@@ -121,7 +121,8 @@ class Bigram:
     ) -> Bigram:
         """Count over a token stream (one array or consecutive chunks of it)."""
         if isinstance(chunks, np.ndarray):
-            chunks = (chunks[i : i + CHUNK] for i in range(0, len(chunks), CHUNK))
+            whole = chunks
+            chunks = (whole[i : i + CHUNK] for i in range(0, len(whole), CHUNK))
         uni = np.zeros(vocab_size, dtype=np.int64)
         ctx = np.zeros(vocab_size, dtype=np.int64)
         prev = np.array([prefix])
