@@ -32,6 +32,11 @@ EPILOGS = {
   gptdata plan the-verdict.txt --max-length 256 --stride 128 --batch-size 2 --plot plan.png
 """,
     "demo": "examples:\n  gptdata demo\n  gptdata demo my-text.txt\n",
+    "eval": """examples:
+  gptdata eval store --model hf:checkpoints/base --max-length 1024
+  gptdata eval store --model bigram:store --model hf:base --model hf:tuned --plot eval.png
+  gptdata eval notes.jsonl --model hf:base --stride 512 --per-document docs.csv --json
+""",
 }
 
 
@@ -116,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--windows", action="store_true", help="show dataset (input, target) rows")
     i.add_argument("-n", type=int, default=4, help="number of windows to show")
     i.add_argument("--split", default=None, help="store split (default: the first)")
+    i.add_argument(
+        "--model",
+        default=None,
+        metavar="SPEC",
+        help="also show a model's P(desired) and top 3 (hf:DIR, unigram:STORE, bigram:STORE)",
+    )
 
     pl = _add(sub, "plan", "windows, batches and embedding sizes before training", common)
     pl.add_argument("source")
@@ -127,6 +138,31 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--world-size", type=int, default=1)
     pl.add_argument("--emb-dim", type=int, nargs="+", default=[256])
     pl.add_argument("--plot", default=None, metavar="FILE.png")
+
+    ev = _add(sub, "eval", "loss, perplexity and bits per byte of models on a source", common)
+    ev.add_argument("source", help="a token store, or a text/JSONL file")
+    ev.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="SPEC",
+        help="hf:DIR, unigram:STORE or bigram:STORE; repeat to compare models",
+    )
+    ev.add_argument("--tokenizer", default=None, help="default: the store's, else gpt2")
+    ev.add_argument(
+        "--max-length", type=int, default=None, help="window length (default: the models' context)"
+    )
+    ev.add_argument("--stride", type=int, default=None, help="tokens scored per later window")
+    ev.add_argument("--batch-size", type=int, default=8)
+    ev.add_argument("--by", choices=["document", "stream"], default=None)
+    ev.add_argument("--split", default=None, help="store split (default: val)")
+    ev.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cpu)")
+    ev.add_argument("--json", action="store_true", help="machine-readable results on stdout")
+    ev.add_argument("--per-document", default=None, metavar="FILE", help=".csv or .jsonl")
+    ev.add_argument("--bootstrap", type=int, default=1000, help="bootstrap samples")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    ev.add_argument("--plot", default=None, metavar="FILE.png")
+    ev.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
     d = _add(sub, "demo", "every stage from text to input embeddings", common)
     d.add_argument("file", nargs="?", default=None, help="your text file (default: the sample)")
@@ -193,6 +229,14 @@ def _cmd_inspect(a: argparse.Namespace) -> int:
     if name not in loaded.splits:
         raise ValueError(f"no split {name!r}; choose from {list(loaded.splits)}.")
     tokens = loaded.splits[name]
+    if a.model:
+        from .models import load_model, next_token_lines
+
+        ids = tokens[a.start : a.start + a.max_length + 1]
+        scorer = load_model(a.model)
+        scorer.check(max_length=max(len(ids) - 1, 1), tokenizer=loaded.tokenizer)
+        print("\n".join(next_token_lines(scorer, [int(t) for t in ids], loaded.tokenizer)))
+        return 0
     if a.windows:
         end = a.start + (a.n - 1) * (a.stride or a.max_length) + a.max_length + 1
         ids = tokens[: min(end, len(tokens))]
@@ -234,6 +278,68 @@ def _cmd_plan(a: argparse.Namespace) -> int:
     return 0 if ok else 2
 
 
+def _cmd_eval(a: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .compare import Comparison, changed_most, plot, table, write_per_document
+    from .evaldata import load_eval_data
+    from .evaluation import evaluate
+    from .models import load_model
+
+    data = load_eval_data(Path(a.source), tokenizer=a.tokenizer, split=a.split)
+    scorers = [load_model(spec, device=a.device) for spec in a.model]
+    max_length = a.max_length
+    if max_length is None:
+        known = [s.max_positions for s in scorers if s.max_positions]
+        if not known:
+            raise ValueError("no model states its context length; pass --max-length.")
+        max_length = min(known)
+    results = []
+    for scorer in scorers:
+        if not a.quiet:
+            print(f"eval: {scorer.name} on {data.name}", file=sys.stderr)
+        results.append(
+            evaluate(
+                scorer,
+                data,
+                max_length=max_length,
+                stride=a.stride,
+                batch_size=a.batch_size,
+                by=a.by,
+                progress=not a.quiet,
+            )
+        )
+    pairs = [
+        (results[i], results[j]) for i in range(len(results)) for j in range(i + 1, len(results))
+    ]
+    comparisons = [Comparison.of(x, y, samples=a.bootstrap, seed=a.seed) for x, y in pairs]
+    if a.json:
+        doc = {
+            "models": [r.to_dict() for r in results],
+            "comparisons": [c.to_dict() for c in comparisons],
+        }
+        print(json.dumps(doc, indent=2))
+    else:
+        r0 = results[0]
+        print(
+            f"{data.name}: {len(r0.documents):,} documents, by {r0.by}, max_length "
+            f"{r0.max_length:,}, stride {r0.stride:,}; bytes and words from {data.counted_on}"
+        )
+        print(table(results))
+        for c, (x, y) in zip(comparisons, pairs, strict=True):
+            print(f"\n{c.a} vs {c.b}: {c.verdict()}")
+            print(f"documents that changed most ({c.a} -> {c.b}):")
+            print("\n".join(changed_most(x, y)))
+    if a.per_document:
+        write_per_document(results, a.per_document)
+        print(f"wrote {a.per_document}", file=sys.stderr)
+    if a.plot:
+        plot(results, a.plot)
+        print(f"wrote {a.plot}", file=sys.stderr)
+    return 0
+
+
 def _cmd_demo(a: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -253,6 +359,7 @@ COMMANDS = {
     "inspect": _cmd_inspect,
     "plan": _cmd_plan,
     "demo": _cmd_demo,
+    "eval": _cmd_eval,
 }
 
 
