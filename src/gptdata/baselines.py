@@ -9,8 +9,8 @@ end-of-text), with ``V`` = vocab_size and ``N`` = tokens:
 where ``c(v)`` counts ``v`` as a context (the first token's context is the prefix token, so there
 are ``N`` pairs). Both sum to 1 over the vocabulary for every context. Bigram counts are sparse:
 sorted pair keys ``v * V + w`` with their counts, so memory follows the distinct pairs seen, not
-``V**2`` (2.5 G for GPT-2). Counting sorts 4 M-token chunks in threads (numpy releases the GIL) and
-merges their sorted runs.
+``V**2`` (2.5 G for GPT-2). Counting runs on 4 M-token chunks in threads (numpy releases the GIL):
+pairs of the 2,048 most frequent tokens go to a dense table, the rest are sorted; then merged.
 
     >>> bigram = Bigram.from_tokens(np.array([1, 2, 1, 2]), vocab_size=3, prefix=0)
     >>> round(float(bigram.probability(1, 2)), 4)   # (c(1,2)=2 + P_uni(2)=3/7) / (c(1)=2 + 1)
@@ -26,11 +26,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import torch
 
 CHUNK = 1 << 22
+_DENSE = 2048  # the K most frequent tokens of the first chunk get a dense pair table
 
 
 def _key_dtype(vocab_size: int) -> np.dtype:
@@ -72,20 +74,33 @@ class Unigram:
 
 
 def _count_pairs(
-    contexts: np.ndarray, nexts: np.ndarray, vocab_size: int
+    prev: int, chunk: np.ndarray, vocab_size: int, hi: np.ndarray, lo: np.ndarray
 ) -> tuple[np.ndarray, ...]:
-    """Sorted distinct keys ``v * V + w`` of one chunk and how often each occurs."""
-    keys = contexts.astype(_key_dtype(vocab_size)) * vocab_size + nexts
+    """Count the pairs of one chunk (``prev`` precedes it).
+
+    Pairs of two frequent tokens go to a dense ``K x K`` table (one bincount, no sort): on
+    English text with K = 2048 that is 70-80 % of them, and sorting the many duplicates they
+    would add costs 3x more than counting them. The rest: sorted distinct keys and counts.
+    """
+    contexts = np.empty(len(chunk), dtype=chunk.dtype)
+    contexts[0] = prev
+    contexts[1:] = chunk[:-1]
+    cells = hi[contexts] + lo[chunk]  # K * rank(v) + rank(w); >= K * K if rare
+    dense_cells = _DENSE * _DENSE
+    frequent = cells < dense_cells
+    dense = np.bincount(cells[frequent], minlength=dense_cells)
+    rare = ~frequent
+    keys = contexts[rare].astype(_key_dtype(vocab_size))
+    keys *= vocab_size
+    np.add(keys, chunk[rare], out=keys, casting="unsafe")  # IDs < vocab_size: no overflow
     keys.sort()  # numpy's sort releases the GIL: chunks count in parallel threads
-    first = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]]))
+    first = np.flatnonzero(np.concatenate([[True], keys[1:] != keys[:-1]])) if len(keys) else keys
     counts = np.diff(np.append(first, len(keys)))
-    return keys[first], counts
+    return keys[first], counts, dense, np.bincount(chunk, minlength=vocab_size)[:vocab_size]
 
 
 def _merge(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
     """Merge per-chunk (sorted keys, counts): a stable sort finds the sorted runs (timsort)."""
-    if len(parts) == 1:
-        return parts[0]
     keys = np.concatenate([k for k, _ in parts])
     counts = np.concatenate([c for _, c in parts])
     order = np.argsort(keys, kind="stable")
@@ -123,23 +138,45 @@ class Bigram:
         if isinstance(chunks, np.ndarray):
             whole = chunks
             chunks = (whole[i : i + CHUNK] for i in range(0, len(whole), CHUNK))
+        it = iter(chunks)
+        chunk = next((c for c in it if len(c)), None)
+        if chunk is None:
+            raise ValueError("no tokens to count a bigram from.")
+        # Ranks of the most frequent tokens, from the first chunk (deterministic for the data).
+        K = _DENSE
+        top = np.argsort(-np.bincount(chunk, minlength=vocab_size), kind="stable")[:K]
+        hi = np.full(vocab_size, K * K, dtype=np.int32)  # rare contexts land past the table
+        lo = np.zeros(vocab_size, dtype=np.int32)
+        hi[top], lo[top] = np.arange(len(top)) * K, np.arange(len(top))
+        lo[np.setdiff1d(np.arange(vocab_size), top)] = K * K
+        dense = np.zeros(K * K, dtype=np.int64)
         uni = np.zeros(vocab_size, dtype=np.int64)
-        ctx = np.zeros(vocab_size, dtype=np.int64)
-        prev = np.array([prefix])
+        parts: list[tuple[np.ndarray, np.ndarray]] = []
+        prev = prefix
         threads = threads or min(os.cpu_count() or 1, 8)
         with ThreadPoolExecutor(threads) as pool:
-            futures = []
-            for chunk in chunks:
-                if not len(chunk):
-                    continue
-                contexts = np.concatenate([prev.astype(chunk.dtype), chunk[:-1]])
-                prev = chunk[-1:]
-                uni += np.bincount(chunk, minlength=vocab_size)[:vocab_size]
-                ctx += np.bincount(contexts, minlength=vocab_size)[:vocab_size]
-                futures.append(pool.submit(_count_pairs, contexts, chunk, vocab_size))
-            parts = [f.result() for f in futures]
-        if not parts:
-            raise ValueError("no tokens to count a bigram from.")
+            pending: list[Any] = []
+
+            def collect(limit: int) -> None:  # keep memory bounded: few chunks in flight
+                while len(pending) > limit:
+                    keys, counts, d, u = pending.pop(0).result()
+                    parts.append((keys, counts))
+                    np.add(dense, d, out=dense)
+                    np.add(uni, u, out=uni)
+
+            while chunk is not None:
+                pending.append(pool.submit(_count_pairs, prev, chunk, vocab_size, hi, lo))
+                prev = int(chunk[-1])
+                collect(2 * threads)
+                chunk = next((c for c in it if len(c)), None)
+            collect(0)
+        cells = np.flatnonzero(dense)
+        dense_keys = top[cells // K].astype(_key_dtype(vocab_size)) * vocab_size + top[cells % K]
+        parts.append((dense_keys, dense[cells]))
+        # Contexts are the stream shifted right by one: the prefix in, the last token out.
+        ctx = uni.copy()
+        ctx[prefix] += 1
+        ctx[prev] -= 1
         keys, counts = _merge(parts)
         return cls(keys, counts, ctx, Unigram(uni))
 
