@@ -102,8 +102,7 @@ def main() -> None:
         nll_bare = bare_loop(model, xs, ys, ms, bs)
         bare_t.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        result = gptdata.evaluate(model, data, max_length=L, batch_size=bs, by="stream",
-                                  progress=False)  # fmt: skip
+        result = gptdata.evaluate(model, data, max_length=L, batch_size=bs, progress=False)
         ev_t.append(time.perf_counter() - t0)
     assert result is not None and abs(result.nll - nll_bare) < 1e-4 * abs(nll_bare), (
         result.nll,

@@ -173,8 +173,7 @@ def plot(results: list[EvalResult], path: str | os.PathLike[str]) -> None:
         seen = r.position_tokens > 0
         ax1.plot(np.arange(1, len(loss) + 1)[seen], loss[seen], color=colour, label=r.name)
         ax2.hist(bpb, bins=bins, alpha=0.5, color=colour, label=r.name)
-    ax1.set(title="loss by position in the window", xlabel="position (tokens of context)",
-            ylabel="mean loss (nats)")  # fmt: skip
+    ax1.set(title="loss by position in the window", xlabel="position", ylabel="mean loss (nats)")
     ax2.set(title="bits per byte per document", xlabel="bits per byte", ylabel="documents")
     ax1.legend()
     ax2.legend()

@@ -94,8 +94,8 @@ def _from_stream(seq: np.ndarray, lengths: np.ndarray, tokenizer: Tokenizer, nam
         words[k] = count_words(text)
         nbytes[k] = int(table[ids].sum()) if table is not None else len(text.encode("utf-8"))
     prefix = _prefix_of(tokenizer)
-    return EvalData(seq, offsets, lengths.astype(np.int64), nbytes, words, tokenizer, prefix, name,
-                    "decoded tokens")  # fmt: skip
+    lengths = lengths.astype(np.int64)
+    return EvalData(seq, offsets, lengths, nbytes, words, tokenizer, prefix, name, "decoded tokens")
 
 
 def _from_texts(texts: Sequence[str], tokenizer: Tokenizer, name: str) -> EvalData:

@@ -245,8 +245,8 @@ def evaluate(
         else load_eval_data(source, tokenizer=tokenizer, split=split)
     )
     scorer.check(max_length=max_length, tokenizer=data.tokenizer)
-    return _score(scorer, data, max_length=max_length, stride=stride, batch_size=batch_size,
-                  by=by, progress=progress)  # fmt: skip
+    opts = {"max_length": max_length, "stride": stride, "batch_size": batch_size}
+    return _score(scorer, data, by=by, progress=progress, **opts)
 
 
 def _score(
@@ -287,11 +287,8 @@ def _score(
     try:
         with torch.inference_mode():
             for b0 in range(0, len(starts), batch_size):
-                st, ln, sc = (
-                    starts[b0 : b0 + batch_size],
-                    lens[b0 : b0 + batch_size],
-                    scored[b0 : b0 + batch_size],
-                )
+                sl = slice(b0, b0 + batch_size)
+                st, ln, sc = starts[sl], lens[sl], scored[sl]
                 T = int(ln.max())
                 j = np.arange(T)
                 idx = np.minimum(st[:, None] + j, top - 1)  # (B, T); padding reads real tokens
@@ -309,11 +306,8 @@ def _score(
                 )
                 nll = -logp.double().cpu().numpy()  # (K,) in row-major order
                 tpos = (idx + 1).reshape(-1) if mask_np is None else (idx + 1)[mask_np]  # (K,)
-                ppos = (
-                    np.broadcast_to(j, idx.shape).reshape(-1)
-                    if mask_np is None
-                    else (np.broadcast_to(j, idx.shape)[mask_np])
-                )
+                where = np.broadcast_to(j, idx.shape)  # (B, T) position in the window
+                ppos = where.reshape(-1) if mask_np is None else where[mask_np]  # (K,)
                 pos_nll += np.bincount(ppos, weights=nll, minlength=max_length)
                 pos_tok += np.bincount(ppos, minlength=max_length)
                 text = nll * (seq[tpos] != data.prefix)  # end-of-text targets: 0 bytes
