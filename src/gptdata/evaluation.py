@@ -276,7 +276,6 @@ def _score(
     nll_text_doc = np.zeros(D, dtype=np.float64)
     pos_nll = np.zeros(max_length, dtype=np.float64)
     pos_tok = np.zeros(max_length, dtype=np.int64)
-    seq_t = torch.from_numpy(seq.astype(np.int64))  # (S,) one int64 copy, gathered per batch
     top = len(seq) - 1
     meter = _Progress(len(starts), progress)
     training = getattr(scorer.model, "training", False)
@@ -292,9 +291,9 @@ def _score(
                 T = int(ln.max())
                 j = np.arange(T)
                 idx = np.minimum(st[:, None] + j, top - 1)  # (B, T); padding reads real tokens
-                idx_t = torch.from_numpy(idx)
-                x = seq_t[idx_t]  # (B, T) int64
-                y = seq_t[idx_t + 1]  # (B, T) int64
+                # Gather in the store's dtype, widen only the batch: no int64 copy of the split.
+                x = torch.from_numpy(seq[idx].astype(np.int64))  # (B, T)
+                y = torch.from_numpy(seq[idx + 1].astype(np.int64))  # (B, T)
                 full = bool((sc == T).all())  # every position scored: no mask at all
                 mask_np = None if full else (j >= (ln - sc)[:, None]) & (j < ln[:, None])
                 mask = None if mask_np is None else torch.from_numpy(mask_np)
