@@ -163,3 +163,10 @@ def test_cli_inspect_with_a_model(models: Path, capsys: pytest.CaptureFixture[st
     assert len(lines) == 3
     assert lines[0].startswith("Document ----> ' number' (1271)  p=")
     assert "top 3: " in lines[0] and lines[0].count("'") >= 8
+
+
+def test_huge_perplexities_saturate_and_stay_valid_json() -> None:
+    r = fake("random", [5000.0, 5000.0], [10, 10])  # 2 words, ~3466 nats per word
+    assert r.word_perplexity == math.inf
+    doc = json.loads(json.dumps(r.to_dict(), allow_nan=False))
+    assert doc["word_perplexity"] is None and doc["bits_per_byte"] == pytest.approx(500.0)

@@ -94,6 +94,11 @@ def _ratio(num: float, den: float) -> float:
     return num / den if den else float("nan")
 
 
+def _exp(x: float) -> float:
+    """exp that saturates: a random model's word perplexity can exceed a float's range."""
+    return math.exp(x) if x < 709 else float("inf")
+
+
 @dataclass
 class EvalResult:
     """What ``evaluate`` measured; every mean is a sum divided by a sum."""
@@ -120,7 +125,7 @@ class EvalResult:
 
     @property
     def perplexity(self) -> float:
-        return math.exp(self.loss) if self.tokens else float("nan")
+        return _exp(self.loss) if self.tokens else float("nan")
 
     @property
     def bits_per_byte(self) -> float:
@@ -128,11 +133,11 @@ class EvalResult:
 
     @property
     def byte_perplexity(self) -> float:
-        return math.exp(self.nll / self.bytes) if self.bytes else float("nan")
+        return _exp(self.nll / self.bytes) if self.bytes else float("nan")
 
     @property
     def word_perplexity(self) -> float | None:
-        return math.exp(self.nll / self.words) if self.words else None
+        return _exp(self.nll / self.words) if self.words else None
 
     @property
     def tokens_per_second(self) -> float:
@@ -145,7 +150,7 @@ class EvalResult:
 
     def to_dict(self) -> dict[str, Any]:
         def num(x: float | None) -> float | None:
-            return None if x is None or math.isnan(x) else x
+            return None if x is None or not math.isfinite(x) else x
 
         return {
             "model": self.name,
@@ -162,7 +167,7 @@ class EvalResult:
             "bits_per_byte": num(self.bits_per_byte),
             "byte_perplexity": num(self.byte_perplexity),
             "words": self.words,
-            "word_perplexity": self.word_perplexity,
+            "word_perplexity": num(self.word_perplexity),
             "bytes_and_words_from": self.counted_on,
             "seconds": self.seconds,
         }
