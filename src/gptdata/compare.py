@@ -109,11 +109,11 @@ def table(results: list[EvalResult]) -> str:
     name_w = max(10, *(len(r.name) for r in results))
     head = (
         f"{'model':<{name_w}} {'tokens':>12} {'loss':>8} {'perplexity':>11} "
-        f"{'bits/byte':>9} {'word ppl':>10} {'tokens/s':>10}"
+        f"{'bits/byte':>9} {'word ppl':>12} {'tokens/s':>10}"
     )
     lines = [head]
     for r in results:
-        wp = f"{r.word_perplexity:10.2f}" if r.word_perplexity is not None else f"{'-':>10}"
+        wp = f"{r.word_perplexity:12.2f}" if r.word_perplexity is not None else f"{'-':>12}"
         lines.append(
             f"{r.name:<{name_w}} {r.tokens:>12,} {r.loss:>8.4f} {r.perplexity:>11.2f} "
             f"{r.bits_per_byte:>9.4f} {wp} {r.tokens_per_second:>10,.0f}"
