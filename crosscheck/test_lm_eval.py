@@ -67,7 +67,7 @@ def test_evaluate_equals_lm_eval_rolling(tmp_path: Path, max_length: int) -> Non
 
     words = [(ll, len(re.split(r"\s+", d))) for ll, d in zip(theirs, DOCS, strict=True)]
     nbytes = [(ll, len(d.encode("utf-8"))) for ll, d in zip(theirs, DOCS, strict=True)]
-    assert r.word_perplexity == pytest.approx(metrics.word_perplexity(words), rel=1e-5)
-    assert r.byte_perplexity == pytest.approx(metrics.byte_perplexity(nbytes), rel=1e-5)
+    assert r.word_perplexity == pytest.approx(metrics.weighted_perplexity(words), rel=1e-5)
+    assert r.byte_perplexity == pytest.approx(metrics.weighted_perplexity(nbytes), rel=1e-5)
     assert r.bits_per_byte == pytest.approx(metrics.bits_per_byte(nbytes), rel=1e-5)
     assert r.bits_per_byte == pytest.approx(-sum(theirs) / sum(b for _, b in nbytes) / math.log(2))
