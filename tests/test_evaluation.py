@@ -272,7 +272,9 @@ def test_errors() -> None:
         gptdata.evaluate(model, "some text", max_length=4, stride=5)
     with pytest.raises(ValueError, match=r"has 16 positions, but max_length=32.*max_length <= 16"):
         gptdata.evaluate(model, "some text", max_length=32)
-    with pytest.raises(ValueError, match=r"returned 100 logits per position.*token ID"):
+    with pytest.raises(
+        ValueError, match=r"returned 100 logits per position, fewer than .* vocabulary of 50,257"
+    ):
         gptdata.evaluate(lambda x: torch.zeros(*x.shape, 100), "some text", max_length=4)
     with pytest.raises(TypeError, match=r"returned dict; evaluation needs logits"):
         gptdata.evaluate(lambda x: {"a": 1}, "some text", max_length=4)

@@ -226,6 +226,8 @@ def evaluate(
     ``by="document"`` (default for stores, splits and files) scores each document on its own,
     context never crossing documents; ``by="stream"`` (default for strings and token IDs) scores
     the documents as stored, joined by end-of-text, as one sequence.
+    A TokenStore is read at its ``split`` (default 'val'); ``tokenizer`` defaults to the store's,
+    else GPT-2. ``progress`` prints windows/s, tokens/s and ETA on stderr once a run takes 2 s.
 
         >>> evaluate(model, "Hello world", max_length=2).tokens   # 'Hello', ' world'
         2

@@ -71,6 +71,8 @@ class Scorer:
     vocab_size: int | None
     max_positions: int | None
     device: torch.device
+    need_vocab: int = 0  # the source tokenizer's vocab_size, set by check()
+    logits_checked: bool = False
 
     def check(self, *, max_length: int, tokenizer: Tokenizer) -> None:
         """Refuse a model that cannot read these windows: too few positions or vocabulary."""
@@ -79,6 +81,7 @@ class Scorer:
                 f"model {self.name} has {self.max_positions:,} positions, but max_length="
                 f"{max_length:,}. Pass max_length <= {self.max_positions:,} (--max-length)."
             )
+        self.need_vocab, self.logits_checked = tokenizer.vocab_size, False
         if self.vocab_size is not None and self.vocab_size < tokenizer.vocab_size:
             raise ValueError(
                 f"model {self.name} has a vocabulary of {self.vocab_size:,}, smaller than the "
@@ -105,11 +108,14 @@ class Scorer:
             logp = fast(inputs, targets)  # (B, T)
             return logp.reshape(-1) if mask is None else logp[mask]
         logits = self.logits(inputs)  # (B, T, V)
-        if self.vocab_size is None and logits.shape[-1] <= int(targets.max()):
-            raise ValueError(
-                f"model {self.name} returned {logits.shape[-1]:,} logits per position, but the "
-                f"source has token ID {int(targets.max()):,}. Use the model's own tokenizer."
-            )
+        if not self.logits_checked:  # once: a model without a config shows its vocabulary here
+            if logits.shape[-1] < self.need_vocab:
+                raise ValueError(
+                    f"model {self.name} returned {logits.shape[-1]:,} logits per position, fewer "
+                    f"than the source tokenizer's vocabulary of {self.need_vocab:,}. Evaluate "
+                    "with the model's own tokenizer (tokenizer=..., --tokenizer)."
+                )
+            self.logits_checked = True
         if mask is None:
             rows, ys = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)  # (B*T, V)
         else:
