@@ -27,9 +27,13 @@ _LAZY = {
     "GPTDataLoader": "loader",
     "GPTEmbedding": "embeddings",
     "RotaryEmbedding": "embeddings",
+    "causal_document_mask": "attention",
+    "flex_document_mask": "attention",
+    "cu_seqlens": "attention",
 }
 
 if TYPE_CHECKING:
+    from .attention import causal_document_mask, cu_seqlens, flex_document_mask
     from .embeddings import GPTEmbedding, RotaryEmbedding
     from .loader import GPTDataLoader, create_dataloader
     from .windows import SlidingWindowDataset
@@ -56,7 +60,10 @@ __all__ = [
     "StoreError",
     "TokenStore",
     "Tokenizer",
+    "causal_document_mask",
     "create_dataloader",
+    "cu_seqlens",
+    "flex_document_mask",
     "get_tokenizer",
     "prepare",
 ]

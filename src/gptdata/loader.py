@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from .documents import Batch, BatchFormat, Documents, pin
 from .tokenizers import Tokenizer
 from .windows import SlidingWindowDataset
 
@@ -81,6 +82,9 @@ class GPTDataLoader:
     ``drop_last=True`` the last ``len(dataset) % world_size`` windows of the order are dropped
     (and each rank drops its partial batch); with ``drop_last=False`` the order is padded with
     its own first windows, like ``DistributedSampler``, so together the ranks cover every window.
+
+    ``documents``, ``batch_format``, ``eot_id``: when given, override the dataset's (see
+    ``SlidingWindowDataset``); the order, ranks and resume do not depend on them.
     """
 
     def __init__(
@@ -96,7 +100,14 @@ class GPTDataLoader:
         world_size: int | None = None,
         pin_memory: bool = False,
         multiprocessing_context: Any = None,
+        documents: Documents | None = None,
+        batch_format: BatchFormat | None = None,
+        eot_id: int | None = None,
     ) -> None:
+        if documents is not None or batch_format is not None or eot_id is not None:
+            dataset = dataset.with_format(
+                documents=documents, batch_format=batch_format, eot_id=eot_id
+            )
         if (
             rank is None
             and world_size is None
@@ -170,7 +181,7 @@ class GPTDataLoader:
             order_np = order_np[:total][self.rank :: self.world_size]
         return order_np
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[Batch]:
         if self._batches_done >= self.n_batches:  # the last epoch was finished
             self.set_epoch(self.epoch + 1)
         skip, self._skip = self._skip, 0
@@ -188,7 +199,7 @@ class GPTDataLoader:
             for indices in _BatchSampler(self, skip):
                 batch = self.dataset.batch_at(indices * stride)
                 if self.pin_memory:
-                    batch = (batch[0].pin_memory(), batch[1].pin_memory())
+                    batch = pin(batch)
                 self._batches_done += 1
                 yield batch
             return
@@ -202,10 +213,14 @@ class GPTDataLoader:
             pin_memory=self.pin_memory,
             multiprocessing_context=self.multiprocessing_context,
         )
+        fmt = None if self.dataset.format.plain else self.dataset.format
         for block in loader:  # (up to per_item * B, L + 1)
             for start in range(0, len(block), bs):
                 rows = block[start : start + bs]  # (B, L + 1)
                 self._batches_done += 1
+                if fmt is not None:  # documents="mask" or another batch_format
+                    yield pin(fmt(rows)) if self.pin_memory else fmt(rows)
+                    continue
                 yield rows[:, :-1], rows[:, 1:]  # (B, L), (B, L)
 
     # The protocol torchdata's StatefulDataLoader calls.
@@ -272,14 +287,25 @@ def create_dataloader(
     world_size: int | None = None,
     pin_memory: bool = False,
     tokenizer: str | Tokenizer = "gpt2",
+    documents: Documents = "concat",
+    batch_format: BatchFormat = "tuple",
+    eot_id: int | None = None,
 ) -> GPTDataLoader:
     """Sliding-window batches from a store split, token IDs or raw text.
 
     "In the heart of the city ...", batch_size=8, max_length=4, stride=4
         -> (inputs, targets), each (8, 4) int64, targets = inputs shifted by one token.
+    documents="mask", batch_format="dict" -> {"input_ids", "targets", "position_ids",
+        "doc_ids"}, each (8, 4), targets -100 after each end-of-text (see gptdata.documents).
     """
     dataset = SlidingWindowDataset(
-        source, max_length=max_length, stride=stride, tokenizer=tokenizer
+        source,
+        max_length=max_length,
+        stride=stride,
+        tokenizer=tokenizer,
+        documents=documents,
+        batch_format=batch_format,
+        eot_id=eot_id,
     )
     return GPTDataLoader(
         dataset,
