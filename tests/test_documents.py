@@ -291,3 +291,58 @@ def test_document_stats_docstring_example() -> None:
     stats = document_stats([1, E, 2, 3, E, 4], eot_id=E, max_length=3, stride=1)
     assert (stats.windows, stats.masked_targets) == (3, 3)
     assert stats.mean_documents == pytest.approx(5 / 3)
+
+
+def test_cli_plan_and_inspect_with_documents(capsys, tmp_path) -> None:
+    from gptdata.cli import main
+
+    docs = tmp_path / "d.jsonl"
+    docs.write_text(
+        '{"text": "The cat sat."}\n{"text": "A dog ran far away today."}\n'
+        '{"text": "Birds sing."}\n{"text": "Fish swim in the deep blue sea all day."}\n'
+    )
+    store = str(tmp_path / "st")
+    assert main(["prepare", str(docs), "-o", store, "--val-fraction", "0", "--quiet"]) == 0
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "plan",
+                store,
+                "--max-length",
+                "8",
+                "--stride",
+                "4",
+                "--batch-size",
+                "2",
+                "--documents",
+                "mask",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    from gptdata import TokenStore
+
+    tokens = TokenStore.open(store).split("train")
+    stats = document_stats(tokens, eot_id=E, max_length=8, stride=4)
+    assert f"masked targets     {stats.masked_targets:,} (" in out
+    assert f"documents/window   {stats.mean_documents:.2f} (mean)" in out
+    assert stats.masked_targets == 6  # hand-checked: 28 tokens, separators at 4, 12, 17, each in 2 windows
+    assert main(["plan", store, "--max-length", "8", "--stride", "4", "--batch-size", "2"]) == 0
+    assert "masked targets" not in capsys.readouterr().out
+    assert (
+        main(["inspect", store, "--windows", "--max-length", "8", "-n", "1", "--documents", "mask"])
+        == 0
+    )
+    assert capsys.readouterr().out.splitlines()[1:5] == [
+        "  input  [464, 3797, 3332, 13, 50256, 32, 3290, 4966]",
+        "  target [3797, 3332, 13, 50256, -100, 3290, 4966, 1290]",
+        "  doc_ids [0, 0, 0, 0, 0, 1, 1, 1]",
+        "  positions [0, 1, 2, 3, 4, 0, 1, 2]",
+    ]
+    assert main(["inspect", store, "--windows", "--max-length", "8", "-n", "1"]) == 0
+    assert capsys.readouterr().out.splitlines()[2:4] == [
+        "  target [3797, 3332, 13, 50256, 32, 3290, 4966, 1290]",
+        "  doc_ids [0, 0, 0, 0, 0, 1, 1, 1]",
+    ]

@@ -25,11 +25,13 @@ EPILOGS = {
     "inspect": """examples:
   gptdata inspect the-verdict.txt --start 50
   gptdata inspect store --max-length 8 --windows --stride 4 -n 3
+  gptdata inspect store --max-length 8 --windows --documents mask
 """,
     "plan": """examples:
   gptdata plan store --max-length 256 --stride 128 --batch-size 8
   gptdata plan store --max-length 1024 --stride 1024 --batch-size 32 --world-size 8 --emb-dim 768 12288
   gptdata plan the-verdict.txt --max-length 256 --stride 128 --batch-size 2 --plot plan.png
+  gptdata plan store --max-length 1024 --stride 1024 --batch-size 32 --documents mask
 """,
     "demo": "examples:\n  gptdata demo\n  gptdata demo my-text.txt\n",
 }
@@ -116,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--windows", action="store_true", help="show dataset (input, target) rows")
     i.add_argument("-n", type=int, default=4, help="number of windows to show")
     i.add_argument("--split", default=None, help="store split (default: the first)")
+    i.add_argument(
+        "--documents",
+        choices=["concat", "mask"],
+        default="concat",
+        help="mask: show targets masked (-100) and positions restarted after each end-of-text",
+    )
 
     pl = _add(sub, "plan", "windows, batches and embedding sizes before training", common)
     pl.add_argument("source")
@@ -127,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--world-size", type=int, default=1)
     pl.add_argument("--emb-dim", type=int, nargs="+", default=[256])
     pl.add_argument("--plot", default=None, metavar="FILE.png")
+    pl.add_argument(
+        "--documents",
+        choices=["concat", "mask"],
+        default="concat",
+        help="mask: also count masked targets and documents per window",
+    )
 
     d = _add(sub, "demo", "every stage from text to input embeddings", common)
     d.add_argument("file", nargs="?", default=None, help="your text file (default: the sample)")
@@ -203,6 +217,7 @@ def _cmd_inspect(a: argparse.Namespace) -> int:
             stride=a.stride or a.max_length,
             start=a.start,
             count=a.n,
+            documents=a.documents,
         )
     else:
         lines = context_pairs(
@@ -224,6 +239,7 @@ def _cmd_plan(a: argparse.Namespace) -> int:
         batch_size=a.batch_size,
         world_size=a.world_size,
         emb_dims=tuple(a.emb_dim),
+        documents=a.documents,
     )
     print(report)
     if a.plot:
