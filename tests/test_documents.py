@@ -328,7 +328,9 @@ def test_cli_plan_and_inspect_with_documents(capsys, tmp_path) -> None:
     stats = document_stats(tokens, eot_id=E, max_length=8, stride=4)
     assert f"masked targets     {stats.masked_targets:,} (" in out
     assert f"documents/window   {stats.mean_documents:.2f} (mean)" in out
-    assert stats.masked_targets == 6  # hand-checked: 28 tokens, separators at 4, 12, 17, each in 2 windows
+    assert (
+        stats.masked_targets == 6
+    )  # hand-checked: 28 tokens, separators at 4, 12, 17, each in 2 windows
     assert main(["plan", store, "--max-length", "8", "--stride", "4", "--batch-size", "2"]) == 0
     assert "masked targets" not in capsys.readouterr().out
     assert (
@@ -346,3 +348,31 @@ def test_cli_plan_and_inspect_with_documents(capsys, tmp_path) -> None:
         "  target [3797, 3332, 13, 50256, 32, 3290, 4966, 1290]",
         "  doc_ids [0, 0, 0, 0, 0, 1, 1, 1]",
     ]
+
+
+def test_hf_llama_sees_each_document_alone() -> None:
+    # transformers (checked with 5.24) reads restarting position_ids, with no attention_mask and
+    # no cache, as packed sequences: the "hf" batch keeps documents apart in a real HF model.
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=32,
+    )
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(config).eval()
+    eot = 63
+    rows = np.array([[1, 2, 3, eot, 5, 6, 7, eot, 9, 10, 11]])
+    batch = Format("mask", "hf", eot)(rows)
+    with torch.no_grad():
+        packed = model(**batch, use_cache=False)
+        for lo, hi in ((0, 4), (4, 8), (8, 10)):
+            alone = model(input_ids=batch["input_ids"][:, lo:hi], use_cache=False).logits
+            assert torch.allclose(packed.logits[:, lo:hi], alone, atol=1e-5)
+    targets = Format("mask", "dict", eot)(rows)["targets"]  # (1, 10)
+    ours = F.cross_entropy(packed.logits[0, :-1], targets[0, :-1])  # HF cannot see the last
+    assert torch.allclose(packed.loss, ours, atol=1e-6)
