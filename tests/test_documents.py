@@ -376,3 +376,24 @@ def test_hf_llama_sees_each_document_alone() -> None:
     targets = Format("mask", "dict", eot)(rows)["targets"]  # (1, 10)
     ours = F.cross_entropy(packed.logits[0, :-1], targets[0, :-1])  # HF cannot see the last
     assert torch.allclose(packed.loss, ours, atol=1e-6)
+
+
+def test_plan_and_inspect_errors() -> None:
+    from gptdata.inspect import Loaded, plan_report, window_rows
+
+    tok = SimpleTokenizer.from_text("a b")
+    ids = np.arange(3).repeat(10)
+    with pytest.raises(ValueError, match=r"documents='masked' is not one of 'concat', 'mask'"):
+        window_rows(ids, tok, max_length=4, stride=4, documents="masked")
+    loaded = Loaded({"text": ids}, tok, {"text": np.array([30])})
+    with pytest.raises(ValueError, match=r"documents='masked' is not one of 'concat', 'mask'"):
+        plan_report(loaded, max_length=4, stride=4, batch_size=1, documents="masked")
+    tok.eot_id = None
+    with pytest.raises(
+        ValueError, match=r"--documents mask needs an end-of-text ID, but tokenizer"
+    ):
+        window_rows(ids, tok, max_length=4, stride=4, documents="mask")
+    with pytest.raises(
+        ValueError, match=r"--documents mask needs an end-of-text ID, but tokenizer"
+    ):
+        plan_report(loaded, max_length=4, stride=4, batch_size=1, documents="mask")

@@ -126,6 +126,8 @@ def window_rows(
             f"max_length={max_length} needs {max_length + 1} tokens after "
             f"--start {start}, but only {max(n - start, 0)} remain."
         )
+    if documents not in ("concat", "mask"):
+        raise ValueError(f"documents={documents!r} is not one of 'concat', 'mask'.")
     if documents == "mask" and tok.eot_id is None:
         raise ValueError(
             f"--documents mask needs an end-of-text ID, but tokenizer {tok.name} has none."
@@ -176,6 +178,9 @@ def plan_report(
     """
     from .documents import document_stats
     from .windows import SlidingWindowDataset
+
+    if documents not in ("concat", "mask"):
+        raise ValueError(f"documents={documents!r} is not one of 'concat', 'mask'.")
 
     lines: list[str] = []
     ok = True
