@@ -160,6 +160,7 @@ class GPTDataLoader:
         self._perm_seed: int | None = None  # seed=None: what the global RNG gave this epoch
         self._skip = 0
         self._owner: object | None = None  # the live iterator whose pass state_dict() follows
+        self._warned = False
 
     def __len__(self) -> int:
         return self.n_batches
@@ -233,13 +234,17 @@ class GPTDataLoader:
             and self._owner is not token
             and self._skip == 0
             and 0 < self._batches_done < self.n_batches
+            and not self._warned
         ):
+            # Once per loader: the book's evaluate-inside-the-epoch loop would repeat it.
+            self._warned = True
             warnings.warn(
                 f"a new pass over this loader started while another is unfinished (epoch "
                 f"{self.epoch}, batch {self._batches_done} of {self.n_batches}): that pass is "
                 "abandoned, and state_dict() now follows the new one. To evaluate inside a "
                 "training loop, iterate a second loader over the evaluation data "
-                "(eval_loader = create_dataloader(...)), not the training loader.",
+                "(eval_loader = create_dataloader(...)), not the training loader. "
+                "(Warned once per loader.)",
                 stacklevel=4,
             )
         chained = None
