@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .booktokenizers import SimpleTokenizerV1, SimpleTokenizerV2, build_vocab
+from .booktokenizers import SimpleTokenizerV1, SimpleTokenizerV2, build_vocab, split_words
 from .corpus import Corpus, load_tokens
 from .prepare import prepare
 from .sources import InputError
@@ -71,4 +71,5 @@ __all__ = [
     "get_tokenizer",
     "load_tokens",
     "prepare",
+    "split_words",
 ]
