@@ -263,3 +263,9 @@ def test_path_objects_in_the_book_flow(tmp_path) -> None:
     path.write_text(TEXT)
     ds = SlidingWindowDataset(path, max_length=4, stride=1)
     assert ds.corpus.document_ends.tolist() == [len(ds.tokens)]
+
+
+def test_loader_class_names_the_door_for_sources(tmp_path) -> None:
+    with pytest.raises(TypeError, match=r"GPTDataLoader takes a SlidingWindowDataset, got "
+                       r"\w*Path.*create_dataloader\(source"):  # fmt: skip
+        GPTDataLoader(tmp_path / "notes.txt")

@@ -102,6 +102,12 @@ class GPTDataLoader:
         pin_memory: bool = False,
         multiprocessing_context: Any = None,
     ) -> None:
+        if not (hasattr(dataset, "tokens") and hasattr(dataset, "max_length")):
+            raise TypeError(
+                f"GPTDataLoader takes a SlidingWindowDataset, got {type(dataset).__name__}. For "
+                "a Path, store, split, IDs or text use create_dataloader(source, max_length=..., "
+                "stride=...)."
+            )
         if (
             rank is None
             and world_size is None
