@@ -47,7 +47,7 @@ def store_documents(store, split="train") -> list[list[int]]:
     sp = store.split(split)
     tokens = sp[:].tolist()
     ends = sp.document_ends().tolist()
-    starts = [0] + [e + 1 for e in ends[:-1]]
+    starts = [0] + [e + 1 for e in ends[:-1]] if ends else []
     return [tokens[s:e] for s, e in zip(starts, ends, strict=True)]
 
 
