@@ -9,6 +9,9 @@ import sys
 
 import numpy as np
 import pytest
+
+from gptdata.formats import FormatError, export_store
+from gptdata.formats import _common as common
 from plain_formats import (
     TEXTS,
     make_store,
@@ -18,9 +21,6 @@ from plain_formats import (
     store_documents,
     word_tokenizer,
 )
-
-from gptdata.formats import FormatError, export_store
-from gptdata.formats import _common as common
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from plain_formats import make_store, split_stream, store_documents, word_tokenizer
 
 from gptdata import SimpleTokenizer, TokenStore
 from gptdata.formats import FormatError, export_store, import_store
 from gptdata.formats._common import split_on
 from gptdata.formats.megatron import megatron_dtype
+from plain_formats import make_store, split_stream, store_documents, word_tokenizer
 
 GPT2_EOT = 50256
 
