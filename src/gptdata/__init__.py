@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .formats import FormatError, export_store, import_store
 from .prepare import prepare
 from .sources import InputError
 from .store import Split, StoreError, TokenStore
@@ -44,6 +45,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "FormatError",
     "GPT2Tokenizer",
     "GPTDataLoader",
     "GPTEmbedding",
@@ -57,6 +59,8 @@ __all__ = [
     "TokenStore",
     "Tokenizer",
     "create_dataloader",
+    "export_store",
     "get_tokenizer",
+    "import_store",
     "prepare",
 ]

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..store import Split
-from ._common import Progress, shard_ends
+from ._common import Progress, TokenReader, shard_ends
 
 ROWS_PER_BATCH = 1000
 
@@ -39,13 +39,23 @@ def _rows(root: str, shards: list[dict[str, Any]], dtype: str) -> Iterator[dict[
 
     split = Split(Path(root), "", [Shard(**s) for s in shards], np.dtype(dtype), None, "")
     for k, shard in enumerate(split.shards):
-        data = np.memmap(split.root / shard.file, dtype=split.dtype, mode="r")
+        reader = TokenReader(
+            split.root / shard.file, split.dtype, offset=0, count=shard.tokens, check=_no_check
+        )
         prev = -1
-        for ends in shard_ends(split, k):
-            for end in ends.tolist():
-                yield {"input_ids": np.asarray(data[prev + 1 : end], dtype=np.int32)}
-                prev = end
-        del data
+        try:
+            for ends in shard_ends(split, k):
+                for end in ends.tolist():
+                    if prev >= 0:
+                        reader.take(1)  # the end-of-text between two documents
+                    yield {"input_ids": reader.take(end - prev - 1).astype(np.int32)}
+                    prev = end
+        finally:
+            reader.close()
+
+
+def _no_check(block: np.ndarray, base: int) -> None:
+    """IDs were checked when the store was written; int32 holds any vocab_size <= 2**31."""
 
 
 def write_hf(split: Split, folder: Path, *, progress: Progress) -> dict[str, Any]:
