@@ -9,6 +9,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gptdata.formats import FormatError, export_store
 from gptdata.formats import _common as common
@@ -228,3 +230,35 @@ def test_cli_export(store, tmp_path):
     )
     assert bad.returncode == 1
     assert bad.stderr.startswith("error: unknown --format 'tfrecord': choose one of megatron")
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    docs=st.lists(st.lists(st.integers(0, 9), min_size=1, max_size=12), min_size=1, max_size=25),
+    shard_tokens=st.integers(1, 40),
+    llmc_tokens=st.integers(1, 30),
+)
+def test_every_format_against_plain_readers(tmp_path_factory, docs, shard_tokens, llmc_tokens):
+    tmp = tmp_path_factory.mktemp("prop")
+    texts = [" ".join(f"w{i}" for i in d) for d in docs]
+    store = make_store(tmp / "s", texts, tokenizer=word_tokenizer(12), shard_tokens=shard_tokens)
+    eot = store.eot_id
+    assert store_documents(store) == docs  # w{i} has ID i
+    export_store(store, tmp / "m", format="megatron", quiet=True)
+    assert read_megatron(tmp / "m" / "train_text_document")["sequences"] == [
+        d + [eot] for d in docs
+    ]
+    export_store(store, tmp / "n", format="nanogpt", quiet=True)
+    flat = np.fromfile(tmp / "n" / "train.bin", dtype=np.uint16).tolist()
+    assert flat == [t for d in docs for t in d + [eot]]
+    export_store(store, tmp / "l", format="llmc", shard_tokens=llmc_tokens, quiet=True)
+    stream = [t for f in sorted((tmp / "l").glob("train_*.bin")) for t in read_llmc(f)[1]]
+    assert stream == [t for d in docs for t in [eot] + d]
+
+
+def test_llmc_shard_tokens_must_fit_int32(store, tmp_path):
+    with pytest.raises(FormatError, match=r"shard_tokens=2,147,483,648: llm.c counts"):
+        export_store(store, tmp_path / "l", format="llmc", shard_tokens=2**31, quiet=True)
+    assert not (tmp_path / "l").exists() and not (tmp_path / "l.exporting").exists()

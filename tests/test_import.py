@@ -150,6 +150,13 @@ def test_truncated_idx(megatron_prefix, tmp_path):
     assert not (tmp_path / "s").exists() and not (tmp_path / "s.partial").exists()
 
 
+def test_megatron_multimodal_is_refused(megatron_prefix, tmp_path):
+    idx = megatron_prefix.with_suffix(".idx")
+    idx.write_bytes(idx.read_bytes() + b"\x00\x00")  # one mode byte per sequence
+    with pytest.raises(FormatError, match=r"need 82 \(it carries sequence modes: multimodal"):
+        import_store("megatron", megatron_prefix, tmp_path / "s", quiet=True)
+
+
 def test_megatron_wrong_magic_and_bin_size(megatron_prefix, tmp_path):
     idx = megatron_prefix.with_suffix(".idx")
     good = idx.read_bytes()
