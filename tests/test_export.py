@@ -149,6 +149,7 @@ def test_refuses_to_overwrite(store, tmp_path):
     with pytest.raises(FileExistsError, match=r"already exists. Pass force=True \(--force\)"):
         export_store(store, out, format="nanogpt", quiet=True)
     export_store(store, out, format="megatron", force=True, quiet=True)  # our own: replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o", "store"]  # no trash left behind
     assert sorted(p.name for p in out.iterdir()) == [
         "gptdata-export.json",
         "train_text_document.bin",

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,9 +98,9 @@ class ExportFolder:
         doc = {"format": MARKER_FORMAT, "complete": True, **info, "files": files}
         write_json_atomic(self.path / MARKER, doc)
         if self.out.exists():  # replaceable: checked in __init__
-            trash = self.out.with_name(self.out.name + ".old-export")
-            shutil.rmtree(trash, ignore_errors=True)
-            os.replace(self.out, trash)
+            # A fresh name of our own: nothing the user made can be in the way and deleted.
+            trash = Path(tempfile.mkdtemp(prefix=self.out.name + ".old-", dir=self.out.parent))
+            os.replace(self.out, trash)  # onto the empty folder mkdtemp made
             os.replace(self.path, self.out)
             shutil.rmtree(trash)
         else:
