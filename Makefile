@@ -30,6 +30,7 @@ bench: setup
 	$(PY) bench/tokenize.py
 	$(PY) bench/loader.py
 	$(PY) bench/embeddings.py
+	$(PY) bench/export.py
 
 # The reference readers (megatron-core, lm-eval, datasets) in a venv of their own; torch is pinned
 # in the same pip command, or they would pull a CUDA build.
