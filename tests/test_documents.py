@@ -397,3 +397,14 @@ def test_plan_and_inspect_errors() -> None:
         ValueError, match=r"--documents mask needs an end-of-text ID, but tokenizer"
     ):
         plan_report(loaded, max_length=4, stride=4, batch_size=1, documents="mask")
+
+
+def test_forever_keeps_the_format_across_epochs(doc_ids_corpus) -> None:
+    kw = dict(batch_size=4, max_length=64, stride=64, seed=1)
+    loader = create_dataloader(doc_ids_corpus, **kw, documents="mask", batch_format="dict")
+    plain = create_dataloader(doc_ids_corpus, **kw)
+    stream, plain_stream = loader.forever(), plain.forever()
+    for _ in range(2 * len(loader) + 1):  # past two epoch ends
+        batch, (x, y) = next(stream), next(plain_stream)
+        assert torch.equal(batch["input_ids"], x)
+        assert torch.equal(batch["targets"], y.masked_fill(x == E, -100))
