@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gptdata import SimpleTokenizer, SlidingWindowDataset, create_dataloader, prepare
-from gptdata.documents import Format, document_stats
+from gptdata.documents import Format
 from gptdata.loader import GPTDataLoader
 
 E = 50256  # GPT-2's <|endoftext|>
@@ -268,88 +268,6 @@ def test_loader_overrides_dataset_format(doc_ids_corpus) -> None:
     assert (batch["targets"] == -100).sum() == (batch["input_ids"] == E).sum()
 
 
-@pytest.mark.parametrize(("max_length", "stride"), [(8, 1), (8, 8), (5, 7), (1, 1), (16, 3)])
-def test_document_stats_equal_the_batches(doc_ids_corpus, max_length, stride) -> None:
-    import warnings
-
-    ids = np.array(doc_ids_corpus[:500])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds = SlidingWindowDataset(
-            ids, max_length=max_length, stride=stride, documents="mask", batch_format="dict"
-        )
-    batch = ds.get_batch(np.arange(len(ds)))
-    stats = document_stats(ids, eot_id=E, max_length=max_length, stride=stride)
-    assert stats.windows == len(ds)
-    assert stats.masked_targets == int((batch["targets"] == -100).sum())
-    assert stats.mean_documents == pytest.approx(
-        float((batch["doc_ids"].max(1).values + 1).double().mean())
-    )
-
-
-def test_document_stats_docstring_example() -> None:
-    stats = document_stats([1, E, 2, 3, E, 4], eot_id=E, max_length=3, stride=1)
-    assert (stats.windows, stats.masked_targets) == (3, 3)
-    assert stats.mean_documents == pytest.approx(5 / 3)
-
-
-def test_cli_plan_and_inspect_with_documents(capsys, tmp_path) -> None:
-    from gptdata.cli import main
-
-    docs = tmp_path / "d.jsonl"
-    docs.write_text(
-        '{"text": "The cat sat."}\n{"text": "A dog ran far away today."}\n'
-        '{"text": "Birds sing."}\n{"text": "Fish swim in the deep blue sea all day."}\n'
-    )
-    store = str(tmp_path / "st")
-    assert main(["prepare", str(docs), "-o", store, "--val-fraction", "0", "--quiet"]) == 0
-    capsys.readouterr()
-    assert (
-        main(
-            [
-                "plan",
-                store,
-                "--max-length",
-                "8",
-                "--stride",
-                "4",
-                "--batch-size",
-                "2",
-                "--documents",
-                "mask",
-            ]
-        )
-        == 0
-    )
-    out = capsys.readouterr().out
-    from gptdata import TokenStore
-
-    tokens = TokenStore.open(store).split("train")
-    stats = document_stats(tokens, eot_id=E, max_length=8, stride=4)
-    assert f"masked targets     {stats.masked_targets:,} (" in out
-    assert f"documents/window   {stats.mean_documents:.2f} (mean)" in out
-    assert (
-        stats.masked_targets == 6
-    )  # hand-checked: 28 tokens, separators at 4, 12, 17, each in 2 windows
-    assert main(["plan", store, "--max-length", "8", "--stride", "4", "--batch-size", "2"]) == 0
-    assert "masked targets" not in capsys.readouterr().out
-    assert (
-        main(["inspect", store, "--windows", "--max-length", "8", "-n", "1", "--documents", "mask"])
-        == 0
-    )
-    assert capsys.readouterr().out.splitlines()[1:5] == [
-        "  input  [464, 3797, 3332, 13, 50256, 32, 3290, 4966]",
-        "  target [3797, 3332, 13, 50256, -100, 3290, 4966, 1290]",
-        "  doc_ids [0, 0, 0, 0, 0, 1, 1, 1]",
-        "  positions [0, 1, 2, 3, 4, 0, 1, 2]",
-    ]
-    assert main(["inspect", store, "--windows", "--max-length", "8", "-n", "1"]) == 0
-    assert capsys.readouterr().out.splitlines()[2:4] == [
-        "  target [3797, 3332, 13, 50256, 32, 3290, 4966, 1290]",
-        "  doc_ids [0, 0, 0, 0, 0, 1, 1, 1]",
-    ]
-
-
 def test_hf_llama_sees_each_document_alone() -> None:
     # transformers (checked with 5.24) reads restarting position_ids, with no attention_mask and
     # no cache, as packed sequences: the "hf" batch keeps documents apart in a real HF model.
@@ -376,27 +294,6 @@ def test_hf_llama_sees_each_document_alone() -> None:
     targets = Format("mask", "dict", eot)(rows)["targets"]  # (1, 10)
     ours = F.cross_entropy(packed.logits[0, :-1], targets[0, :-1])  # HF cannot see the last
     assert torch.allclose(packed.loss, ours, atol=1e-6)
-
-
-def test_plan_and_inspect_errors() -> None:
-    from gptdata.inspect import Loaded, plan_report, window_rows
-
-    tok = SimpleTokenizer.from_text("a b")
-    ids = np.arange(3).repeat(10)
-    with pytest.raises(ValueError, match=r"documents='masked' is not one of 'concat', 'mask'"):
-        window_rows(ids, tok, max_length=4, stride=4, documents="masked")
-    loaded = Loaded({"text": ids}, tok, {"text": np.array([30])})
-    with pytest.raises(ValueError, match=r"documents='masked' is not one of 'concat', 'mask'"):
-        plan_report(loaded, max_length=4, stride=4, batch_size=1, documents="masked")
-    tok.eot_id = None
-    with pytest.raises(
-        ValueError, match=r"--documents mask needs an end-of-text ID, but tokenizer"
-    ):
-        window_rows(ids, tok, max_length=4, stride=4, documents="mask")
-    with pytest.raises(
-        ValueError, match=r"--documents mask needs an end-of-text ID, but tokenizer"
-    ):
-        plan_report(loaded, max_length=4, stride=4, batch_size=1, documents="mask")
 
 
 def test_forever_keeps_the_format_across_epochs(doc_ids_corpus) -> None:
