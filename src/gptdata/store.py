@@ -14,8 +14,10 @@ between two shards is implied, not stored, so shards stay independent. See docs/
     >>> len(train), train[:3]
     (4690, array([  40,  367, 2885], dtype=uint16))
 
-Opening checks the structure cheaply (version, sizes, document index); ``verify()`` also reads
-every byte and checks the sha256 sums. No pickle anywhere: JSON and raw arrays only.
+Opening checks every manifest field and the structure cheaply (paths stay inside the store,
+sizes, document index); ``verify()`` also reads every byte and checks the sha256 sums. A split
+reopened in another process checks that the store was not replaced meanwhile (``store_id``).
+No pickle anywhere: JSON and raw arrays only.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from ._manifest import SHARD_FIELDS, ManifestError, check_manifest
+
 FORMAT = "gptdata-token-store"
 VERSION = 1
 MANIFEST = "manifest.json"
@@ -37,6 +41,34 @@ MANIFEST = "manifest.json"
 
 class StoreError(ValueError):
     """A token store that is missing, corrupt, or of an unknown format; names the file."""
+
+
+def store_id_for(manifest: dict[str, Any]) -> str:
+    """A store's id: sha256 of its manifest without ``store_id`` (canonical JSON), 32 hex digits.
+
+    It changes with any shard (the manifest holds their sha256 sums), so a reader notices a
+    replaced store; stores with the same bytes share it, so stores stay byte-identical for any
+    ``workers`` or engine (a random id would break that).
+    """
+    rest = {k: v for k, v in manifest.items() if k != "store_id"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _inside(root: Path, rel: str) -> bool:
+    """Whether ``root/rel`` resolves (symlinks followed) to a path inside ``root``."""
+    real_root = root.resolve()
+    real = (root / rel).resolve()
+    return real != real_root and real.is_relative_to(real_root)
+
+
+def _read_store_id(root: Path) -> str | None:
+    """The ``store_id`` in ``root``'s manifest now (None for stores written before it existed).
+
+    Raises ``OSError``/``ValueError`` when the manifest is gone or unreadable (mid-replace).
+    """
+    doc = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+    store_id = doc.get("store_id") if isinstance(doc, dict) else "?"
+    return store_id if store_id is None or isinstance(store_id, str) else "?"
 
 
 def dtype_for(vocab_size: int) -> np.dtype:
@@ -97,10 +129,12 @@ class Split:
         dtype: np.dtype,
         eot_id: int | None,
         fingerprint: str,
+        store_id: str | None = None,
     ) -> None:
         self.root, self.name, self.shards, self.dtype = root, name, shards, dtype
         self.eot_id = eot_id
         self.fingerprint = fingerprint  # identifies the store and split, for loader state
+        self.store_id = store_id  # the commit this split was opened from; None in older stores
         sizes = np.array([s.tokens for s in shards], dtype=np.int64)
         # Shard k starts after shards 0..k-1 and one implied separator after each.
         self._starts = np.concatenate([[0], np.cumsum(sizes + 1)[:-1]]).astype(np.int64)
@@ -116,12 +150,51 @@ class Split:
 
     def _memmaps(self) -> list[np.memmap]:
         if self._maps is None:
-            self._maps = [
-                np.memmap(self.root / s.file, dtype=self.dtype, mode="r") for s in self.shards
-            ]
+            self._maps = self._reopen()
         return self._maps
 
+    def _reopen(self) -> list[np.memmap]:
+        """Map every shard, then check the maps belong to the store this split was opened from.
+
+        Mapping first, checking after: a store committed later has a new ``store_id``, so if the
+        id still matches once the maps exist, they hold this commit's bytes (a replaced store's
+        old files stay readable through open maps). Once per process, never per batch.
+        """
+        maps: list[np.memmap] = []
+        problem = ""
+        try:
+            for s in self.shards:
+                if not _inside(self.root, s.file):
+                    problem = f"{s.file} now resolves outside the store"
+                    break
+                maps.append(np.memmap(self.root / s.file, dtype=self.dtype, mode="r"))
+        except (OSError, ValueError) as exc:
+            problem = f"cannot map {s.file} ({type(exc).__name__})"
+        if not problem:
+            try:
+                now = _read_store_id(self.root)
+            except (OSError, ValueError):
+                now = "missing"
+            if now != self.store_id:
+                problem = f"store_id {self.store_id} when opened, {now} now"
+        if not problem:
+            for s, m in zip(self.shards, maps, strict=True):
+                if len(m) != s.tokens:
+                    problem = f"{s.file} holds {len(m):,} tokens, the manifest read {s.tokens:,}"
+                    break
+        if problem:
+            raise StoreError(
+                f"{self.root}: the store was replaced while being read ({problem}). Open it again "
+                "with TokenStore.open and restart the reader; never replace a store in use."
+            )
+        return maps
+
     def __len__(self) -> int:
+        """Tokens in the split's stream: its documents' tokens plus one end-of-text separator
+        between consecutive documents (stored inside a shard, implied between shards).
+
+        3 documents of 4, 2 and 5 tokens -> 4 + 2 + 5 + 2 separators = 13
+        """
         return self.n_tokens
 
     def __repr__(self) -> str:
@@ -142,6 +215,11 @@ class Split:
         return self._slice(start, max(start, stop))
 
     def _slice(self, start: int, stop: int) -> np.ndarray:
+        if start < 0 or stop > self.n_tokens:
+            raise IndexError(
+                f"tokens[{start}:{stop}] reads past the split {self.name!r}, which holds "
+                f"tokens 0..{self.n_tokens - 1}."
+            )
         maps = self._memmaps()
         parts: list[np.ndarray] = []
         first = int(np.searchsorted(self._starts, start, side="right") - 1)
@@ -154,7 +232,14 @@ class Split:
             lo, hi = max(start - s0, 0), min(stop - s0, int(self._sizes[k]))
             if hi > lo:
                 parts.append(np.asarray(maps[k][lo:hi]))
-        return np.concatenate(parts) if parts else np.empty(0, dtype=self.dtype)
+        out = np.concatenate(parts) if parts else np.empty(0, dtype=self.dtype)
+        if len(out) != max(stop - start, 0):  # a shard shorter than the manifest says
+            raise StoreError(
+                f"{self.root}: tokens[{start}:{stop}] of split {self.name!r} came back with "
+                f"{len(out):,} tokens; a shard is shorter than the manifest says. Run gptdata "
+                "verify."
+            )
+        return out
 
     def gather(self, starts: np.ndarray, length: int) -> np.ndarray:
         """Rows ``tokens[s : s + length]`` for each start, as one (len(starts), length) array.
@@ -163,6 +248,13 @@ class Split:
         """
         starts = np.asarray(starts, dtype=np.int64)
         maps = self._memmaps()
+        # O(B) and measured as noise next to the gather: a negative start would silently wrap.
+        if len(starts) and (starts.min() < 0 or starts.max() + length > self.n_tokens):
+            bad = int(starts.min() if starts.min() < 0 else starts.max())
+            raise IndexError(
+                f"window tokens[{bad}:{bad + length}] reads past the split {self.name!r}, which "
+                f"holds tokens 0..{self.n_tokens - 1}."
+            )
         offsets = np.arange(length, dtype=np.int64)
         if len(maps) == 1:  # the common case: no boundary to cross
             return maps[0][starts[:, None] + offsets]  # (B, length)
@@ -208,9 +300,30 @@ class TokenStore:
         self.vocab_size: int = tok["vocab_size"]
         self.eot_id: int | None = tok["eot_id"]
         self.dtype = np.dtype(manifest["dtype"]).newbyteorder("<")
+        self.store_id: str | None = manifest.get("store_id")  # None: written before store ids
         self._splits = {
-            name: [Shard(**s) for s in info["shards"]] for name, info in manifest["splits"].items()
+            name: [Shard(**{k: s[k] for k in SHARD_FIELDS}) for s in info["shards"]]
+            for name, info in manifest["splits"].items()
         }
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens of all splits: the sum of ``len(split)``, separators between documents included.
+
+        The one token count gptdata reports (prepare's summary, ``gptdata info``, ``verify``).
+        """
+        return sum(info["tokens"] for info in self.manifest["splits"].values())
+
+    @property
+    def n_separators(self) -> int:
+        """End-of-text IDs between documents in all splits (``n_tokens`` minus the text's tokens)."""
+        return sum(max(info["documents"] - 1, 0) for info in self.manifest["splits"].values())
+
+    @property
+    def n_documents(self) -> int:
+        """Documents in the store: one cut between train and val (tail split) counts once."""
+        pieces = sum(info["documents"] for info in self.manifest["splits"].values())
+        return int(self.manifest.get("documents", pieces))
 
     @property
     def splits(self) -> list[str]:
@@ -222,11 +335,12 @@ class TokenStore:
         shards = self._splits[name]
         ident = json.dumps([self.fingerprint, name, [s.sha256 for s in shards]])
         fp = "sha256:" + hashlib.sha256(ident.encode()).hexdigest()
-        return Split(self.root, name, shards, self.dtype, self.eot_id, fp)
+        return Split(self.root, name, shards, self.dtype, self.eot_id, fp, self.store_id)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> TokenStore:
-        """Open and check structure: version, shard sizes, document indexes. Reads only indexes."""
+        """Open and check: every manifest field, paths inside the store, shard sizes, document
+        indexes. Reads only the manifest and the indexes."""
         root = Path(path)
         mpath = root / MANIFEST
         if not mpath.is_file():
@@ -240,10 +354,13 @@ class TokenStore:
                 "Create one with: gptdata prepare INPUT -o STORE"
             )
         try:
+            if not _inside(root, MANIFEST):
+                raise StoreError(f"{mpath}: the manifest resolves outside the store (a symlink?).")
             manifest = json.loads(mpath.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise StoreError(
-                f"{mpath}: corrupt manifest ({exc}). Re-run gptdata prepare."
+                f"{mpath}: corrupt manifest ({type(exc).__name__}: {str(exc)[:80]}). "
+                "Re-run gptdata prepare."
             ) from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise StoreError(f"{mpath}: not a gptdata token store manifest (format != {FORMAT!r}).")
@@ -253,23 +370,32 @@ class TokenStore:
                 f"reads version {VERSION}. Upgrade gptdata or re-run gptdata prepare."
             )
         try:
-            store = cls(root, manifest)
-        except (KeyError, TypeError) as exc:
-            raise StoreError(
-                f"{mpath}: manifest lacks or mangles {exc}. Re-run gptdata prepare."
-            ) from None
+            check_manifest(manifest)
+        except ManifestError as exc:
+            raise StoreError(f"{mpath}: {exc} Re-run gptdata prepare.") from None
+        store = cls(root, manifest)
         store._check_structure()
         return store
 
     def _check_structure(self) -> None:
         itemsize = self.dtype.itemsize
         for name, shards in self._splits.items():
-            declared = self.manifest["splits"][name]
-            for s in shards:
+            for k, s in enumerate(shards):
                 data, index = self.root / s.file, self.root / s.index
+                for key, rel in (("file", s.file), ("index", s.index)):
+                    # Before any stat: nothing about a file outside the store may leak out.
+                    if not _inside(self.root, rel):
+                        raise StoreError(
+                            f"{self.root / MANIFEST}: 'splits.{name}.shards[{k}].{key}' is "
+                            f"{rel!r}, which resolves outside the store (a symlink?). A store's "
+                            "files must stay inside its folder; re-run gptdata prepare."
+                        )
                 for f in (data, index):
                     if not f.is_file():
-                        raise StoreError(f"{f}: shard file is missing. Re-run gptdata prepare.")
+                        raise StoreError(
+                            f"{f}: shard file is missing or not a regular file. "
+                            "Re-run gptdata prepare."
+                        )
                 size = data.stat().st_size
                 if size != s.tokens * itemsize:
                     raise StoreError(
@@ -277,11 +403,12 @@ class TokenStore:
                         f"{itemsize} bytes = {s.tokens * itemsize:,}. The shard is truncated or "
                         "replaced; re-run gptdata prepare."
                     )
-                ends = np.fromfile(index, dtype="<u8")
-                if len(ends) != s.documents:
+                index_size = index.stat().st_size
+                if index_size != s.documents * 8:  # before reading it: it may be any size
                     raise StoreError(
-                        f"{index}: {len(ends):,} documents, manifest says {s.documents:,}."
+                        f"{index}: {index_size / 8:,.1f} documents, manifest says {s.documents:,}."
                     )
+                ends = np.fromfile(index, dtype="<u8")
                 if s.documents and (
                     ends[-1] != s.tokens
                     or ends[0] < 1
@@ -290,13 +417,6 @@ class TokenStore:
                     raise StoreError(
                         f"{index}: document index is not increasing or does not end at the "
                         f"shard's {s.tokens:,} tokens. Re-run gptdata prepare."
-                    )
-            split = self.split(name)
-            for key, got in (("tokens", split.n_tokens), ("documents", split.n_documents)):
-                if declared.get(key) != got:
-                    raise StoreError(
-                        f"{self.root / MANIFEST}: split {name!r} declares {declared.get(key)!r} "
-                        f"{key}, its shards add up to {got:,}."
                     )
 
     def verify(self) -> None:
@@ -334,6 +454,11 @@ class TokenStore:
                 f"split      {name}: {sp.n_tokens:,} tokens, {sp.n_documents:,} documents, "
                 f"{len(sp.shards)} shards, {size / 1e6:,.1f} MB"
             )
+        text = self.n_tokens - self.n_separators
+        lines.append(
+            f"total      {self.n_tokens:,} tokens ({text:,} of text + {self.n_separators:,} "
+            f"separators), {self.n_documents:,} documents"
+        )
         opts = ", ".join(f"{k}={v}" for k, v in m.get("options", {}).items())
         lines.append(f"options    {opts}")
         inputs = m.get("inputs", [])
