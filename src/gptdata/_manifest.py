@@ -1,28 +1,62 @@
 """Check a parsed ``manifest.json`` before anything in it is trusted: types, ranges, totals, paths.
 
-Pure checks on the JSON document, no file access: ``store.TokenStore.open`` runs them first, then
-looks at the files. Every rule names the field it refuses, so a tampered or hand-edited manifest
-gives one clear line instead of a traceback (or, for ``"dtype": "object"``, a crashed reader).
+``check_manifest`` is pure, no file access: ``store.TokenStore.open`` runs it first, then looks
+at the files (``inside`` keeps each path in the store). Every rule names the field it refuses, so
+a tampered or hand-edited manifest gives one clear line instead of a traceback (or, for
+``"dtype": "object"``, a crashed reader). Also here: the store id that tells a reader its store
+was replaced (``store_id_for``, ``read_store_id``).
 
     >>> check_manifest({**manifest, "dtype": "object"})
     Traceback (most recent call last):
     ManifestError: 'dtype' is 'object'; gptdata stores only uint16 or uint32 token IDs.
 
-Deliberately not checked here: anything that needs the files (sizes, indexes, sha256 sums, where a
-path resolves once symlinks are followed); ``store.py`` does those.
+Deliberately not checked by ``check_manifest``: anything that needs the files (sizes, indexes,
+sha256 sums, where a path resolves once symlinks are followed); ``store.py`` does those.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import posixpath
 import re
+from pathlib import Path
 from typing import Any
 
 # The element types gptdata writes, by the rule of store.dtype_for: uint16 up to 65,536 IDs.
 DTYPES = ("uint16", "uint32")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _STORE_ID = re.compile(r"[0-9a-f]{32}")  # store.store_id_for: sha256 of the rest, shortened
+MANIFEST = "manifest.json"
 SHARD_FIELDS = ("file", "index", "tokens", "documents", "sha256", "index_sha256")
+
+
+def store_id_for(manifest: dict[str, Any]) -> str:
+    """A store's id: sha256 of its manifest without ``store_id`` (canonical JSON), 32 hex digits.
+
+    It changes with any shard (the manifest holds their sha256 sums), so a reader notices a
+    replaced store; stores with the same bytes share it, so stores stay byte-identical for any
+    ``workers`` or engine (a random id would break that).
+    """
+    rest = {k: v for k, v in manifest.items() if k != "store_id"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def inside(root: Path, rel: str) -> bool:
+    """Whether ``root/rel`` resolves (symlinks followed) to a path inside ``root``."""
+    real_root = root.resolve()
+    real = (root / rel).resolve()
+    return real != real_root and real.is_relative_to(real_root)
+
+
+def read_store_id(root: Path) -> str | None:
+    """The ``store_id`` in ``root``'s manifest now (None for stores written before it existed).
+
+    Raises ``OSError``/``ValueError`` when the manifest is gone or unreadable (mid-replace).
+    """
+    doc = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+    store_id = doc.get("store_id") if isinstance(doc, dict) else "?"
+    return store_id if store_id is None or isinstance(store_id, str) else "?"
 
 
 class ManifestError(ValueError):
@@ -30,14 +64,19 @@ class ManifestError(ValueError):
 
 
 def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), "null" if value is None else f"a {type(value).__name__}"
-    )
+    kinds = {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+    }
+    return kinds.get(type(value), "null" if value is None else f"a {type(value).__name__}")
 
 
 def _get(doc: dict[str, Any], key: str, where: str) -> Any:
     if key not in doc:
-        raise ManifestError(f"{where}{key!r} is missing.")
+        raise ManifestError(f"'{where}{key}' is missing.")
     return doc[key]
 
 
@@ -75,7 +114,7 @@ def check_relative_path(rel: Any, field: str) -> str:
         or re.match(r"[A-Za-z]:", rel)
         or posixpath.normpath(rel) != rel
         or ".." in rel.split("/")
-        or rel in (".", "manifest.json")
+        or rel in (".", MANIFEST)
     ):
         raise ManifestError(
             f"{field} is {rel!r}: a store's files must be named by normalized paths inside its "
@@ -171,8 +210,8 @@ def check_manifest(doc: Any) -> None:
         low, high = max(d for _, d in counts), sum(d for _, d in counts)
         if not low <= n <= high:
             raise ManifestError(
-                f"'documents' is {n:,}, but the splits hold {high:,} pieces of documents, "
-                f"at most {high - low:,} of them cut between splits: expected {low:,}..{high:,}."
+                f"'documents' is {n:,}, but the splits hold {high:,} (a document cut between "
+                f"splits counts in each), so it must be in {low:,}..{high:,}."
             )
     if "options" in doc:
         _object(doc["options"], "'options'", "option name -> value")
