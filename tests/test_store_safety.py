@@ -221,6 +221,7 @@ FIELD_CASES = [
         r"'splits\.train\.tokens' must be an integer, got a string",
     ),
     (_set("splits/train/tokens", -1), r"'splits\.train\.tokens' is -1, but must be >= 0"),
+    (_set("splits/train/tokens", 10**30), r"'splits\.train\.tokens' is .*, more than a store"),
     (_set("splits/train/documents", 2.0), r"'splits\.train\.documents' must be an integer"),
     (_set("splits/train/documents", -3), r"'splits\.train\.documents' is -3"),
     (_set(SHARD, "x"), r"'splits\.train\.shards\[0\]' must be an object"),

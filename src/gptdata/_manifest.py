@@ -92,6 +92,8 @@ def _count(value: Any, field: str, *, low: int = 0) -> int:
         raise ManifestError(f"{field} must be an integer, got {_kind(value)} ({value!r:.40}).")
     if value < low:
         raise ManifestError(f"{field} is {value:,}, but must be >= {low}.")
+    if value >= 1 << 62:  # readers compute offsets in int64 (tokens x itemsize, cumulative sums)
+        raise ManifestError(f"{field} is {value:,}, more than a store can hold (2**62).")
     return value
 
 
