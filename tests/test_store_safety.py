@@ -144,6 +144,15 @@ def test_symlink_pointing_outside_is_refused_without_leaking(store, tmp_path, ca
     assert_cli_error(store, capsys, r"resolves outside the store")
 
 
+def test_verify_rechecks_paths_swapped_after_open(store, tmp_path) -> None:
+    opened = TokenStore.open(store)
+    target = store / first_shard(load(store))["file"]
+    target.unlink()
+    target.symlink_to(outside_file(tmp_path))
+    with pytest.raises(StoreError, match=r"\.bin: now resolves outside the store\.$"):
+        opened.verify()
+
+
 def test_symlinked_shards_folder_outside_is_refused(store, tmp_path) -> None:
     moved = tmp_path / "elsewhere"
     shutil.move(store / "shards", moved)

@@ -431,6 +431,8 @@ class TokenStore:
         for shards in self._splits.values():
             for s in shards:
                 for rel, want in ((s.file, s.sha256), (s.index, s.index_sha256)):
+                    if not inside(self.root, rel):  # swapped for a symlink since open()
+                        raise StoreError(f"{self.root / rel}: now resolves outside the store.")
                     got = sha256_file(self.root / rel)
                     if got != want:
                         raise StoreError(
