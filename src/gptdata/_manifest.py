@@ -206,15 +206,6 @@ def check_manifest(doc: Any) -> None:
         store_id = doc["store_id"]
         if not isinstance(store_id, str) or not _STORE_ID.fullmatch(store_id):
             raise ManifestError("'store_id' must be 32 lowercase hex digits.")
-    if "documents" in doc:
-        n = _count(doc["documents"], "'documents'")
-        # A document cut between two splits counts in each split but once in the store.
-        low, high = max(d for _, d in counts), sum(d for _, d in counts)
-        if not low <= n <= high:
-            raise ManifestError(
-                f"'documents' is {n:,}, but the splits hold {high:,} (a document cut between "
-                f"splits counts in each), so it must be in {low:,}..{high:,}."
-            )
     if "options" in doc:
         _object(doc["options"], "'options'", "option name -> value")
     if "inputs" in doc:
@@ -230,3 +221,12 @@ def check_manifest(doc: Any) -> None:
     if "stats" in doc:
         for key, value in _object(doc["stats"], "'stats'", "name -> count").items():
             _count(value, f"'stats.{key}'")
+        if "documents" in doc["stats"]:
+            n = doc["stats"]["documents"]
+            # Input documents: one cut between two splits counts in each split, once here.
+            low, high = max(d for _, d in counts), sum(d for _, d in counts)
+            if not low <= n <= high:
+                raise ManifestError(
+                    f"'stats.documents' is {n:,}, but the splits hold {high:,} (a document cut "
+                    f"between splits counts in each), so it must be in {low:,}..{high:,}."
+                )

@@ -508,6 +508,7 @@ def _commit(
             if k != "bytes":
                 stats[k] = stats.get(k, 0) + v
     n_docs = sum(p["documents"] for parts in splits.values() for p in parts)
+    stats.setdefault("documents", n_docs)  # input documents: a tail split cuts one in two
     if n_docs == 0:
         shutil.rmtree(side, ignore_errors=True)
         skipped = ", ".join(f"{v:,} {k}" for k, v in stats.items() if v) or "nothing"
@@ -533,7 +534,6 @@ def _commit(
     manifest = {
         "format": FORMAT,
         "version": VERSION,
-        "documents": n_docs,  # a document cut between train and val counts once
         "tokenizer": {
             "name": tok.name,
             "fingerprint": tok.fingerprint,

@@ -196,7 +196,7 @@ class Split:
         return self._slice(start, max(start, stop))
 
     def _slice(self, start: int, stop: int) -> np.ndarray:
-        if start < 0 or stop > self.n_tokens:
+        if stop > start and (start < 0 or stop > self.n_tokens):  # empty ranges stay empty
             raise IndexError(
                 f"tokens[{start}:{stop}] reads past the split {self.name!r}, which holds "
                 f"tokens 0..{self.n_tokens - 1}."
@@ -330,7 +330,7 @@ class TokenStore:
     def n_documents(self) -> int:
         """Documents in the store: one cut between train and val (tail split) counts once."""
         pieces = sum(info["documents"] for info in self.manifest["splits"].values())
-        return int(self.manifest.get("documents", pieces))
+        return int(self.manifest.get("stats", {}).get("documents", pieces))
 
     @property
     def splits(self) -> list[str]:
@@ -474,7 +474,8 @@ class TokenStore:
         lines.append(
             f"inputs     {len(inputs):,} files, {sum(i.get('bytes', 0) for i in inputs):,} bytes"
         )
-        stats = m.get("stats", {})
+        # stats.documents is the input document count (in the total line), not a skip.
+        stats = {k: v for k, v in m.get("stats", {}).items() if k != "documents"}
         if stats:
             lines.append("skipped    " + ", ".join(f"{k} {v:,}" for k, v in stats.items()))
         return "\n".join(lines)
