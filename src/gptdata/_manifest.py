@@ -4,7 +4,7 @@
 at the files (``inside`` keeps each path in the store). Every rule names the field it refuses, so
 a tampered or hand-edited manifest gives one clear line instead of a traceback (or, for
 ``"dtype": "object"``, a crashed reader). Also here: the store id that tells a reader its store
-was replaced (``store_id_for``, ``read_store_id``).
+was replaced (``store_id_for``, ``read_store_id``, ``map_shards``).
 
     >>> check_manifest({**manifest, "dtype": "object"})
     Traceback (most recent call last):
@@ -22,6 +22,8 @@ import posixpath
 import re
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 # The element types gptdata writes, by the rule of store.dtype_for: uint16 up to 65,536 IDs.
 DTYPES = ("uint16", "uint32")
@@ -57,6 +59,33 @@ def read_store_id(root: Path) -> str | None:
     doc = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
     store_id = doc.get("store_id") if isinstance(doc, dict) else "?"
     return store_id if store_id is None or isinstance(store_id, str) else "?"
+
+
+def map_shards(
+    root: Path, shards: list[Any], dtype: np.dtype, store_id: str | None
+) -> tuple[list[np.memmap], str]:
+    """Map each shard, then check the maps are the store's that ``store_id`` names.
+
+    Returns the maps and "" when all is well, else what differs (the store was replaced).
+    """
+    maps: list[np.memmap] = []
+    try:
+        for s in shards:
+            if not inside(root, s.file):
+                return maps, f"{s.file} now resolves outside the store"
+            maps.append(np.memmap(root / s.file, dtype=dtype, mode="r"))
+    except (OSError, ValueError) as exc:
+        return maps, f"cannot map {s.file} ({type(exc).__name__})"
+    try:
+        now = read_store_id(root)
+    except (OSError, ValueError):
+        now = "missing"
+    if now != store_id:
+        return maps, f"store_id {store_id} when opened, {now} now"
+    for s, m in zip(shards, maps, strict=True):
+        if len(m) != s.tokens:
+            return maps, f"{s.file} holds {len(m):,} tokens, the manifest read {s.tokens:,}"
+    return maps, ""
 
 
 class ManifestError(ValueError):

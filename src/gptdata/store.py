@@ -39,7 +39,7 @@ from ._manifest import (
     ManifestError,
     check_manifest,
     inside,
-    read_store_id,
+    map_shards,
 )
 from ._manifest import store_id_for as store_id_for  # re-exported: prepare writes it
 
@@ -141,28 +141,7 @@ class Split:
         Map first, check after: a later commit has another ``store_id``, so an id that still
         matches means the maps hold this commit's bytes (open maps keep a replaced file's).
         """
-        maps: list[np.memmap] = []
-        problem = ""
-        try:
-            for s in self.shards:
-                if not inside(self.root, s.file):
-                    problem = f"{s.file} now resolves outside the store"
-                    break
-                maps.append(np.memmap(self.root / s.file, dtype=self.dtype, mode="r"))
-        except (OSError, ValueError) as exc:
-            problem = f"cannot map {s.file} ({type(exc).__name__})"
-        if not problem:
-            try:
-                now = read_store_id(self.root)
-            except (OSError, ValueError):
-                now = "missing"
-            if now != self.store_id:
-                problem = f"store_id {self.store_id} when opened, {now} now"
-        if not problem:
-            for s, m in zip(self.shards, maps, strict=True):
-                if len(m) != s.tokens:
-                    problem = f"{s.file} holds {len(m):,} tokens, the manifest read {s.tokens:,}"
-                    break
+        maps, problem = map_shards(self.root, self.shards, self.dtype, self.store_id)
         if problem:
             raise StoreError(
                 f"{self.root}: the store was replaced while being read ({problem}). Open it again "
