@@ -226,7 +226,7 @@ def _cmd_store(a: argparse.Namespace) -> int:
     else:
         store.verify()
         print(
-            f"ok: {a.store} verified ({sum(len(store.split(s)) for s in store.splits):,} tokens, "
+            f"ok: {a.store} verified ({store.n_tokens:,} tokens, {store.n_documents:,} documents, "
             "structure and sha256 sums)"
         )
     return 0

@@ -48,6 +48,7 @@ from .store import (
     VERSION,
     TokenStore,
     dtype_for,
+    store_id_for,
     write_json_atomic,
 )
 from .tokenizers import Tokenizer, get_tokenizer
@@ -436,8 +437,7 @@ def prepare(
     )
     if not quiet:
         secs = time.perf_counter() - t0
-        n_tok = sum(r["tokens"] for r in results.values())
-        n_docs = sum(store.split(s).n_documents for s in store.splits)
+        n_tok, n_docs = store.n_tokens, store.n_documents  # one definition: see README.md
         print(
             f"prepared {out}: {n_docs:,} documents, {n_tok:,} tokens in {secs:,.1f} s "
             f"({n_tok / max(secs, 1e-9):,.0f} tokens/s)",
@@ -508,6 +508,7 @@ def _commit(
             if k != "bytes":
                 stats[k] = stats.get(k, 0) + v
     n_docs = sum(p["documents"] for parts in splits.values() for p in parts)
+    stats.setdefault("documents", n_docs)  # input documents: a tail split cuts one in two
     if n_docs == 0:
         shutil.rmtree(side, ignore_errors=True)
         skipped = ", ".join(f"{v:,} {k}" for k, v in stats.items() if v) or "nothing"
@@ -552,6 +553,7 @@ def _commit(
         "inputs": inputs_meta,
         "stats": stats,
     }
+    manifest["store_id"] = store_id_for(manifest)  # readers notice a replaced store
     write_json_atomic(side / MANIFEST, manifest)
     for p in obsolete:
         for key in ("file", "index"):
