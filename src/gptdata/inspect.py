@@ -17,19 +17,14 @@ import os
 import unicodedata
 import warnings
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .samples import sample_text  # noqa: F401  (re-exported for demo and users)
 from .store import MANIFEST, TokenStore
 from .tokenizers import Tokenizer, get_tokenizer
-
-
-def sample_text() -> str:
-    """The short sample text that ships inside the package (used by ``gptdata demo``)."""
-    return (resources.files("gptdata") / "data" / "sample.txt").read_text(encoding="utf-8")
 
 
 def escape(text: str) -> str:

@@ -26,7 +26,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-ENDOFTEXT = "<|endoftext|>"
+from ._gpt2files import ENDOFTEXT
+
 UNK = "<|unk|>"
 
 Special = Literal["eot", "text"]
