@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .corpus import Corpus, load_tokens
 from .prepare import prepare
 from .sources import InputError
 from .store import Split, StoreError, TokenStore
@@ -44,6 +45,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Corpus",
     "GPT2Tokenizer",
     "GPTDataLoader",
     "GPTEmbedding",
@@ -58,5 +60,6 @@ __all__ = [
     "Tokenizer",
     "create_dataloader",
     "get_tokenizer",
+    "load_tokens",
     "prepare",
 ]

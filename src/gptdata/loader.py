@@ -272,14 +272,17 @@ def create_dataloader(
     world_size: int | None = None,
     pin_memory: bool = False,
     tokenizer: str | Tokenizer = "gpt2",
+    split: str = "train",
 ) -> GPTDataLoader:
-    """Sliding-window batches from a store split, token IDs or raw text.
+    """Sliding-window batches from a Path (file, folder or store), store, split, IDs or text.
+
+    ``source`` is anything ``SlidingWindowDataset`` takes; ``split`` picks a store's split.
 
     "In the heart of the city ...", batch_size=8, max_length=4, stride=4
         -> (inputs, targets), each (8, 4) int64, targets = inputs shifted by one token.
     """
     dataset = SlidingWindowDataset(
-        source, max_length=max_length, stride=stride, tokenizer=tokenizer
+        source, max_length=max_length, stride=stride, tokenizer=tokenizer, split=split
     )
     return GPTDataLoader(
         dataset,

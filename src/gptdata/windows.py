@@ -12,7 +12,6 @@ one stores nothing per window, so building it is O(1) and item k is cut when ask
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -20,45 +19,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from .corpus import ArrayTokens, load_tokens
 from .store import Split
-from .tokenizers import Tokenizer, get_tokenizer
+from .tokenizers import Tokenizer
 
 
-class ArrayTokens:
-    """A 1-D in-memory token array with the same ``gather`` as a store ``Split``."""
-
-    def __init__(self, array: np.ndarray) -> None:
-        self.array = array
-        self._fingerprint: str | None = None
-
-    def __len__(self) -> int:
-        return len(self.array)
-
-    def gather(self, starts: np.ndarray, length: int) -> np.ndarray:
-        return self.array[np.asarray(starts)[:, None] + np.arange(length)]  # (B, length)
-
-    @property
-    def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            digest = hashlib.sha256(np.ascontiguousarray(self.array).tobytes()).hexdigest()
-            self._fingerprint = f"sha256:{digest}"
-        return self._fingerprint
-
-
-def as_tokens(source: Any, tokenizer: str | Tokenizer = "gpt2") -> Split | ArrayTokens:
-    """A store split, numpy array, list of IDs, 1-D tensor, or raw text -> a gatherable array."""
-    if isinstance(source, (Split, ArrayTokens)):
-        return source
-    if isinstance(source, str):
-        return ArrayTokens(np.asarray(get_tokenizer(tokenizer).encode(source), dtype=np.int64))
-    if isinstance(source, torch.Tensor):
-        source = source.detach().cpu().numpy()
-    array = np.asarray(source)
-    if array.ndim != 1:
-        raise ValueError(f"token IDs must be 1-D, got shape {array.shape}. Flatten them first.")
-    if array.size and not np.issubdtype(array.dtype, np.integer):
-        raise ValueError(f"token IDs must be integers, got dtype {array.dtype}.")
-    return ArrayTokens(array.astype(np.int64, copy=False))
+def as_tokens(
+    source: Any, tokenizer: str | Tokenizer = "gpt2", *, split: str = "train"
+) -> Split | ArrayTokens:
+    """Any source ``load_tokens`` takes (Path, TokenStore, Split, IDs, text) -> a gatherable array."""
+    return load_tokens(source, tokenizer=tokenizer, split=split).tokens
 
 
 @dataclass(frozen=True)
@@ -89,24 +59,33 @@ class Coverage:
 class SlidingWindowDataset:
     """(input, target) windows of ``max_length`` tokens, ``stride`` apart, cut lazily.
 
-    ``source``: a store split, numpy array, list of IDs, 1-D tensor, or raw text (tokenized
-    with ``tokenizer``). ``dataset[k]`` -> two int64 tensors of shape ``(max_length,)``;
+    ``source``: a ``Path`` to a text/JSONL/Parquet file or folder (its documents, tokenized
+    with ``tokenizer``), a ``Path`` to a store or a ``TokenStore`` (its ``split``), a ``Split``,
+    a NumPy array, list or 1-D tensor of IDs (kept in its dtype), or raw text (a ``str``).
+    ``dataset[k]`` -> two int64 tensors of shape ``(max_length,)``;
     ``dataset[[k1, k2, ...]]`` -> two ``(B, max_length)`` tensors in one gather.
     """
 
     def __init__(
-        self, source: Any, *, max_length: int, stride: int, tokenizer: str | Tokenizer = "gpt2"
+        self,
+        source: Any,
+        *,
+        max_length: int,
+        stride: int,
+        tokenizer: str | Tokenizer = "gpt2",
+        split: str = "train",
     ) -> None:
         for name, value in (("max_length", max_length), ("stride", stride)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name}={value!r} must be an integer >= 1.")
-        self.tokens = as_tokens(source, tokenizer)
+        self.corpus = load_tokens(source, tokenizer=tokenizer, split=split)
+        self.tokens = self.corpus.tokens
         self.max_length, self.stride = int(max_length), int(stride)
         n = len(self.tokens)
         if n < self.max_length + 1:
             raise ValueError(
                 f"max_length={self.max_length} needs at least {self.max_length + 1} tokens, but "
-                f"the source has {n:,}. Lower max_length or add text."
+                f"{self.corpus.description} has {n:,}. Lower max_length or add text."
             )
         # Same count as len(range(0, n - max_length, stride)).
         self.n_windows = (n - self.max_length + self.stride - 1) // self.stride
