@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 EPILOGS = {
     "tokenize": """examples:
@@ -101,6 +102,19 @@ def _backend(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _reading(parser: argparse.ArgumentParser) -> None:
+    """The options that say how input files are read: the same words and defaults as prepare."""
+    parser.add_argument(
+        "--text-field", default="text", help="JSONL/Parquet field with the text (default text)"
+    )
+    parser.add_argument(
+        "--errors",
+        choices=["strict", "replace", "skip"],
+        default="strict",
+        help="invalid UTF-8: stop (strict), use U+FFFD (replace), drop the document",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -184,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--windows", action="store_true", help="show dataset (input, target) rows")
     i.add_argument("-n", type=whole(1), default=4, help="number of windows to show (default 4)")
     i.add_argument("--split", default=None, help="store split (default: the first)")
+    _reading(i)
 
     pl = _add(sub, "plan", "windows, batches and embedding sizes before training", common)
     pl.add_argument("source", help=SOURCE_HELP)
@@ -210,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE.png",
         help="also draw document lengths and token frequencies into FILE.png",
     )
+    _reading(pl)
 
     d = _add(sub, "demo", "every stage from text to input embeddings", common)
     d.add_argument("file", nargs="?", default=None, help="your text file (default: the sample)")
@@ -271,7 +287,12 @@ def _cmd_inspect(a: argparse.Namespace) -> int:
     from .inspect import context_pairs, load_source, window_rows
     from .tokenizers import get_tokenizer
 
-    loaded = load_source(a.source, tokenizer=get_tokenizer(a.tokenizer, backend=a.backend))
+    loaded = load_source(
+        Path(a.source),  # a path: the CLI never takes raw text here (tokenize does)
+        tokenizer=get_tokenizer(a.tokenizer, backend=a.backend),
+        text_field=a.text_field,
+        errors=a.errors,
+    )
     name = a.split or next(iter(loaded.splits))
     if name not in loaded.splits:
         raise ValueError(f"no split {name!r}; choose from {list(loaded.splits)}.")
@@ -304,7 +325,12 @@ def _cmd_plan(a: argparse.Namespace) -> int:
     from .inspect import load_source, plan_report, plot
     from .tokenizers import get_tokenizer
 
-    loaded = load_source(a.source, tokenizer=get_tokenizer(a.tokenizer, backend=a.backend))
+    loaded = load_source(
+        Path(a.source),  # a path: the CLI never takes raw text here (tokenize does)
+        tokenizer=get_tokenizer(a.tokenizer, backend=a.backend),
+        text_field=a.text_field,
+        errors=a.errors,
+    )
     report, ok = plan_report(
         loaded,
         max_length=a.max_length,
