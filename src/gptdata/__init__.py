@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .booktokenizers import SimpleTokenizerV1, SimpleTokenizerV2, build_vocab, split_words
 from .corpus import Corpus, load_tokens
 from .prepare import prepare
 from .sources import InputError
@@ -28,9 +29,12 @@ _LAZY = {
     "GPTDataLoader": "loader",
     "GPTEmbedding": "embeddings",
     "RotaryEmbedding": "embeddings",
+    "GPTDatasetV1": "book",
+    "create_dataloader_v1": "book",
 }
 
 if TYPE_CHECKING:
+    from .book import GPTDatasetV1, create_dataloader_v1
     from .embeddings import GPTEmbedding, RotaryEmbedding
     from .loader import GPTDataLoader, create_dataloader
     from .windows import SlidingWindowDataset
@@ -47,19 +51,25 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Corpus",
     "GPT2Tokenizer",
+    "GPTDatasetV1",
     "GPTDataLoader",
     "GPTEmbedding",
     "HFTokenizer",
     "InputError",
     "RotaryEmbedding",
     "SimpleTokenizer",
+    "SimpleTokenizerV1",
+    "SimpleTokenizerV2",
     "SlidingWindowDataset",
     "Split",
     "StoreError",
     "TokenStore",
     "Tokenizer",
+    "build_vocab",
+    "create_dataloader_v1",
     "create_dataloader",
     "get_tokenizer",
     "load_tokens",
     "prepare",
+    "split_words",
 ]

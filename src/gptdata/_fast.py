@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from ._gpt2files import ENDOFTEXT, EOT_ID, cache_dir, source_files
+from ._gpt2files import EOT_ID, cache_dir, source_files
+from .dialect import ENDOFTEXT
 from .samples import TRICKY, gate_fixture  # noqa: F401  (re-exported: the gate's fixture)
 
 PINNED_VERSION = "0.3.5"  # the version the gate was developed against; gptdata[fast] pins it

@@ -27,7 +27,6 @@ VOCAB_BPE_SHA256 = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726
 ENCODER_JSON_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
 N_MERGEABLE = 50256  # ranks 0..50255; 50256 is <|endoftext|>
 EOT_ID = 50256
-ENDOFTEXT = "<|endoftext|>"  # the text of EOT_ID; every gptdata tokenizer uses this literal
 
 # The GPT-2 pre-tokenizer: contractions, letters, numbers, other symbols, each with at most one
 # leading space; whitespace runs leave their last space to the word that follows.

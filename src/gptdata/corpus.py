@@ -89,7 +89,7 @@ class Corpus:
         self,
         tokens: Tokens,
         *,
-        tokenizer: str | os.PathLike[str] | Tokenizer | None = None,
+        tokenizer: Any = None,
         document_ends: np.ndarray | None = None,
         description: str = "the source",
         store_root: Path | None = None,
@@ -108,8 +108,8 @@ class Corpus:
 
     @property
     def tokenizer(self) -> Tokenizer | None:
-        if isinstance(self._tokenizer, (str, os.PathLike)):  # resolved when first asked
-            self._tokenizer = get_tokenizer(self._tokenizer)
+        if self._tokenizer is not None and not isinstance(self._tokenizer, Tokenizer):
+            self._tokenizer = get_tokenizer(self._tokenizer)  # a name or an Encoding, first asked
         if self._tokenizer is None and self._store_root is not None:
             store = TokenStore.open(self._store_root)
             if store.tokenizer_name == "gpt2":

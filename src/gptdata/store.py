@@ -137,8 +137,13 @@ class Split:
                 raise IndexError(f"token {key} is outside 0..{self.n_tokens - 1}")
             return int(self._slice(i, i + 1)[0])
         start, stop, step = key.indices(self.n_tokens)
+        if step < 0:  # like NumPy: read the covered range once, then walk it backwards
+            picked = range(start, stop, step)
+            if not picked:
+                return np.empty(0, dtype=self.dtype)
+            return self._slice(picked[-1], picked[0] + 1)[::step]
         if step != 1:
-            return self._slice(start, stop)[::step]
+            return self._slice(start, max(start, stop))[::step]
         return self._slice(start, max(start, stop))
 
     def _slice(self, start: int, stop: int) -> np.ndarray:
