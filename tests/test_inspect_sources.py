@@ -124,3 +124,21 @@ def test_python_sources(inputs, tmp_path) -> None:
     assert load_source([1, 2, 3]).documents["ids"].tolist() == [3]
     with pytest.raises(ValueError, match=r"is a str that names an existing file.*Pass Path\("):
         load_source(str(inputs / "a.txt"))
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"batch_size": 0}, r"batch_size=0 must be an integer >= 1\."),
+        ({"world_size": 0}, r"world_size=0 must be an integer >= 1\."),
+        ({"emb_dims": (256, -5)}, r"emb_dims=\(256, -5\) must hold one or more integers >= 1"),
+        ({"emb_dims": ()}, r"emb_dims=\(\) must hold one or more integers >= 1"),
+    ],
+)
+def test_plan_report_checks_its_numbers(kw, message) -> None:
+    from gptdata.inspect import plan_report
+
+    loaded = load_source(list(range(100)))
+    args = {"max_length": 4, "stride": 4, "batch_size": 2, **kw}
+    with pytest.raises(ValueError, match=message):
+        plan_report(loaded, **args)

@@ -30,11 +30,13 @@ EPILOGS = {
     "inspect": """examples:
   gptdata inspect the-verdict.txt --start 50
   gptdata inspect store --max-length 8 --windows --stride 4 -n 3
+  gptdata inspect docs.jsonl --text-field content --max-length 8
 """,
     "plan": """examples:
   gptdata plan store --max-length 256 --stride 128 --batch-size 8
   gptdata plan store --max-length 1024 --stride 1024 --batch-size 32 --world-size 8 --emb-dim 768 12288
   gptdata plan the-verdict.txt --max-length 256 --stride 128 --batch-size 2 --plot plan.png
+  gptdata plan 'data/*.jsonl.gz' --text-field content --max-length 1024 --stride 1024 --batch-size 8
 """,
     "demo": "examples:\n  gptdata demo\n  gptdata demo my-text.txt\n",
 }
@@ -44,7 +46,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with usage mistakes reported in one line (the usage is one --help away)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"error: {message}. See {self.prog} --help.\n")
+        self.exit(2, f"error: {message.rstrip('.')}. See {self.prog} --help.\n")
 
 
 def whole(minimum: int) -> Callable[[str], int]:

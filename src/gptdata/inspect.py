@@ -178,6 +178,11 @@ def plan_report(
 
     Returns the report and whether every split yields at least one batch.
     """
+    for name, value in (("batch_size", batch_size), ("world_size", world_size)):
+        if value < 1:
+            raise ValueError(f"{name}={value} must be an integer >= 1.")
+    if not emb_dims or min(emb_dims) < 1:
+        raise ValueError(f"emb_dims={emb_dims} must hold one or more integers >= 1, e.g. (256,).")
     from .windows import SlidingWindowDataset
 
     lines: list[str] = []
