@@ -34,6 +34,7 @@ bench: setup
 	$(PY) bench/tokenize.py $(BENCH_FLAGS)
 	$(PY) bench/loader.py $(BENCH_FLAGS)
 	$(PY) bench/embeddings.py $(BENCH_FLAGS)
+	$(PY) bench/export.py $(BENCH_FLAGS)
 
 bench-smoke:
 	$(MAKE) bench BENCH_FLAGS=--smoke

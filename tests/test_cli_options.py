@@ -35,7 +35,7 @@ def test_every_option_of_every_verb_has_help() -> None:
         for action in parser._actions
         if not (action.help or "").strip()
     ]
-    assert len(list(parsers(build_parser()))) >= 8  # gptdata and its seven verbs, at least
+    assert len(list(parsers(build_parser()))) >= 10  # gptdata and its nine verbs, at least
     assert missing == []
 
 
@@ -123,6 +123,14 @@ PLAN = ["--max-length", "2", "--stride", "1", "--batch-size", "1"]
         (
             ["prepare", "{f}", "-o", "{o}", "--shard-tokens", "0"],
             "argument --shard-tokens: must be >= 1, got 0",
+        ),
+        (
+            ["export", "{f}", "--format", "llmc", "-o", "{o}", "--shard-tokens", "0"],
+            "argument --shard-tokens: must be >= 1, got 0",
+        ),
+        (
+            ["import", "nanogpt", "{f}", "-o", "{o}", "--shard-tokens", "-2"],
+            "argument --shard-tokens: must be >= 1, got -2",
         ),
         (
             ["prepare", "{f}", "-o", "{o}", "--val-fraction", "1"],

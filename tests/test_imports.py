@@ -19,7 +19,7 @@ PACKAGE = Path(gptdata.__file__).resolve().parent
 # in progress is adding (evaluation, attention, documents, export/import formats, corpus, book)
 # are placed already, so the graph test keeps guarding them when they arrive.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("inputs and fixed files", {"sources", "_gpt2files", "samples"}),
+    ("inputs and fixed files", {"sources", "hf_input", "_gpt2files", "samples"}),
     ("tokenizers", {"dialect", "_fast", "tokenizers", "booktokenizers"}),
     ("store", {"store"}),
     (
@@ -35,16 +35,26 @@ LAYERS: list[tuple[str, set[str]]] = [
 LAYER_OF = {name: i for i, (_, names) in enumerate(LAYERS) for name in names}
 
 
-def modules() -> dict[str, Path]:
-    return {p.stem: p for p in sorted(PACKAGE.glob("*.py"))}
+def modules() -> dict[str, list[Path]]:
+    """Each top-level module, and each subpackage (formats/) as one node: name -> its files."""
+    found = {p.stem: [p] for p in sorted(PACKAGE.glob("*.py"))}
+    for init in sorted(PACKAGE.glob("*/__init__.py")):
+        found[init.parent.name] = sorted(init.parent.rglob("*.py"))
+    return found
 
 
-def imports_of(path: Path, known: set[str]) -> set[str]:
-    """The gptdata modules a file imports anywhere (top level, functions, TYPE_CHECKING)."""
+def imports_of(path: Path, known: set[str], *, depth: int = 0) -> set[str]:
+    """The gptdata modules a file imports anywhere (top level, functions, TYPE_CHECKING).
+
+    ``depth`` is how deep the file sits below the package: 1 for formats/export.py, whose
+    ``from ..store import`` names the top-level store and whose ``from ._common`` stays inside.
+    """
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
         if isinstance(node, ast.ImportFrom):
-            if node.level == 1 or (node.level == 0 and node.module == "gptdata"):
+            if 0 < node.level <= depth:
+                continue  # inside the same subpackage
+            if node.level == depth + 1 or (node.level == 0 and node.module == "gptdata"):
                 base = None if node.level == 0 else node.module
             elif node.level == 0 and (node.module or "").startswith("gptdata."):
                 base = node.module.split(".")[1]  # type: ignore[union-attr]
@@ -60,13 +70,21 @@ def imports_of(path: Path, known: set[str]) -> set[str]:
                 parts = alias.name.split(".")
                 if parts[0] == "gptdata":
                     found.add(parts[1] if len(parts) > 1 else "__init__")
-    found.discard(path.stem)
+    if depth == 0:
+        found.discard(path.stem)
     return found
 
 
 def graph() -> dict[str, set[str]]:
     mods = modules()
-    return {name: imports_of(path, set(mods)) for name, path in mods.items()}
+    edges: dict[str, set[str]] = {}
+    for name, paths in mods.items():
+        edges[name] = set()
+        for path in paths:
+            depth = len(path.relative_to(PACKAGE).parts) - 1
+            edges[name] |= imports_of(path, set(mods), depth=depth)
+        edges[name].discard(name)
+    return edges
 
 
 def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
@@ -144,3 +162,6 @@ def test_imports_are_parsed_in_every_form(tmp_path) -> None:
     )
     known = {"_fast", "store", "loader", "windows", "inspect"}
     assert imports_of(src, known) == {"_fast", "__init__", "store", "loader", "windows", "inspect"}
+    sub = tmp_path / "sub.py"  # a file of a subpackage, e.g. formats/export.py
+    sub.write_text("from ..store import Split\nfrom ._common import x\nfrom .. import loader\n")
+    assert imports_of(sub, known, depth=1) == {"store", "loader"}

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from .booktokenizers import SimpleTokenizerV1, SimpleTokenizerV2, build_vocab, split_words
 from .corpus import Corpus, load_tokens
+from .formats import FormatError, export_store, import_store
 from .prepare import prepare
 from .sources import InputError
 from .store import Split, StoreError, TokenStore
@@ -50,6 +51,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Corpus",
+    "FormatError",
     "GPT2Tokenizer",
     "GPTDatasetV1",
     "GPTDataLoader",
@@ -68,8 +70,10 @@ __all__ = [
     "build_vocab",
     "create_dataloader_v1",
     "create_dataloader",
+    "export_store",
     "get_tokenizer",
     "load_tokens",
+    "import_store",
     "prepare",
     "split_words",
 ]

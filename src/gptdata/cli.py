@@ -39,6 +39,16 @@ EPILOGS = {
   gptdata plan 'data/*.jsonl.gz' --text-field content --max-length 1024 --stride 1024 --batch-size 8
 """,
     "demo": "examples:\n  gptdata demo\n  gptdata demo my-text.txt\n",
+    "export": """examples:
+  gptdata export store --format megatron -o megatron-data
+  gptdata export store --format nanogpt --split all -o nanogpt-data
+  gptdata export store --format llmc --shard-tokens 100000000 -o llmc-data
+""",
+    "import": """examples:
+  gptdata import megatron data/train_text_document -o store
+  gptdata import nanogpt nanoGPT/data/openwebtext/ -o store
+  gptdata import llmc dev/data/fineweb10B/ --tokenizer gpt2 -o store
+""",
 }
 
 
@@ -229,6 +239,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _reading(pl)
 
+    ex = _add(
+        sub, "export", "write a store in a trainer's format (megatron, nanogpt, llmc, hf)", common
+    )
+    ex.add_argument("store", help="the token store folder to export")
+    ex.add_argument("--format", required=True, help="megatron, nanogpt, llmc or hf")
+    ex.add_argument("-o", "--out", required=True, help="the folder to create")
+    ex.add_argument("--split", default="all", help="train, val or all (default)")
+    ex.add_argument(
+        "--shard-tokens", type=whole(1), default=None, help="llmc: max tokens per shard (100 M)"
+    )
+    ex.add_argument("--force", action="store_true", help="replace an earlier export")
+    ex.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+    im = _add(
+        sub, "import", "read pre-tokenized data (megatron, nanogpt, llmc) into a store", common
+    )
+    im.add_argument("format", metavar="FORMAT", help="megatron, nanogpt or llmc")
+    im.add_argument("path", metavar="PATH", help="a .bin/.idx prefix, a .bin file or a folder")
+    im.add_argument("-o", "--out", required=True, help="the store folder to create")
+    im.add_argument("--tokenizer", default="gpt2", help="the tokenizer that made the IDs")
+    im.add_argument("--shard-tokens", type=whole(1), default=None, help="max tokens per shard file")
+    im.add_argument("--force", action="store_true", help="replace an existing store")
+    im.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
     d = _add(sub, "demo", "every stage from text to input embeddings", common)
     d.add_argument("file", nargs="?", default=None, help="your text file (default: the sample)")
     return p
@@ -361,6 +395,41 @@ def _cmd_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(a: argparse.Namespace) -> int:
+    from .formats.export import DEFAULT_SHARD_TOKENS, check_format, export_store
+
+    check_format(a.format, flag="--format")
+    result = export_store(
+        a.store,
+        a.out,
+        format=a.format,
+        split=a.split,
+        shard_tokens=a.shard_tokens or DEFAULT_SHARD_TOKENS,
+        force=a.force,
+        quiet=a.quiet,
+    )
+    for name, r in result["splits"].items():
+        print(f"{a.out}  {name}: {r['documents']:,} documents, {r['tokens']:,} tokens")
+    return 0
+
+
+def _cmd_import(a: argparse.Namespace) -> int:
+    from .formats.importer import import_store
+    from .prepare import DEFAULT_SHARD_TOKENS
+
+    store = import_store(
+        a.format,
+        a.path,
+        a.out,
+        tokenizer=a.tokenizer,
+        shard_tokens=a.shard_tokens or DEFAULT_SHARD_TOKENS,
+        force=a.force,
+        quiet=a.quiet,
+    )
+    print(store.describe())
+    return 0
+
+
 COMMANDS = {
     "tokenize": _cmd_tokenize,
     "prepare": _cmd_prepare,
@@ -369,6 +438,8 @@ COMMANDS = {
     "inspect": _cmd_inspect,
     "plan": _cmd_plan,
     "demo": _cmd_demo,
+    "export": _cmd_export,
+    "import": _cmd_import,
 }
 
 

@@ -251,7 +251,7 @@ class GPTDataLoader:
                 "training loop, iterate a second loader over the evaluation data "
                 "(eval_loader = create_dataloader(...)), not the training loader. "
                 "(Warned once per loader.)",
-                stacklevel=4,
+                stacklevel=3,  # the line that started the new pass
             )
         chained = None
         if self._batches_done >= self.n_batches:  # the last epoch was finished
