@@ -89,7 +89,9 @@ def fraction(text: str) -> float:
 
 
 TOKENIZER_HELP = "gpt2 (default), a tokenizer.json or a SimpleTokenizer vocab.json"
-SOURCE_HELP = "a text, JSONL(.gz) or Parquet file, a folder of them, or a token store"
+SOURCE_HELP = (
+    "what prepare reads (a text, JSONL(.gz) or Parquet file, a folder or glob), or a store"
+)
 
 
 def _add(
