@@ -32,9 +32,13 @@ _LAZY = {
     "RotaryEmbedding": "embeddings",
     "GPTDatasetV1": "book",
     "create_dataloader_v1": "book",
+    "causal_document_mask": "attention",
+    "flex_document_mask": "attention",
+    "cu_seqlens": "attention",
 }
 
 if TYPE_CHECKING:
+    from .attention import causal_document_mask, cu_seqlens, flex_document_mask
     from .book import GPTDatasetV1, create_dataloader_v1
     from .embeddings import GPTEmbedding, RotaryEmbedding
     from .loader import GPTDataLoader, create_dataloader
@@ -68,9 +72,12 @@ __all__ = [
     "TokenStore",
     "Tokenizer",
     "build_vocab",
+    "causal_document_mask",
     "create_dataloader_v1",
     "create_dataloader",
+    "cu_seqlens",
     "export_store",
+    "flex_document_mask",
     "get_tokenizer",
     "load_tokens",
     "import_store",

@@ -31,12 +31,14 @@ EPILOGS = {
   gptdata inspect the-verdict.txt --start 50
   gptdata inspect store --max-length 8 --windows --stride 4 -n 3
   gptdata inspect docs.jsonl --text-field content --max-length 8
+  gptdata inspect store --max-length 8 --windows --documents mask
 """,
     "plan": """examples:
   gptdata plan store --max-length 256 --stride 128 --batch-size 8
   gptdata plan store --max-length 1024 --stride 1024 --batch-size 32 --world-size 8 --emb-dim 768 12288
   gptdata plan the-verdict.txt --max-length 256 --stride 128 --batch-size 2 --plot plan.png
   gptdata plan 'data/*.jsonl.gz' --text-field content --max-length 1024 --stride 1024 --batch-size 8
+  gptdata plan store --max-length 1024 --stride 1024 --batch-size 32 --documents mask
 """,
     "demo": "examples:\n  gptdata demo\n  gptdata demo my-text.txt\n",
     "export": """examples:
@@ -213,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("-n", type=whole(1), default=4, help="number of windows to show (default 4)")
     i.add_argument("--split", default=None, help="store split (default: the first)")
     _reading(i)
+    i.add_argument(
+        "--documents",
+        choices=["concat", "mask"],
+        default="concat",
+        help="mask: show targets masked (-100) and positions restarted after each end-of-text",
+    )
 
     pl = _add(sub, "plan", "windows, batches and embedding sizes before training", common)
     pl.add_argument("source", help=SOURCE_HELP)
@@ -240,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also draw document lengths and token frequencies into FILE.png",
     )
     _reading(pl)
+    pl.add_argument(
+        "--documents",
+        choices=["concat", "mask"],
+        default="concat",
+        help="mask: also count masked targets and documents per window",
+    )
 
     ex = _add(
         sub, "export", "write a store in a trainer's format (megatron, nanogpt, llmc, hf)", common
@@ -350,6 +364,7 @@ def _cmd_inspect(a: argparse.Namespace) -> int:
             stride=a.stride or a.max_length,
             start=a.start,
             count=a.n,
+            documents=a.documents,
         )
     else:
         lines = context_pairs(
@@ -376,6 +391,7 @@ def _cmd_plan(a: argparse.Namespace) -> int:
         batch_size=a.batch_size,
         world_size=a.world_size,
         emb_dims=tuple(a.emb_dim),
+        documents=a.documents,
     )
     print(report)
     if a.plot:

@@ -133,9 +133,20 @@ def context_pairs(ids: Any, tok: Tokenizer, *, max_length: int = 4) -> list[str]
 
 
 def window_rows(
-    ids: Any, tok: Tokenizer, *, max_length: int, stride: int, start: int = 0, count: int = 4
+    ids: Any,
+    tok: Tokenizer,
+    *,
+    max_length: int,
+    stride: int,
+    start: int = 0,
+    count: int = 4,
+    documents: str = "concat",
 ) -> list[str]:
-    """The dataset's (input, target) rows from ``start``, as IDs and text."""
+    """The dataset's (input, target) rows from ``start``, as IDs and text.
+
+    A window holding an end-of-text gets a ``doc_ids`` line marking where each document starts;
+    with ``documents="mask"`` the targets show -100 where no loss is taken, and positions restart.
+    """
     from .windows import SlidingWindowDataset
 
     n = len(ids)
@@ -144,16 +155,30 @@ def window_rows(
             f"max_length={max_length} needs {max_length + 1} tokens after "
             f"--start {start}, but only {max(n - start, 0)} remain."
         )
+    if documents not in ("concat", "mask"):
+        raise ValueError(f"documents={documents!r} is not one of 'concat', 'mask'.")
+    if documents == "mask" and tok.eot_id is None:
+        raise ValueError(
+            f"--documents mask needs an end-of-text ID, but tokenizer {tok.name} has none."
+        )
     ds = SlidingWindowDataset(np.asarray(ids[start:]), max_length=max_length, stride=stride)
+    marked = None
+    if tok.eot_id is not None:
+        marked = ds.with_format(documents="mask", batch_format="dict", eot_id=tok.eot_id)
     lines = []
     for k in range(min(count, len(ds))):
         x, y = ds[k]
         xs, ys = x.tolist(), y.tolist()
+        item = marked[k] if marked is not None else None
         lines.append(
             f"window {k} (tokens {start + k * stride}..{start + k * stride + max_length}):"
         )
         lines.append(f"  input  {xs}")
-        lines.append(f"  target {ys}")
+        lines.append(f"  target {item['targets'].tolist() if documents == 'mask' else ys}")
+        if item is not None and int(item["doc_ids"][-1]) > 0:  # a document starts in here
+            lines.append(f"  doc_ids {item['doc_ids'].tolist()}")
+            if documents == "mask":
+                lines.append(f"  positions {item['position_ids'].tolist()}")
         lines.append(f"  input  {_text(tok, xs)!s}")
         lines.append(f"  target {_text(tok, ys)!s}")
     return lines
@@ -173,17 +198,23 @@ def plan_report(
     world_size: int = 1,
     drop_last: bool = True,
     emb_dims: tuple[int, ...] = (256,),
+    documents: str = "concat",
 ) -> tuple[str, bool]:
     """Per split: tokens, documents, windows, batches per epoch (per rank), unused tokens.
 
+    With ``documents="mask"`` also the targets masked and the mean documents per window.
     Returns the report and whether every split yields at least one batch.
     """
+    from .documents import document_stats
+    from .windows import SlidingWindowDataset
+
     for name, value in (("batch_size", batch_size), ("world_size", world_size)):
         if value < 1:
             raise ValueError(f"{name}={value} must be an integer >= 1.")
     if not emb_dims or min(emb_dims) < 1:
         raise ValueError(f"emb_dims={emb_dims} must hold one or more integers >= 1, e.g. (256,).")
-    from .windows import SlidingWindowDataset
+    if documents not in ("concat", "mask"):
+        raise ValueError(f"documents={documents!r} is not one of 'concat', 'mask'.")
 
     lines: list[str] = []
     ok = True
@@ -213,6 +244,21 @@ def plan_report(
             f"({cov.gap_tokens:,} in stride gaps, {cov.tail_tokens:,} in the tail)"
         )
         lines.append(f"  overlap            x{cov.overlap:.2f} (targets per covered token)")
+        if documents == "mask":
+            eot = getattr(tokens, "eot_id", None)
+            eot = loaded.tokenizer.eot_id if eot is None else eot
+            if eot is None:
+                raise ValueError(
+                    f"--documents mask needs an end-of-text ID, but tokenizer "
+                    f"{loaded.tokenizer.name} has none."
+                )
+            stats = document_stats(tokens, eot_id=eot, max_length=max_length, stride=stride)
+            share = stats.masked_targets / max(len(ds) * max_length, 1)
+            lines.append(
+                f"  masked targets     {stats.masked_targets:,} ({100 * share:.2f} % of targets; "
+                f"documents=mask, eot_id {eot})"
+            )
+            lines.append(f"  documents/window   {stats.mean_documents:.2f} (mean)")
         if batches == 0:
             ok = False
             lines.append(

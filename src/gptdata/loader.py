@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from .documents import Batch, BatchFormat, Documents, pin
 from .loaderstate import STATE_VERSION, check_state, epoch_seed, is_int
 from .tokenizers import Tokenizer
 from .windows import SlidingWindowDataset
@@ -86,6 +87,9 @@ class GPTDataLoader:
 
     ``for x, y in loader`` is one pass (an epoch); ``loader.forever()`` is an endless stream of
     batches across epochs for loops that count steps. See ``state_dict`` for what is saved.
+
+    ``documents``, ``batch_format``, ``eot_id``: when given, override the dataset's (see
+    ``SlidingWindowDataset``); the order, ranks and resume do not depend on them.
     """
 
     def __init__(
@@ -101,12 +105,19 @@ class GPTDataLoader:
         world_size: int | None = None,
         pin_memory: bool = False,
         multiprocessing_context: Any = None,
+        documents: Documents | None = None,
+        batch_format: BatchFormat | None = None,
+        eot_id: int | None = None,
     ) -> None:
         if not (hasattr(dataset, "tokens") and hasattr(dataset, "max_length")):
             raise TypeError(
                 f"GPTDataLoader takes a SlidingWindowDataset, got {type(dataset).__name__}. For "
                 "a Path, store, split, IDs or text use create_dataloader(source, max_length=..., "
                 "stride=...)."
+            )
+        if documents is not None or batch_format is not None or eot_id is not None:
+            dataset = dataset.with_format(
+                documents=documents, batch_format=batch_format, eot_id=eot_id
             )
         if (
             rank is None
@@ -198,11 +209,11 @@ class GPTDataLoader:
             order_np = order_np[:total][self.rank :: self.world_size]
         return order_np
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[Batch]:
         """One pass: the rest of the current epoch, or the next epoch when it was finished."""
         return self._iterate(forever=False)
 
-    def forever(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def forever(self) -> Iterator[Batch]:
         """Batches without end, epoch after epoch (each reshuffled as ``set_epoch`` does).
 
         For training loops that count steps, not epochs; ``state_dict()`` at any step resumes
@@ -216,7 +227,7 @@ class GPTDataLoader:
         """
         return self._iterate(forever=True)
 
-    def _iterate(self, *, forever: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _iterate(self, *, forever: bool) -> Iterator[Batch]:
         token = object()  # identifies this iterator; its batches count only while it owns state
         try:
             while True:
@@ -265,7 +276,7 @@ class GPTDataLoader:
         self._batches_done = skip
         self._owner = token
 
-    def _pass(self, token: object) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _pass(self, token: object) -> Iterator[Batch]:
         skip = self._batches_done
         if self.num_workers == 0:
             # In-process: gather straight from the sampler's indices; DataLoader's per-batch
@@ -276,7 +287,7 @@ class GPTDataLoader:
             for indices in _BatchSampler(self, skip):
                 batch = self.dataset.batch_at(indices * stride)
                 if self.pin_memory:
-                    batch = (batch[0].pin_memory(), batch[1].pin_memory())
+                    batch = pin(batch)
                 if self._owner is token:
                     self._batches_done += 1
                 yield batch
@@ -291,11 +302,15 @@ class GPTDataLoader:
             pin_memory=self.pin_memory,
             multiprocessing_context=self.multiprocessing_context,
         )
+        fmt = None if self.dataset.format.plain else self.dataset.format
         for block in loader:  # (up to per_item * B, L + 1)
             for start in range(0, len(block), bs):
                 rows = block[start : start + bs]  # (B, L + 1)
                 if self._owner is token:
                     self._batches_done += 1
+                if fmt is not None:  # documents="mask" or another batch_format
+                    yield pin(fmt(rows)) if self.pin_memory else fmt(rows)
+                    continue
                 yield rows[:, :-1], rows[:, 1:]  # (B, L), (B, L)
 
     # The protocol torchdata's StatefulDataLoader calls.
@@ -381,6 +396,9 @@ def create_dataloader(
     pin_memory: bool = False,
     tokenizer: str | Tokenizer = "gpt2",
     split: str = "train",
+    documents: Documents = "concat",
+    batch_format: BatchFormat = "tuple",
+    eot_id: int | None = None,
 ) -> GPTDataLoader:
     """Sliding-window batches from a Path (file, folder or store), store, split, IDs or text.
 
@@ -388,9 +406,18 @@ def create_dataloader(
 
     "In the heart of the city ...", batch_size=8, max_length=4, stride=4
         -> (inputs, targets), each (8, 4) int64, targets = inputs shifted by one token.
+    documents="mask", batch_format="dict" -> {"input_ids", "targets", "position_ids",
+        "doc_ids"}, each (8, 4), targets -100 after each end-of-text (see gptdata.documents).
     """
     dataset = SlidingWindowDataset(
-        source, max_length=max_length, stride=stride, tokenizer=tokenizer, split=split
+        source,
+        max_length=max_length,
+        stride=stride,
+        tokenizer=tokenizer,
+        split=split,
+        documents=documents,
+        batch_format=batch_format,
+        eot_id=eot_id,
     )
     return GPTDataLoader(
         dataset,

@@ -12,6 +12,7 @@ one stores nothing per window, so building it is O(1) and item k is cut when ask
 
 from __future__ import annotations
 
+import copy
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 
 from .corpus import ArrayTokens, load_tokens
+from .documents import Batch, BatchFormat, Documents, Format, resolve_eot_id, take
 from .store import Split
 from .tokenizers import Tokenizer
 
@@ -64,6 +66,11 @@ class SlidingWindowDataset:
     a NumPy array, list or 1-D tensor of IDs (kept in its dtype), or raw text (a ``str``).
     ``dataset[k]`` -> two int64 tensors of shape ``(max_length,)``;
     ``dataset[[k1, k2, ...]]`` -> two ``(B, max_length)`` tensors in one gather.
+
+    ``documents="mask"`` masks targets, restarts positions and numbers documents at each
+    end-of-text (``eot_id``: given, else the store split's, else the tokenizer's; 50256 for
+    gpt2); ``batch_format`` picks the batch: ``"tuple"``, ``"dict"``, ``"hf"`` or ``"block"``
+    (see ``gptdata.documents`` and the README).
     """
 
     def __init__(
@@ -74,12 +81,19 @@ class SlidingWindowDataset:
         stride: int,
         tokenizer: str | Tokenizer = "gpt2",
         split: str = "train",
+        documents: Documents = "concat",
+        batch_format: BatchFormat = "tuple",
+        eot_id: int | None = None,
     ) -> None:
         for name, value in (("max_length", max_length), ("stride", stride)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name}={value!r} must be an integer >= 1.")
         self.corpus = load_tokens(source, tokenizer=tokenizer, split=split)
         self.tokens = self.corpus.tokens
+        if documents == "mask" or eot_id is not None:
+            eot_id = resolve_eot_id(eot_id, self.tokens, tokenizer)
+        self.format = Format(documents, batch_format, eot_id)
+        self._tokenizer = tokenizer  # to find the end-of-text ID if with_format asks for it
         self.max_length, self.stride = int(max_length), int(stride)
         n = len(self.tokens)
         if n < self.max_length + 1:
@@ -119,29 +133,47 @@ class SlidingWindowDataset:
         idx = np.where(idx < 0, idx + self.n_windows, idx)
         return idx * self.stride
 
-    def get_batch(self, indices: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def with_format(
+        self,
+        *,
+        documents: Documents | None = None,
+        batch_format: BatchFormat | None = None,
+        eot_id: int | None = None,
+    ) -> SlidingWindowDataset:
+        """The same windows over the same tokens, handed out in another format (no copy)."""
+        other = copy.copy(self)
+        documents = documents or self.format.documents
+        if eot_id is not None or (documents == "mask" and self.format.eot_id is None):
+            eot_id = resolve_eot_id(eot_id, self.tokens, self._tokenizer)
+        else:
+            eot_id = self.format.eot_id
+        other.format = Format(documents, batch_format or self.format.batch_format, eot_id)
+        return other
+
+    def get_batch(self, indices: Any) -> Batch:
         """One vectorized gather: B windows -> inputs, targets of shape (B, max_length).
 
         Both are views of one (B, max_length + 1) int64 block: no copy beyond the gather.
         """
         return self.batch_at(self.starts(indices))
 
-    def batch_at(self, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch_at(self, starts: np.ndarray) -> Batch:
         """Like ``get_batch`` but from token offsets already known to be valid (the sampler's)."""
         rows = self.tokens.gather(starts, self.max_length + 1)  # (B, L + 1)
+        if not self.format.plain:  # documents="mask" or another batch_format
+            return self.format(rows)
         rows = torch.from_numpy(rows.astype(np.int64, copy=False))
         return rows[:, :-1], rows[:, 1:]  # (B, L), (B, L)
 
-    def __getitem__(self, index: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: Any) -> Any:
         if isinstance(index, (int, np.integer)):
-            inputs, targets = self.get_batch([index])
-            return inputs[0], targets[0]  # (L,), (L,)
+            return take(self.get_batch([index]), 0)  # (L,) each, in the dataset's format
         return self.get_batch(index)
 
-    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def __getitems__(self, indices: list[int]) -> list[Any]:
         # DataLoader's batched fetch: one gather, then split into items for the collate_fn.
-        inputs, targets = self.get_batch(indices)
-        return list(zip(inputs, targets, strict=True))
+        batch = self.get_batch(indices)
+        return [take(batch, i) for i in range(len(indices))]
 
     @property
     def fingerprint(self) -> str:
