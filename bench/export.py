@@ -2,6 +2,7 @@
 
     python bench/export.py                     # 100 M-token store
     python bench/export.py --tokens 20000000   # smaller
+    python bench/export.py --smoke             # 2 M tokens, one run: proves the script runs
 
 The store is synthetic (random GPT-2 IDs, documents of 1-2,000 tokens), made through
 ``gptdata import nanogpt`` so it is a real, verified store; no corpus is needed. Targets (issue
@@ -62,9 +63,12 @@ def best_of(runs: int, fn) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tokens", type=int, default=100_000_000)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--tokens", type=int, default=100_000_000, help="store size in tokens")
+    ap.add_argument("--runs", type=int, default=3, help="best of this many runs")
+    ap.add_argument("--smoke", action="store_true", help="2 M tokens, one run: check that it runs")
     args = ap.parse_args()
+    if args.smoke:
+        args.tokens, args.runs = 2_000_000, 1
     store = make_store(args.tokens)
     shards = [store.root / s.file for n in store.splits for s in store.split(n).shards]
     nbytes = sum(p.stat().st_size for p in shards)

@@ -147,10 +147,9 @@ def test_demo_prints_every_stage(capsys) -> None:
 
 def test_errors_are_one_line(capsys, tmp_path) -> None:
     code, _, err = run(capsys, "inspect", str(tmp_path / "missing.txt"))
-    assert (
-        code == 1
-        and err
-        == f"error: {tmp_path / 'missing.txt'} does not exist. Pass a text file or a token store.\n"
+    assert code == 1 and err == (
+        f"error: {tmp_path / 'missing.txt'} does not exist. Pass a text, JSONL(.gz) or Parquet "
+        "file, a folder or glob of them, or a token store.\n"
     )
     code, _, err = run(capsys, "tokenize", "--tokenizer", "nope", "x")
     assert code == 1 and "unknown tokenizer 'nope'" in err

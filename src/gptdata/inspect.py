@@ -12,24 +12,22 @@ a max_length or a tokenizer can be checked before hours are spent.
 
 from __future__ import annotations
 
+import glob
 import math
 import os
 import unicodedata
 import warnings
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .store import MANIFEST, TokenStore
+from .corpus import ArrayTokens, load_tokens
+from .samples import sample_text  # noqa: F401  (re-exported for demo and users)
+from .sources import Errors
+from .store import MANIFEST, Split, TokenStore
 from .tokenizers import Tokenizer, get_tokenizer
-
-
-def sample_text() -> str:
-    """The short sample text that ships inside the package (used by ``gptdata demo``)."""
-    return (resources.files("gptdata") / "data" / "sample.txt").read_text(encoding="utf-8")
 
 
 def escape(text: str) -> str:
@@ -56,36 +54,67 @@ class Loaded:
     documents: dict[str, np.ndarray]  # name -> document lengths in tokens
 
 
-def load_source(source: str | os.PathLike[str], *, tokenizer: str | Tokenizer = "gpt2") -> Loaded:
-    """A text file (tokenized now, one split 'text') or a token store (its splits)."""
-    path = Path(source)
-    if (path / MANIFEST).is_file():
-        store = TokenStore.open(path)
-        tok = get_tokenizer(tokenizer)
-        if tok.fingerprint != store.fingerprint:
-            if store.tokenizer_name != "gpt2":
-                raise ValueError(
-                    f"{path} was made with tokenizer {store.tokenizer_name}; pass "
-                    "the same one with --tokenizer."
-                )
-            tok = get_tokenizer("gpt2")
-        splits = {name: store.split(name) for name in store.splits if store.split(name).n_tokens}
+def _store_tokenizer(store: TokenStore, tokenizer: str | Tokenizer) -> Tokenizer:
+    tok = get_tokenizer(tokenizer)
+    if tok.fingerprint != store.fingerprint:
+        if store.tokenizer_name != "gpt2":
+            raise ValueError(
+                f"{store.root} was made with tokenizer {store.tokenizer_name}; pass "
+                "the same one with --tokenizer."
+            )
+        tok = get_tokenizer("gpt2")
+    return tok
+
+
+def _lengths(ends: np.ndarray) -> np.ndarray:
+    """Cumulative document ends (a separator after each but the last) -> tokens per document."""
+    starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
+    return ends - starts
+
+
+def load_source(
+    source: Any,
+    *,
+    tokenizer: str | Tokenizer = "gpt2",
+    text_field: str = "text",
+    errors: Errors = "strict",
+) -> Loaded:
+    """Any source, as ``prepare`` and the datasets read it -> token IDs per split.
+
+    * a store (``Path`` to its folder, or a ``TokenStore``): its non-empty splits; a ``Split``;
+    * a ``Path`` to a text, JSONL(.gz) or Parquet file, a folder or a glob of them: the documents
+      ``prepare`` reads (a .txt file is one document, a JSONL line or Parquet row is one),
+      tokenized and joined by end-of-text, as one split ``text``;
+    * raw text (a ``str``; one that names a file is refused: pass ``Path``) or token IDs.
+
+        >>> load_source(Path("notes.jsonl")).documents["text"]   # two lines {"text": ...}
+        array([12, 30])
+    """
+    if isinstance(source, os.PathLike) and (Path(source) / MANIFEST).is_file():
+        source = TokenStore.open(source)
+    if isinstance(source, (TokenStore, Split)):
+        store = source if isinstance(source, TokenStore) else TokenStore.open(source.root)
+        tok = _store_tokenizer(store, tokenizer)
+        if isinstance(source, Split):
+            splits = {source.name: source}
+        else:
+            splits = {n: store.split(n) for n in store.splits if store.split(n).n_tokens}
         docs = {name: sp.document_lengths() for name, sp in splits.items()}
         return Loaded(splits, tok, docs)
-    if path.is_dir():
-        raise ValueError(
-            f"{path} is a folder without {MANIFEST}: not a token store. Run "
-            f"gptdata prepare {path} -o STORE first, or pass a text file."
-        )
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist. Pass a text file or a token store.")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: invalid UTF-8 at byte offset {exc.start:,}.") from None
+    if isinstance(source, os.PathLike):
+        text = os.fspath(source)
+        if not os.path.exists(text) and not glob.has_magic(text):
+            raise FileNotFoundError(
+                f"{text} does not exist. Pass a text, JSONL(.gz) or Parquet file, a folder or "
+                "glob of them, or a token store."
+            )
     tok = get_tokenizer(tokenizer)
-    ids = np.asarray(tok.encode(text), dtype=np.int64)
-    return Loaded({"text": ids}, tok, {"text": np.array([len(ids)])})
+    corpus = load_tokens(source, tokenizer=tok, text_field=text_field, errors=errors)
+    ids = corpus.tokens.array if isinstance(corpus.tokens, ArrayTokens) else corpus.tokens
+    name = "text" if corpus.document_ends is not None else "ids"
+    ends = corpus.document_ends
+    docs = _lengths(ends) if ends is not None else np.array([len(ids)], dtype=np.int64)
+    return Loaded({name: ids}, corpus.tokenizer or tok, {name: docs})
 
 
 def _text(tok: Tokenizer, ids: list[int]) -> str:
@@ -179,6 +208,11 @@ def plan_report(
     from .documents import document_stats
     from .windows import SlidingWindowDataset
 
+    for name, value in (("batch_size", batch_size), ("world_size", world_size)):
+        if value < 1:
+            raise ValueError(f"{name}={value} must be an integer >= 1.")
+    if not emb_dims or min(emb_dims) < 1:
+        raise ValueError(f"emb_dims={emb_dims} must hold one or more integers >= 1, e.g. (256,).")
     if documents not in ("concat", "mask"):
         raise ValueError(f"documents={documents!r} is not one of 'concat', 'mask'.")
 
