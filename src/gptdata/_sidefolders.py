@@ -123,7 +123,24 @@ def check_out(out: Path, *, force: bool) -> None:
         if os.path.islink(side) or (side.exists() and not side.is_dir()):
             raise _not_ours(side, what)
         if side.is_dir() and side_marker(side) is None and not _empty_but_lock(side):
+            _raise_if_locked(side)  # a run that is just setting it up holds the lock
             raise _not_ours(side, what)
+
+
+def _raise_if_locked(side: Path) -> None:
+    """BusyError when another run holds ``side``'s lock (and so may be mid-way through it)."""
+    try:
+        fd = os.open(side / LOCK, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        import fcntl
+
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise _busy(side) from None
+    finally:
+        os.close(fd)
 
 
 def _within(path: str, folder: str) -> bool:
@@ -137,18 +154,18 @@ def check_overlap(out: Path, files: list[str], folders: list[str]) -> None:
     """
     real_out = os.path.realpath(out)
     ours = [real_out, real_out + ".partial", real_out + ".old"]
-    for f in files:
-        real = os.path.realpath(f)
-        if any(_within(real, o) for o in ours):
-            raise ValueError(
-                f"out={out} would replace or contain the input {f}. "
-                "Choose an out= outside the inputs."
-            )
     for d in folders:
         real = os.path.realpath(d)
         if any(_within(o, real) or _within(real, o) for o in ours):
             raise ValueError(
                 f"out={out} is, contains or lies inside the input folder {d}. "
+                "Choose an out= outside the inputs."
+            )
+    for f in files:
+        real = os.path.realpath(f)
+        if any(_within(real, o) for o in ours):
+            raise ValueError(
+                f"out={out} would replace or contain the input {f}. "
                 "Choose an out= outside the inputs."
             )
 
@@ -187,16 +204,21 @@ def _lock(side: Path) -> int:
             raise BlockingIOError
     except (BlockingIOError, FileNotFoundError):
         os.close(fd)
-        raise BusyError(
-            f"another gptdata prepare is writing this output (it holds {side / LOCK}). "
-            "Wait for it to finish or stop it; two runs never share an output."
-        ) from None
+        raise _busy(side) from None
     return fd
+
+
+def _busy(side: Path) -> BusyError:
+    return BusyError(
+        f"another gptdata prepare is writing this output (it holds {side / LOCK}). "
+        "Wait for it to finish or stop it; two runs never share an output."
+    )
 
 
 def claim_side(side: Path, plan_id: str) -> SideLock:
     """Create or take over ``side`` under its lock; keep its units only for the same plan."""
     if side.is_dir() and side_marker(side) is None and not _empty_but_lock(side):
+        _raise_if_locked(side)
         raise _not_ours(side, "run in progress")
     side.mkdir(exist_ok=True)
     fd = _lock(side)
@@ -205,9 +227,10 @@ def claim_side(side: Path, plan_id: str) -> SideLock:
         if marker is None and not _empty_but_lock(side):
             raise _not_ours(side, "run in progress")
         resume = marker is not None and marker.get("plan") == plan_id
+        write_marker(side, "partial", plan_id)  # first: from here on the folder is marked ours
         if not resume:
             for entry in os.scandir(side):
-                if entry.name == LOCK:
+                if entry.name in (LOCK, SIDE_MARKER):
                     continue
                 if entry.is_dir(follow_symlinks=False):
                     shutil.rmtree(entry.path)
@@ -215,7 +238,6 @@ def claim_side(side: Path, plan_id: str) -> SideLock:
                     os.unlink(entry.path)
         (side / "shards").mkdir(exist_ok=True)
         (side / "units").mkdir(exist_ok=True)
-        write_marker(side, "partial", plan_id)
     except BaseException:
         os.close(fd)
         raise

@@ -295,7 +295,11 @@ def as_flags(message: str, args: argparse.Namespace) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:
+        print("interrupted.", file=sys.stderr)
+        return 130
     try:
         return COMMANDS[args.verb](args)
     except KeyboardInterrupt as exc:

@@ -516,10 +516,10 @@ def prepare(
     out = Path(out)
     if (inputs is None) == (texts is None):
         raise ValueError("give either inputs (files, folders, globs) or texts=, not both/neither.")
-    check_out(out, force=force)
     files = None if texts is not None else resolve_inputs(inputs)  # type: ignore[arg-type]
     if files is not None:
         check_overlap(out, [f.path for f in files], _input_folders(inputs))
+    check_out(out, force=force)
     tok = get_tokenizer(tokenizer, backend=backend)
     warm: threading.Thread | None = None
     if engine == "local" and executor is None and hasattr(tok, "prewarm"):
