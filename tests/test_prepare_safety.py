@@ -20,7 +20,6 @@ import pytest
 
 from conftest import kill_after_first_unit
 from gptdata import TokenStore, prepare
-from gptdata.cli import main
 
 
 def write_corpus(folder: Path, n: int = 3, words: int = 50) -> Path:
