@@ -193,12 +193,12 @@ def tokenize_unit(
         for s in ("train", "val")
     }
     stats = ReadStats()
-    tokens = sum_sq = 0
+    tokens = sum_sq = documents = 0
     by_tail = options["split_by"] == "tail" and options["val_fraction"] > 0
     order: list[bool] = []  # auto: each document's split, so a later tail split keeps the order
 
     def flush(batch: list[str]) -> None:
-        nonlocal tokens, sum_sq
+        nonlocal tokens, sum_sq, documents
         encoded = _encode_batch(tokenizer, batch, options["special_text"], stats)
         for text, ids in zip(batch, encoded, strict=True):
             arr = np.asarray(ids)
@@ -210,6 +210,7 @@ def tokenize_unit(
                 )
             tokens += arr.size
             sum_sq += arr.size * arr.size
+            documents += 1
             if by_tail:
                 _add_tail(writers, arr.astype(dtype), options)
                 continue
@@ -237,7 +238,8 @@ def tokenize_unit(
         "index": unit.index,
         "tokens": tokens,
         "sum_sq": sum_sq,
-        "stats": asdict(stats),
+        # input documents: a tail split puts one document in both splits
+        "stats": {**asdict(stats), "documents": documents},
         "parts": {s: w.finish() for s, w in writers.items()},
     }
     write_json_atomic(units / f"{unit.index:05d}.json", result)
@@ -755,7 +757,6 @@ def _commit(
             "documents. Add it to the tokenizer's vocabulary."
         )
     options = dict(options)
-    stats["documents"] = n_docs  # input documents (a tail split puts one in both splits)
     if options["split_by"] == "auto":
         tokens = sum(r["tokens"] for r in results)
         val_tokens = sum(p["tokens"] - p["documents"] + 1 for p in splits["val"])
