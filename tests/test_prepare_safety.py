@@ -341,3 +341,29 @@ def test_ctrl_c_during_start_up_prints_no_traceback(tmp_path, when) -> None:
     err = proc.stderr.read()
     assert "Traceback" not in err, err
     assert code in (1, 130), err
+
+
+def test_sigkill_of_a_ray_driver_leaves_no_ray_process(tmp_path) -> None:
+    pytest.importorskip("ray")
+    import glob
+    import tempfile
+
+    from conftest import kill_after_first_unit
+    from test_ray import ray_processes
+
+    folder = _many_units(tmp_path / "c")
+    out = tmp_path / "s"
+    cmd = [sys.executable, "-m", "gptdata", "prepare", str(folder), "-o", str(out)]
+    cmd += ["--engine", "ray", "--workers", "2", "--quiet"]
+    pid = kill_after_first_unit(cmd, out, unit_delay="3")
+    temps = [
+        d
+        for d in glob.glob(os.path.join(tempfile.gettempdir(), "gptdata-ray-*"))
+        if Path(d, "driver.pid").is_file() and Path(d, "driver.pid").read_text() == str(pid)
+    ]
+    assert len(temps) == 1
+    deadline = time.time() + 5
+    while ray_processes(temps[0]) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not ray_processes(temps[0]), "Ray outlived its SIGKILLed driver by 5 s"
+    assert not os.path.exists(temps[0])
