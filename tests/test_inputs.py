@@ -15,8 +15,8 @@ import pytest
 
 from conftest import corpus
 from gptdata import InputError, TokenStore, get_tokenizer, prepare
+from gptdata._shards import _PartWriter
 from gptdata.cli import main
-from gptdata.prepare import _PartWriter
 
 EOT = "<|endoftext|>"
 
