@@ -28,6 +28,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ._executors import (
     Executor,
     InlineExecutor,
@@ -283,6 +285,17 @@ def _printable(path: str) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def _sum_squared_lengths(side: Path, splits: dict[str, list[dict[str, Any]]]) -> int:
+    """Sum of squared document lengths, from the parts' document indexes (8 bytes a document)."""
+    total = 0
+    for parts in splits.values():
+        for part in parts:
+            ends = np.fromfile(side / part["index"], dtype="<u8").astype(np.int64)
+            lengths = np.diff(ends, prepend=-1) - 1  # one separator between documents
+            total += int((lengths.astype(np.float64) ** 2).sum())
+    return total
+
+
 def _commit(
     out: Path,
     side: Path,
@@ -321,7 +334,7 @@ def _commit(
     if options["split_by"] == "auto":
         tokens = sum(r["tokens"] for r in results)
         val_tokens = sum(p["tokens"] - p["documents"] + 1 for p in splits["val"])
-        sum_sq = sum(r.get("sum_sq", 0) for r in results)
+        sum_sq = _sum_squared_lengths(side, splits)
         options["split_by"] = choose_split(
             "auto", options["val_fraction"], tokens, sum_sq, val_tokens
         )
