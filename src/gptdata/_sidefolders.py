@@ -161,8 +161,17 @@ def check_overlap(out: Path, files: list[str], folders: list[str]) -> None:
                 f"out={out} is, contains or lies inside the input folder {d}. "
                 "Choose an out= outside the inputs."
             )
+    if not any(os.path.lexists(o) for o in ours):
+        return  # nothing there yet, so it cannot be or contain an input
+    parents: dict[str, str] = {}  # realpath per folder: one per folder, not per file
     for f in files:
-        real = os.path.realpath(f)
+        if os.path.islink(f):
+            real = os.path.realpath(f)
+        else:
+            head, tail = os.path.split(f)
+            if head not in parents:
+                parents[head] = os.path.realpath(head or ".")
+            real = os.path.join(parents[head], tail)
         if any(_within(real, o) for o in ours):
             raise ValueError(
                 f"out={out} would replace or contain the input {f}. "

@@ -104,8 +104,8 @@ def resolve_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[InputFile]:
     ["corpus/"] -> [InputFile("corpus/a.txt", "txt", 120), InputFile("corpus/b.jsonl", ...)]
 
     Only regular files are read (a FIFO would block forever); a file reached twice (a folder and
-    a file in it, a relative and an absolute path, a symlink) is read once, under its first
-    name in sorted order. A gptdata store, or its side folder, is never read as input.
+    a file in it, a relative and an absolute path, a symlink, a hard link: one device and inode)
+    is read once, under its first name in sorted order. A gptdata store, or its side folder, is never read as input.
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -149,7 +149,7 @@ def resolve_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[InputFile]:
         else:
             raise InputError(f"input '{text}' does not exist. Check the path.")
     files = []
-    seen: set[str] = set()
+    seen: set[tuple[int, int]] = set()
     for p in sorted(found):
         try:
             st = os.stat(p)
@@ -164,10 +164,10 @@ def resolve_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[InputFile]:
                     "reads only regular files. Copy its content into a file first."
                 )
             continue  # a FIFO or device met in a folder or glob: skipped, never opened
-        real = os.path.realpath(p)
-        if real in seen:
+        key = (st.st_dev, st.st_ino)  # the same file by any name or link: one inode
+        if key in seen:
             continue
-        seen.add(real)
+        seen.add(key)
         files.append(InputFile(p, kind_of(p), st.st_size, st.st_mtime_ns))
     return files
 
