@@ -40,7 +40,7 @@ def test_literal_endoftext_is_ordinary_text_and_counted(tmp_path, gpt2, capsys) 
     assert ids_of(store) == expected
     assert ids_of(store).count(50256) == 1  # only the separator gptdata put between documents
     assert store.manifest["options"]["special_text"] == "ordinary"
-    assert store.manifest["stats"]["special_text"] == 1
+    assert store.manifest["counts"]["special_text"] == 1
     assert f"1 documents contain a literal {EOT}, encoded as ordinary text" in (
         capsys.readouterr().err
     )
@@ -68,7 +68,7 @@ def test_special_text_in_files_with_workers(tmp_path, gpt2) -> None:
     for d in docs:
         expected += ([50256] if expected else []) + gpt2.encode(d, special="text")
     assert ids_of(store) == expected
-    assert store.manifest["stats"]["special_text"] == 10
+    assert store.manifest["counts"]["special_text"] == 10
 
 
 # --- the validation split -----------------------------------------------------------------

@@ -50,8 +50,8 @@ def _summary(out: Path, store: TokenStore, results: dict[int, dict[str, Any]], s
     """The closing lines on stderr: counts, speed, realized val share, special-text documents."""
     n_tok = sum(r["tokens"] for r in results.values())
     opts = store.manifest["options"]
-    stats = store.manifest.get("stats", {})
-    n_docs = stats.get("documents", sum(store.split(s).n_documents for s in store.splits))
+    counts = store.manifest.get("counts", {})
+    n_docs = counts.get("documents", sum(store.split(s).n_documents for s in store.splits))
     print(
         f"prepared {out}: {n_docs:,} documents, {n_tok:,} tokens in {secs:,.1f} s "
         f"({n_tok / max(secs, 1e-9):,.0f} tokens/s)",
@@ -72,10 +72,10 @@ def _summary(out: Path, store: TokenStore, results: dict[int, dict[str, Any]], s
                 f"val_fraction={f}; split_by='tail' gives a share close to it for any corpus.",
                 file=sys.stderr,
             )
-    if stats.get("special_text"):
+    if counts.get("special_text"):
         how = "the separator ID" if opts["special_text"] == "allow" else "ordinary text"
         print(
-            f"{stats['special_text']:,} documents contain a literal {ENDOFTEXT}, encoded as {how}"
+            f"{counts['special_text']:,} documents contain a literal {ENDOFTEXT}, encoded as {how}"
             f" (special_text={opts['special_text']!r}).",
             file=sys.stderr,
         )

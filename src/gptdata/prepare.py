@@ -311,10 +311,13 @@ def _commit(
     for r in results:
         for s in splits:
             splits[s] += r["parts"][s]
-    stats: dict[str, int] = {}
+    stats: dict[str, int] = {}  # documents skipped, by reason
+    counts = {"documents": 0, "special_text": 0}  # documents read; with a literal <|endoftext|>
     for r in results:
         for k, v in r["stats"].items():
-            if k != "bytes":
+            if k in counts:
+                counts[k] += v
+            elif k != "bytes":
                 stats[k] = stats.get(k, 0) + v
     n_docs = sum(p["documents"] for parts in splits.values() for p in parts)
     if n_docs == 0:
@@ -362,6 +365,7 @@ def _commit(
         "options": options,
         "inputs": inputs_meta,
         "stats": stats,
+        "counts": counts,
     }
     write_json_atomic(side / MANIFEST, manifest)
     swap_in(side, out, force=force, plan_id=plan_id)
