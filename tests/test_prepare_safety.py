@@ -367,3 +367,27 @@ def test_sigkill_of_a_ray_driver_leaves_no_ray_process(tmp_path) -> None:
         time.sleep(0.2)
     assert not ray_processes(temps[0]), "Ray outlived its SIGKILLed driver by 5 s"
     assert not os.path.exists(temps[0])
+
+
+def test_a_run_killed_mid_swap_is_finished_by_the_next(tmp_path, monkeypatch) -> None:
+    import gptdata._sidefolders as side
+
+    corpus = write_corpus(tmp_path / "corpus")
+    prepare([corpus / "doc0.txt"], tmp_path / "s", workers=1, quiet=True)
+    real_replace = os.replace
+    calls = []
+
+    def killed_after_first_rename(a, b):
+        real_replace(a, b)
+        if str(b).endswith("s.old"):
+            calls.append(b)
+            raise KeyboardInterrupt  # killed between parking the old store and the new rename
+
+    monkeypatch.setattr(side.os, "replace", killed_after_first_rename)
+    with pytest.raises(KeyboardInterrupt):
+        prepare([corpus], tmp_path / "s", force=True, workers=1, quiet=True)
+    monkeypatch.setattr(side.os, "replace", real_replace)
+    assert calls and not (tmp_path / "s").exists() and (tmp_path / "s.old").is_dir()
+    store = prepare([corpus], tmp_path / "s", force=True, workers=1, quiet=True)
+    assert store.manifest["counts"]["documents"] == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus", "s"]

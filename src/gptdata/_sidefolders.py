@@ -286,6 +286,8 @@ def swap_in(side: Path, out: Path, *, force: bool, plan_id: str) -> None:
             )
     else:
         os.replace(side, out)
+    if os.path.isdir(old) and side_marker(old) is not None:  # left by a run killed mid-swap
+        shutil.rmtree(old, ignore_errors=True)
     shutil.rmtree(out / "units", ignore_errors=True)
     for name in (SIDE_MARKER, LOCK):
         (out / name).unlink(missing_ok=True)
