@@ -7,6 +7,10 @@
   are pluggable (``local`` processes here; ``ray`` in ``gptdata._ray``) and run the same function.
 * commit: only the driver writes ``manifest.json``, last, and renames the side folder to ``OUT``.
   A killed run leaves no complete-looking store; the same command resumes from the done units.
+  It also resolves ``split_by="auto"`` (``_splits``) and, for a tail split, rewrites the parts.
+
+What may be replaced or deleted, the side-folder markers and the lock: ``_sidefolders``. How the
+units run, SIGTERM and worker death: ``_executors``. What a worker does: ``_units``.
 
 Memory stays flat: a unit streams documents in batches of about 1 MB and writes as it goes.
 
