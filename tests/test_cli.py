@@ -95,7 +95,7 @@ def test_prepare_info_verify(capsys, tmp_path) -> None:
     assert code == 0 and out.startswith("ok:")
     code, _, err = run(capsys, "prepare", str(tmp_path / "a.txt"), "-o", str(tmp_path / "s"))
     assert code == 1 and err.strip().endswith(
-        "already exists. Pass --force to replace it, or choose -o."
+        "already exists. Pass --force to replace it, or choose another --out."
     )
     assert err.count("\n") == 1 and err.startswith("error: ")
 

@@ -247,15 +247,16 @@ def check_manifest(doc: Any) -> None:
                 raise ManifestError(f"'inputs[{k}].path' must be a string.")
             if "bytes" in entry:
                 _count(entry["bytes"], f"'inputs[{k}].bytes'")
-    if "stats" in doc:
-        for key, value in _object(doc["stats"], "'stats'", "name -> count").items():
-            _count(value, f"'stats.{key}'")
-        if "documents" in doc["stats"]:
-            n = doc["stats"]["documents"]
-            # Input documents: one cut between two splits counts in each split, once here.
-            low, high = max(d for _, d in counts), sum(d for _, d in counts)
-            if not low <= n <= high:
-                raise ManifestError(
-                    f"'stats.documents' is {n:,}, but the splits hold {high:,} (a document cut "
-                    f"between splits counts in each), so it must be in {low:,}..{high:,}."
-                )
+    for group in ("stats", "counts"):  # stats: documents skipped; counts: documents read
+        if group in doc:
+            for key, value in _object(doc[group], f"'{group}'", "name -> count").items():
+                _count(value, f"'{group}.{key}'")
+    if "documents" in doc.get("counts", {}):
+        n = doc["counts"]["documents"]
+        # Input documents: one cut between two splits counts in each split, once here.
+        low, high = max(d for _, d in counts), sum(d for _, d in counts)
+        if not low <= n <= high:
+            raise ManifestError(
+                f"'counts.documents' is {n:,}, but the splits hold {high:,} (a document cut "
+                f"between splits counts in each), so it must be in {low:,}..{high:,}."
+            )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -178,6 +179,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="strict",
         help="invalid UTF-8: stop (strict), use U+FFFD (replace), drop the document",
     )
+    pr.add_argument(
+        "--split-by",
+        choices=["auto", "documents", "tail"],
+        default="auto",
+        help="val split: whole documents by hash, each document's tail, or auto (see README)",
+    )
+    pr.add_argument(
+        "--special-text",
+        choices=["ordinary", "allow"],
+        default="ordinary",
+        help="a literal <|endoftext|> in a document: ordinary text, or allow it as the separator",
+    )
     pr.add_argument("--seed", type=int, default=0, help="seed of the train/val hash")
     pr.add_argument("--force", action="store_true", help="replace an existing store")
     pr.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -307,6 +320,8 @@ def _cmd_prepare(a: argparse.Namespace) -> int:
         backend=a.backend,
         workers=a.workers,
         val_fraction=a.val_fraction,
+        split_by=a.split_by,
+        special_text=a.special_text,
         shard_tokens=a.shard_tokens or DEFAULT_SHARD_TOKENS,
         text_field=a.text_field,
         errors=a.errors,
@@ -471,8 +486,35 @@ def _silence_stdout() -> None:
         pass  # stdout without a file descriptor (a test's capture): nothing is left to flush
 
 
+def as_flags(message: str, args: argparse.Namespace) -> str:
+    """The library names Python arguments (``force=True``); the CLI user sees flags (``--force``).
+
+    Only names that are options of this verb are rewritten:
+    "Pass force=True or val_fraction=0.05" -> "Pass --force or --val-fraction 0.05".
+    """
+    names = [n for n in vars(args) if n not in ("verb", "debug")]
+    if not names:
+        return message
+    pattern = r"\b(" + "|".join(map(re.escape, names)) + r")=('[^']*'|\"[^\"]*\"|[^\s,;)]*)"
+
+    def flag(m: re.Match[str]) -> str:
+        name, value = m.group(1), m.group(2).strip("'\"")
+        if value.endswith(".") and not re.fullmatch(r"\d*\.\d+", value):
+            value, dot = value[:-1], "."
+        else:
+            dot = ""
+        opt = "--" + name.replace("_", "-")
+        return (opt if value in ("True", "") else f"{opt} {value}") + dot
+
+    return re.sub(pattern, flag, message)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:
+        print("interrupted.", file=sys.stderr)
+        return 130
     try:
         code = COMMANDS[args.verb](args)
         sys.stdout.flush()  # a reader that left shows up here, inside the handler below
@@ -480,14 +522,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `gptdata tokenize ... | head -1`: the reader has all it wants
         _silence_stdout()
         return 0
-    except KeyboardInterrupt:
-        print("interrupted. Run the same command again to resume.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", 2)  # prepare raises it with 15 on SIGTERM
+        what = "terminated (SIGTERM)" if signum == 15 else "interrupted"
+        print(f"{what}. Run the same command again to resume.", file=sys.stderr)
+        return 128 + signum
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
         if args.debug:
             raise
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"error: {msg}", file=sys.stderr)
+        if isinstance(exc, OSError) and exc.strerror and not exc.filename:
+            msg = exc.strerror  # our own OSErrors: the message alone, without "[Errno 28]"
+        print(f"error: {as_flags(str(msg), args)}", file=sys.stderr)
         return 1
 
 

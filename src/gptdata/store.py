@@ -314,7 +314,7 @@ class TokenStore:
     def n_documents(self) -> int:
         """Documents in the store: one cut between train and val (tail split) counts once."""
         pieces = sum(info["documents"] for info in self.manifest["splits"].values())
-        return int(self.manifest.get("stats", {}).get("documents", pieces))
+        return int(self.manifest.get("counts", {}).get("documents", pieces))
 
     @property
     def splits(self) -> list[str]:
@@ -458,8 +458,7 @@ class TokenStore:
         lines.append(
             f"inputs     {len(inputs):,} files, {sum(i.get('bytes', 0) for i in inputs):,} bytes"
         )
-        # stats.documents is the input document count (in the total line), not a skip.
-        stats = {k: v for k, v in m.get("stats", {}).items() if k != "documents"}
+        stats = m.get("stats", {})
         if stats:
             lines.append("skipped    " + ", ".join(f"{k} {v:,}" for k, v in stats.items()))
         return "\n".join(lines)

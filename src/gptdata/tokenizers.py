@@ -201,14 +201,18 @@ class GPT2Tokenizer(_Base):
             list(texts), allowed_special={ENDOFTEXT}, disallowed_special=()
         )
 
-    def encode_arrays(self, texts: Sequence[str]) -> list[Any]:
+    def encode_arrays(self, texts: Sequence[str], *, special: Special = "eot") -> list[Any]:
         """Token IDs per text as numpy arrays (what ``prepare`` writes), one thread per call
-        with tiktoken; fastokens spreads the batch over its own threads (RAYON_NUM_THREADS)."""
+        with tiktoken; fastokens spreads the batch over its own threads (RAYON_NUM_THREADS).
+        ``special="text"``: a literal <|endoftext|> is ordinary text (tiktoken's encode_ordinary)."""
+        if special not in ("eot", "text"):
+            raise ValueError(f"special={special!r} is not one of 'eot', 'text'.")
         if self._fast is not None:
-            return self._fast.encode_arrays(texts)
+            return self._fast.encode_arrays(texts, special=special == "eot")
+        allowed = {ENDOFTEXT} if special == "eot" else set()
         # encode_to_numpy hands over tiktoken's buffer: no Python int per token (10 % of prepare).
         return [
-            self._enc.encode_to_numpy(t, allowed_special={ENDOFTEXT}, disallowed_special=())
+            self._enc.encode_to_numpy(t, allowed_special=allowed, disallowed_special=())
             for t in texts
         ]
 

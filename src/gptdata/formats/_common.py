@@ -60,7 +60,7 @@ class ExportFolder:
         if out.exists() or out.is_symlink():
             if not force:
                 raise FileExistsError(
-                    f"{out} already exists. Pass force=True (--force) to replace an earlier "
+                    f"{out} already exists. Pass force=True to replace an earlier "
                     "export, or choose another output folder."
                 )
             self._check_replaceable(out)
@@ -81,7 +81,7 @@ class ExportFolder:
         if marker is None or not marker.get("complete"):
             raise FileExistsError(
                 f"{out} exists and was not written by gptdata export (no complete {MARKER}); "
-                "refusing to replace it even with force=True (--force). Remove it yourself or "
+                "refusing to replace it even with force=True. Remove it yourself or "
                 "choose another output folder."
             )
         ours = set(marker.get("files", [])) | {MARKER}
@@ -89,7 +89,7 @@ class ExportFolder:
         if foreign:
             raise FileExistsError(
                 f"{out} holds {len(foreign)} file(s) gptdata export did not write (e.g. "
-                f"{foreign[0]!r}); refusing to replace it even with force=True (--force). Move "
+                f"{foreign[0]!r}); refusing to replace it even with force=True. Move "
                 "them away or choose another output folder."
             )
 

@@ -14,9 +14,7 @@ the store is written with prepare's own shard writer and commit (side folder, re
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,8 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from ..prepare import DEFAULT_SHARD_TOKENS, _commit, _PartWriter
-from ..store import FORMAT, MANIFEST, TokenStore, dtype_for, write_json_atomic
+from .._shards import _PartWriter
+from .._sidefolders import check_out, check_overlap, claim_side, discard_side, partial_path
+from ..prepare import DEFAULT_SHARD_TOKENS, _commit
+from ..store import TokenStore, dtype_for
 from ..tokenizers import Tokenizer, get_tokenizer
 from ._common import FormatError, Progress, TokenReader, check_ids
 from .llmc import llmc_documents, llmc_files
@@ -45,7 +45,7 @@ def _checker(tok: Tokenizer) -> Checker:
                 where=str(path),
                 base=base,
                 fix=f"The IDs were not made by tokenizer {tok.name} (vocab_size "
-                f"{tok.vocab_size:,}): pass the one that made them with tokenizer= (--tokenizer).",
+                f"{tok.vocab_size:,}): pass the one that made them with tokenizer=.",
             )
 
         return check
@@ -120,32 +120,6 @@ def _inputs(
     return docs, [f for fs in groups.values() for f in fs]
 
 
-def _prepare_out(out: Path, force: bool) -> Path:
-    if out.exists() or out.is_symlink():
-        if not force:
-            raise FileExistsError(
-                f"{out} already exists. Pass force=True (--force) to replace a token store, or "
-                "choose another output folder."
-            )
-        try:
-            manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            manifest = None
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise FileExistsError(
-                f"{out} exists and is not a gptdata token store; refusing to replace it even "
-                "with force=True (--force). Remove it yourself or choose another output folder."
-            )
-    side = Path(str(out) + ".partial")
-    if side.exists():
-        if not (side / "plan.json").is_file():
-            raise FileExistsError(
-                f"{side} exists and is not a gptdata side folder; move it away and run again."
-            )
-        shutil.rmtree(side)  # a killed run of ours; an import never resumes
-    return side
-
-
 def import_store(
     format: str,
     path: str | os.PathLike[str],
@@ -168,10 +142,12 @@ def import_store(
     src, out = Path(path), Path(out)
     stats = {"empty": 0, "invalid_utf8": 0, "binary": 0}
     docs, files = _inputs(format, src, tok, stats)
-    side = _prepare_out(out, force)
-    (side / "shards").mkdir(parents=True)
-    (side / "units").mkdir()
-    write_json_atomic(side / "plan.json", {"id": f"import:{format}"})  # marks the folder ours
+    # The same rules as prepare: never replace what is not a store, one run per output.
+    check_overlap(out, [str(f) for f in files], [])  # only the named files are read
+    check_out(out, force=force)
+    plan_id = f"import:{format}:{os.urandom(8).hex()}"  # an import never resumes
+    lock = claim_side(partial_path(out), plan_id)
+    side = lock.side
     dtype = dtype_for(tok.vocab_size)
     parts: dict[str, list[dict[str, Any]]] = {"train": [], "val": []}
     total = sum(f.stat().st_size for f in files)
@@ -183,21 +159,27 @@ def import_store(
                 writer.add(doc.astype(dtype, copy=False))
                 progress.update(len(doc) + 1)
             parts[name] = writer.finish()
+        options = {
+            "tokenizer": tok.name,
+            "val_fraction": 0.0,  # splits come from the source files, not from the hash
+            "split_by": "source",
+            "seed": 0,
+            "shard_tokens": shard_tokens,
+            "imported_from": format,
+        }
+        inputs_meta = [{"path": str(f), "bytes": f.stat().st_size} for f in files]
+        # Each source document is one store document (none is cut between splits).
+        stats["documents"] = sum(p["documents"] for ps in parts.values() for p in ps)
+        result = {"index": 0, "tokens": 0, "stats": stats, "parts": parts}
+        store = _commit(
+            out, side, tok, options, inputs_meta, [result], force=force, plan_id=plan_id
+        )
     except BaseException:
-        shutil.rmtree(side, ignore_errors=True)
+        discard_side(lock)  # an import never resumes: nothing half-written stays behind
         raise
     finally:
         progress.close()
-    options = {
-        "tokenizer": tok.name,
-        "val_fraction": 0.0,  # splits come from the source files, not from the hash
-        "seed": 0,
-        "shard_tokens": shard_tokens,
-        "imported_from": format,
-    }
-    inputs_meta = [{"path": str(f), "bytes": f.stat().st_size} for f in files]
-    result = {"index": 0, "tokens": 0, "stats": stats, "parts": parts}
-    store = _commit(out, side, tok, options, inputs_meta, [result], force=force)
+        lock.release()
     if not quiet:
         n = {s: store.split(s) for s in store.splits}
         summary = ", ".join(f"{s}: {v.n_documents:,} documents" for s, v in n.items())
