@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.gptdata-installed
 
-.PHONY: setup demo test bench lint clean crosscheck
+.PHONY: setup demo test bench bench-smoke lint clean crosscheck
 
 setup: $(STAMP)
 
@@ -23,14 +23,22 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 
+# The benchmark corpora are written by bench/corpus.py from Python's own standard library (kept in
+# bench/out/): nothing beside the checkout is needed. BENCH_FLAGS=--smoke (or `make bench-smoke`)
+# runs the same chain at toy sizes, to check in a few minutes that every script runs to the end.
+BENCH_FLAGS ?=
 bench: setup
 	$(PY) -m pip install -q -e '.[dev,bench]'
-	$(PY) bench/prepare.py
-	$(PY) bench/prepare.py --engine ray
-	$(PY) bench/tokenize.py
-	$(PY) bench/loader.py
-	$(PY) bench/embeddings.py
-	$(PY) bench/eval.py
+	$(PY) bench/prepare.py $(BENCH_FLAGS)
+	$(PY) bench/prepare.py --engine ray $(BENCH_FLAGS)
+	$(PY) bench/tokenize.py $(BENCH_FLAGS)
+	$(PY) bench/loader.py $(BENCH_FLAGS)
+	$(PY) bench/embeddings.py $(BENCH_FLAGS)
+	$(PY) bench/export.py $(BENCH_FLAGS)
+	$(PY) bench/eval.py $(BENCH_FLAGS)
+
+bench-smoke:
+	$(MAKE) bench BENCH_FLAGS=--smoke
 
 # The reference readers (megatron-core, lm-eval, datasets) in a venv of their own; torch is pinned
 # in the same pip command, or they would pull a CUDA build.

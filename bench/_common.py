@@ -1,8 +1,7 @@
-"""Helpers shared by the benchmarks: timing, process-tree RSS, the corpora beside the checkout."""
+"""Helpers shared by the benchmarks: timing, process-tree RSS, and the corpora from bench/corpus.py."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -13,34 +12,28 @@ from typing import Any
 
 import psutil
 
+import corpus
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
 OUT = ROOT / "bench" / "out"
-
-
-def shared_path(*parts: str) -> Path:
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        sys.exit(f"skipped: {path} not found (the benchmarks need ../shared beside the checkout)")
-    return path
+PY = "py{}.{}".format(*sys.version_info[:2])  # the corpus is the same bytes for one Python version
 
 
 def make_corpus(size: str, *, jsonl: bool) -> Path:
-    """A deterministic real-text corpus from ../shared/tools/make-corpus, made once and kept."""
-    OUT.mkdir(parents=True, exist_ok=True)
-    target = OUT / (f"corpus-{size}.jsonl" if jsonl else f"corpus-{size}")
+    """The standard-library corpus (bench/corpus.py) of ``size``, made once and kept in bench/out/."""
+    target = OUT / (f"corpus-{size}-{PY}.jsonl" if jsonl else f"corpus-{size}-{PY}")
     if not target.exists():
-        tmp = target.with_name(target.name + ".tmp")
-        cmd = [
-            sys.executable,
-            str(shared_path("tools", "make-corpus")),
-            "--size",
-            size,
-            "--out",
-            str(tmp),
-        ] + (["--jsonl"] if jsonl else [])
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        os.replace(tmp, target)
+        corpus.write_corpus(
+            target, size=corpus.parse_size(size), form="jsonl" if jsonl else "folder"
+        )
+    return target
+
+
+def prose_file(size: str) -> Path:
+    """English prose (the library's docstrings) of about ``size``, as one text file; kept."""
+    target = OUT / f"prose-{size}-{PY}.txt"
+    if not target.exists():
+        corpus.write_corpus(target, size=corpus.parse_size(size), form="single", prose=True)
     return target
 
 

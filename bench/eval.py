@@ -1,10 +1,12 @@
 """Benchmark: evaluate() against a bare loop over the same windows, and bigram counting speed.
 
-    python bench/eval.py                 # the first 65,536 tokens of tinyshakespeare
+    python bench/eval.py                 # the first 65,536 tokens of 1.1 MB of English prose
     python bench/eval.py --tokens 0      # all of it (slow on a small CPU)
+    python bench/eval.py --smoke         # toy sizes: proves the script runs
 
-A small GPT (2 layers, 128 dims, 4 heads, GPT-2 vocabulary, max_length 128, batch 16, float32)
-scores tinyshakespeare by stream with stride = max_length. The bare loop gets the same windows
+The prose is bench/corpus.py's (the size of tinyshakespeare, made here, nothing downloaded). A
+small GPT (2 layers, 128 dims, 4 heads, GPT-2 vocabulary, max_length 128, batch 16, float32)
+scores it with stride = max_length. The bare loop gets the same windows
 precomputed as (W, 128) tensors and does forward, log_softmax, gather and a masked sum, nothing
 else; evaluate() also cuts the windows, keeps per-document and per-position sums and progress.
 Target: evaluate >= 0.9x the bare loop's tokens/s. Bigram counting target: >= 20 M tokens/s.
@@ -27,7 +29,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 import gptdata  # noqa: E402
-from _common import row, shared_path  # noqa: E402
+from _common import prose_file, row  # noqa: E402
 from gptdata.baselines import Bigram  # noqa: E402
 from gptdata.evaldata import load_eval_data  # noqa: E402
 from gptdata.evaluation import window_table  # noqa: E402
@@ -77,10 +79,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokens", type=int, default=65536, help="0 = all of tinyshakespeare")
     ap.add_argument("--count-tokens", type=int, default=20_000_000)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: check that it runs")
     args = ap.parse_args()
+    if args.smoke:
+        args.tokens, args.count_tokens = 2048, 1_000_000
     torch.manual_seed(0)
     torch.set_num_threads(max(torch.get_num_threads(), 1))
-    text = shared_path("corpora", "tinyshakespeare.txt").read_text(encoding="utf-8")
+    text = prose_file("60KB" if args.smoke else "1.1MB").read_text(encoding="utf-8")
     tok = gptdata.get_tokenizer("gpt2")
     ids = np.asarray(tok.encode(text), dtype=np.int64)
     if args.tokens:
@@ -110,11 +115,11 @@ def main() -> None:
     )
     n = result.tokens
     bare_rate, ev_rate = n / min(bare_t), n / min(ev_t)
-    row(f"tinyshakespeare, {n:,} tokens, {len(starts):,} windows", f"loss {result.loss:.4f}")
+    row(f"prose, {n:,} tokens, {len(starts):,} windows", f"loss {result.loss:.4f}")
     row("bare loop (precomputed windows)", f"{bare_rate:,.0f} tok/s")
     row("evaluate()", f"{ev_rate:,.0f} tok/s", f"x{ev_rate / bare_rate:.2f} of the bare loop")
 
-    # Bigram counting: tinyshakespeare's lines reshuffled (seeded) until count-tokens.
+    # Bigram counting: the prose's lines reshuffled (seeded) until count-tokens.
     lines = [np.asarray(t, dtype=np.uint16) for t in tok.encode_batch(text.split("\n"))]
     rng = np.random.default_rng(0)
     parts, total = [], 0

@@ -3,6 +3,9 @@
     python bench/prepare.py                 # 100 MB JSONL and folder-of-.txt, plus the 400 MB RSS run
     python bench/prepare.py --quick         # 20 MB, no 400 MB run
     python bench/prepare.py --engine ray    # 100 MB JSONL, local vs Ray engine
+    python bench/prepare.py --smoke         # 2 MB: proves the script runs, measures nothing
+
+The corpora come from bench/corpus.py (the running Python's standard library, cycled).
 
 Each configuration runs with both GPT-2 backends (tiktoken, fastokens); every store is compared
 byte for byte with the tiktoken/local one.
@@ -184,7 +187,8 @@ def bench(size: str, jsonl: bool, *, baseline: bool, engines: list[str]) -> dict
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="20 MB only")
-    ap.add_argument("--size", default=None)
+    ap.add_argument("--size", default=None, help="corpus size, e.g. 50MB")
+    ap.add_argument("--smoke", action="store_true", help="2 MB only: check that it runs")
     ap.add_argument(
         "--engine",
         choices=["local", "ray"],
@@ -192,7 +196,8 @@ def main() -> None:
         help="ray: also run --engine ray and compare it with local",
     )
     args = ap.parse_args()
-    size = args.size or ("20MB" if args.quick else "100MB")
+    size = args.size or ("2MB" if args.smoke else "20MB" if args.quick else "100MB")
+    args.quick = args.quick or args.smoke  # no 400 MB run either
     engines = ["local"] + (["ray"] if args.engine == "ray" else [])
     results = [bench(size, jsonl=True, baseline=True, engines=engines)]
     if args.engine == "local":

@@ -1,12 +1,14 @@
 """Benchmark GPT-2 encode throughput per core: fastokens vs tiktoken, identical IDs.
 
-    python bench/tokenize.py            # 100 MB make-corpus text + tinyshakespeare documents
+    python bench/tokenize.py            # 100 MB standard-library corpus + 1.1 MB of its prose
     python bench/tokenize.py --quick    # 20 MB
+    python bench/tokenize.py --smoke    # 2 MB + 100 KB: proves the script runs, measures nothing
 
 One thread each (RAYON_NUM_THREADS=1 for fastokens, a plain loop for tiktoken). "cold" is a fresh
 fastokens tokenizer's first pass over the documents; "warm" the second pass, when its caches of
-already-seen pieces are full. tinyshakespeare is cut into 2,000-character documents, each with a
-unique numeric prefix, so no two documents are byte-identical.
+already-seen pieces are full. The corpora come from bench/corpus.py (the running Python's standard
+library); the prose (its docstrings) is cut into 2,000-character documents, each with a unique
+numeric prefix, so no two documents are byte-identical.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import os
 
 os.environ["RAYON_NUM_THREADS"] = "1"  # per core: before fastokens starts its thread pool
 
-from _common import make_corpus, row, shared_path, timed  # noqa: E402
+from _common import make_corpus, prose_file, row, timed  # noqa: E402
 from gptdata import _fast, get_tokenizer  # noqa: E402
 from gptdata.sources import plan_units, read_documents, resolve_inputs  # noqa: E402
 
@@ -34,8 +36,8 @@ def corpus_docs(size: str) -> list[str]:
     return [d for u in plan_units(files, unit_bytes=1 << 40) for d in read_documents(u)]
 
 
-def shakespeare_docs() -> list[str]:
-    text = shared_path("corpora", "tinyshakespeare.txt").read_text()
+def prose_docs(size: str) -> list[str]:
+    text = prose_file(size).read_text(encoding="utf-8")
     return [f"[{i}] " + text[i : i + 2000] for i in range(0, len(text), 2000)]
 
 
@@ -63,15 +65,15 @@ def bench(name: str, docs: list[str]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="20 MB instead of 100 MB")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: check that it runs")
     args = ap.parse_args()
     if _fast.installed_version() is None:
         sys.exit("skipped: fastokens is not installed (pip install 'gptdata[fast]')")
-    bench(
-        "make-corpus " + ("20MB" if args.quick else "100MB"),
-        corpus_docs("20MB" if args.quick else "100MB"),
-    )
-    bench("tinyshakespeare", shakespeare_docs())
+    size = "2MB" if args.smoke else "20MB" if args.quick else "100MB"
+    prose = "100KB" if args.smoke else "1.1MB"
+    bench(f"stdlib corpus {size}", corpus_docs(size))
+    bench(f"stdlib prose {prose}", prose_docs(prose))
 
 
 if __name__ == "__main__":

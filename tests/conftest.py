@@ -16,7 +16,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 def corpus(name: str) -> Path:
     path = SHARED / name
     if not path.is_file():
-        pytest.skip(f"{name} not found beside the checkout (../shared/corpora)")
+        pytest.skip(f"needs ../shared/corpora/{name} beside the checkout; it is absent here")
     return path
 
 

@@ -20,3 +20,30 @@ class ReferenceDataset(Dataset):
 
     def __getitem__(self, k):
         return self.inputs[k], self.targets[k]
+
+
+class ClassicGPTDatasetV1(Dataset):
+    """The book's GPTDatasetV1 as printed: tiktoken-style encode, then two tensors per window."""
+
+    def __init__(self, txt, tokenizer, max_length, stride):
+        self.input_ids, self.target_ids = [], []
+        token_ids = tokenizer.encode(txt, allowed_special={"<|endoftext|>"})
+        for i in range(0, len(token_ids) - max_length, stride):
+            self.input_ids.append(torch.tensor(token_ids[i : i + max_length]))
+            self.target_ids.append(torch.tensor(token_ids[i + 1 : i + max_length + 1]))
+
+    def __len__(self):
+        return len(self.input_ids)
+
+    def __getitem__(self, idx):
+        return self.input_ids[idx], self.target_ids[idx]
+
+
+def classic_dataloader_v1(
+    txt, tokenizer, batch_size=4, max_length=256, stride=128, shuffle=True, drop_last=True
+):
+    """The book's create_dataloader_v1 with the tokenizer passed in (no download in tests)."""
+    from torch.utils.data import DataLoader
+
+    dataset = ClassicGPTDatasetV1(txt, tokenizer, max_length, stride)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last)

@@ -95,7 +95,7 @@ def test_prepare_info_verify(capsys, tmp_path) -> None:
     assert code == 0 and out.startswith("ok:")
     code, _, err = run(capsys, "prepare", str(tmp_path / "a.txt"), "-o", str(tmp_path / "s"))
     assert code == 1 and err.strip().endswith(
-        "already exists. Pass --force to replace it, or choose -o."
+        "already exists. Pass --force to replace it, or choose another --out."
     )
     assert err.count("\n") == 1 and err.startswith("error: ")
 
@@ -147,10 +147,9 @@ def test_demo_prints_every_stage(capsys) -> None:
 
 def test_errors_are_one_line(capsys, tmp_path) -> None:
     code, _, err = run(capsys, "inspect", str(tmp_path / "missing.txt"))
-    assert (
-        code == 1
-        and err
-        == f"error: {tmp_path / 'missing.txt'} does not exist. Pass a text file or a token store.\n"
+    assert code == 1 and err == (
+        f"error: {tmp_path / 'missing.txt'} does not exist. Pass a text, JSONL(.gz) or Parquet "
+        "file, a folder or glob of them, or a token store.\n"
     )
     code, _, err = run(capsys, "tokenize", "--tokenizer", "nope", "x")
     assert code == 1 and "unknown tokenizer 'nope'" in err

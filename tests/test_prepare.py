@@ -179,10 +179,9 @@ def test_workers_byte_identical(tmp_path, shakespeare_path) -> None:
 
 def test_split_stable_when_documents_added(tmp_path) -> None:
     docs = [f"document number {i} " * (i % 7 + 1) for i in range(200)]
-    small = prepare(None, tmp_path / "a", texts=docs, workers=1, quiet=True)
-    big = prepare(
-        None, tmp_path / "b", texts=docs + [f"extra {i}" for i in range(100)], workers=1, quiet=True
-    )
+    kw = {"workers": 1, "quiet": True, "split_by": "documents"}  # auto picks tail for 200 docs
+    small = prepare(None, tmp_path / "a", texts=docs, **kw)
+    big = prepare(None, tmp_path / "b", texts=docs + [f"extra {i}" for i in range(100)], **kw)
     gpt2 = get_tokenizer("gpt2")
     val_small = {gpt2.decode(small.split("val")[:].tolist())}
     val_docs = [d for d in docs if split_of(d, 0.1, 0) == "val"]
@@ -207,7 +206,7 @@ def test_single_document_val_gets_tail(tmp_path, gpt2, verdict_text) -> None:
 @pytest.mark.parametrize(
     "content,match",
     [
-        (b"good\n\xff\xfe bad", r"bad\.txt: invalid UTF-8 at byte offset 5\. .*--errors replace"),
+        (b"good\n\xff\xfe bad", r"bad\.txt: invalid UTF-8 at byte offset 5\. .*errors=.replace."),
         (b"\x89PNG\x00\x00\x00", r"bad\.txt: looks like a binary file"),
     ],
 )
@@ -233,7 +232,7 @@ def test_errors_replace_and_skip(tmp_path) -> None:
     "lines,match",
     [
         ('{"text": "ok"}\n{"text": broken\n', r"docs\.jsonl:2: malformed JSON"),
-        ('{"text": "ok"}\n\n{"body": "x"}\n', r"docs\.jsonl:3: no field 'text'.*--text-field"),
+        ('{"text": "ok"}\n\n{"body": "x"}\n', r"docs\.jsonl:3: no field 'text'.*text_field="),
         ('{"text": 5}\n', r"docs\.jsonl:1: field 'text' is int, not a string"),
     ],
 )
@@ -270,7 +269,7 @@ def test_empty_documents_skipped_and_counted(tmp_path, gpt2) -> None:
 def test_existing_store_needs_force(tmp_path) -> None:
     folder = write_txt(tmp_path / "c", ["a b c"])
     prepare([folder], tmp_path / "s", workers=1, quiet=True)
-    with pytest.raises(FileExistsError, match="already exists. Pass --force"):
+    with pytest.raises(FileExistsError, match="already exists. Pass force=True"):
         prepare([folder], tmp_path / "s", workers=1, quiet=True)
     write_txt(folder, ["x y z"])
     store = prepare([folder], tmp_path / "s", workers=1, quiet=True, force=True, val_fraction=0)

@@ -69,7 +69,7 @@ def test_ray_engine_matches_local(tmp_path, corpus, ray_temp) -> None:
         [corpus], tmp_path / "ray", workers=2, quiet=True, shard_tokens=5000, executor=executor
     )
     assert store_bytes(tmp_path / "local") == store_bytes(tmp_path / "ray")
-    assert remote.split("train").n_documents + remote.split("val").n_documents == 170
+    assert remote.manifest["counts"]["documents"] == 170  # a tail split: some in both splits
     assert local.split("train").n_tokens == remote.split("train").n_tokens
     assert not ray.is_initialized() and not ray_processes(ray_temp)  # no stray processes
     assert os.listdir(ray_temp) == []  # Ray's temp folder was cleaned up

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .booktokenizers import SimpleTokenizerV1, SimpleTokenizerV2, build_vocab, split_words
+from .corpus import Corpus, load_tokens
+from .formats import FormatError, export_store, import_store
 from .prepare import prepare
 from .sources import InputError
 from .store import Split, StoreError, TokenStore
@@ -27,11 +30,18 @@ _LAZY = {
     "GPTDataLoader": "loader",
     "GPTEmbedding": "embeddings",
     "RotaryEmbedding": "embeddings",
+    "GPTDatasetV1": "book",
+    "create_dataloader_v1": "book",
+    "causal_document_mask": "attention",
+    "flex_document_mask": "attention",
+    "cu_seqlens": "attention",
     "evaluate": "evaluation",
     "EvalResult": "evaluation",
 }
 
 if TYPE_CHECKING:
+    from .attention import causal_document_mask, cu_seqlens, flex_document_mask
+    from .book import GPTDatasetV1, create_dataloader_v1
     from .embeddings import GPTEmbedding, RotaryEmbedding
     from .evaluation import EvalResult, evaluate
     from .loader import GPTDataLoader, create_dataloader
@@ -47,21 +57,35 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Corpus",
     "EvalResult",
+    "FormatError",
     "GPT2Tokenizer",
+    "GPTDatasetV1",
     "GPTDataLoader",
     "GPTEmbedding",
     "HFTokenizer",
     "InputError",
     "RotaryEmbedding",
     "SimpleTokenizer",
+    "SimpleTokenizerV1",
+    "SimpleTokenizerV2",
     "SlidingWindowDataset",
     "Split",
     "StoreError",
     "TokenStore",
     "Tokenizer",
+    "build_vocab",
+    "causal_document_mask",
+    "create_dataloader_v1",
     "create_dataloader",
+    "cu_seqlens",
     "evaluate",
+    "export_store",
+    "flex_document_mask",
     "get_tokenizer",
+    "load_tokens",
+    "import_store",
     "prepare",
+    "split_words",
 ]

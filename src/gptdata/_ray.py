@@ -110,6 +110,42 @@ def _uses(pid: int, folder: str) -> bool:
     return False
 
 
+WATCH_GRACE_S = 1.5  # SIGTERM, then SIGKILL: all gone within ~2 s of the driver's death
+
+
+def watch(driver: int, folder: str, poll_s: float = 0.2) -> None:
+    """Runs in a small detached process beside a local Ray: when the driver dies (even by
+    SIGKILL, which it cannot catch), stop every process that uses ``folder`` and remove it."""
+    while _running(driver) and os.path.isdir(folder):
+        time.sleep(poll_s)
+    if not os.path.isdir(folder):
+        return  # the driver shut its Ray down itself
+    me = os.getpid()
+    pids = [
+        int(e)
+        for e in os.listdir("/proc")
+        if e.isdigit() and int(e) != me and _uses(int(e), folder)
+    ]
+    _stop(pids, grace_s=WATCH_GRACE_S)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _start_watch(folder: str) -> Any:
+    """The watcher of ``folder`` for this driver, in its own session (a signal to the driver's
+    process group does not take it along); None where /proc is missing."""
+    if not os.path.isdir("/proc"):
+        return None
+    import subprocess
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "gptdata._ray", "watch", str(os.getpid()), folder],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 def _warm_up(fn: Callable[[WorkUnit], dict[str, Any]]) -> int:
     """Import gptdata and build the tokenizer in a worker before the clock for units starts."""
     os.environ.setdefault("RAYON_NUM_THREADS", "1")
@@ -149,6 +185,7 @@ class RayExecutor:
         self.shutdown_s: float | None = None
         self.address = address or ("auto" if os.environ.get("RAY_ADDRESS") else None)
         self.ray = import_ray()
+        self._watcher: Any = None
 
     def _start(self) -> tuple[bool, str | None]:
         """Join or start Ray; returns (started here, temp folder to remove afterwards)."""
@@ -171,6 +208,7 @@ class RayExecutor:
         temp = self.temp_dir or tempfile.mkdtemp(prefix=TEMP_PREFIX)
         with open(os.path.join(temp, "driver.pid"), "w") as fh:
             fh.write(str(os.getpid()))
+        self._watcher = _start_watch(temp)
         ray.init(num_cpus=self.workers, _temp_dir=temp, **common)
         return True, temp
 
@@ -228,3 +266,11 @@ class RayExecutor:
                         os.unlink(entry.path)
             elif temp:
                 shutil.rmtree(temp, ignore_errors=True)
+            if self._watcher is not None:  # a clean shutdown: nothing left to watch
+                self._watcher.terminate()
+                self._watcher.wait()
+                self._watcher = None
+
+
+if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "watch":
+    watch(int(sys.argv[2]), sys.argv[3])

@@ -12,24 +12,22 @@ a max_length or a tokenizer can be checked before hours are spent.
 
 from __future__ import annotations
 
+import glob
 import math
 import os
 import unicodedata
 import warnings
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .store import MANIFEST, TokenStore
+from .corpus import ArrayTokens, load_tokens
+from .samples import sample_text  # noqa: F401  (re-exported for demo and users)
+from .sources import Errors
+from .store import MANIFEST, Split, TokenStore
 from .tokenizers import Tokenizer, get_tokenizer
-
-
-def sample_text() -> str:
-    """The short sample text that ships inside the package (used by ``gptdata demo``)."""
-    return (resources.files("gptdata") / "data" / "sample.txt").read_text(encoding="utf-8")
 
 
 def escape(text: str) -> str:
@@ -56,36 +54,67 @@ class Loaded:
     documents: dict[str, np.ndarray]  # name -> document lengths in tokens
 
 
-def load_source(source: str | os.PathLike[str], *, tokenizer: str | Tokenizer = "gpt2") -> Loaded:
-    """A text file (tokenized now, one split 'text') or a token store (its splits)."""
-    path = Path(source)
-    if (path / MANIFEST).is_file():
-        store = TokenStore.open(path)
-        tok = get_tokenizer(tokenizer)
-        if tok.fingerprint != store.fingerprint:
-            if store.tokenizer_name != "gpt2":
-                raise ValueError(
-                    f"{path} was made with tokenizer {store.tokenizer_name}; pass "
-                    "the same one with --tokenizer."
-                )
-            tok = get_tokenizer("gpt2")
-        splits = {name: store.split(name) for name in store.splits if store.split(name).n_tokens}
+def _store_tokenizer(store: TokenStore, tokenizer: str | Tokenizer) -> Tokenizer:
+    tok = get_tokenizer(tokenizer)
+    if tok.fingerprint != store.fingerprint:
+        if store.tokenizer_name != "gpt2":
+            raise ValueError(
+                f"{store.root} was made with tokenizer {store.tokenizer_name}; pass "
+                "the same one with --tokenizer."
+            )
+        tok = get_tokenizer("gpt2")
+    return tok
+
+
+def _lengths(ends: np.ndarray) -> np.ndarray:
+    """Cumulative document ends (a separator after each but the last) -> tokens per document."""
+    starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
+    return ends - starts
+
+
+def load_source(
+    source: Any,
+    *,
+    tokenizer: str | Tokenizer = "gpt2",
+    text_field: str = "text",
+    errors: Errors = "strict",
+) -> Loaded:
+    """Any source, as ``prepare`` and the datasets read it -> token IDs per split.
+
+    * a store (``Path`` to its folder, or a ``TokenStore``): its non-empty splits; a ``Split``;
+    * a ``Path`` to a text, JSONL(.gz) or Parquet file, a folder or a glob of them: the documents
+      ``prepare`` reads (a .txt file is one document, a JSONL line or Parquet row is one),
+      tokenized and joined by end-of-text, as one split ``text``;
+    * raw text (a ``str``; one that names a file is refused: pass ``Path``) or token IDs.
+
+        >>> load_source(Path("notes.jsonl")).documents["text"]   # two lines {"text": ...}
+        array([12, 30])
+    """
+    if isinstance(source, os.PathLike) and (Path(source) / MANIFEST).is_file():
+        source = TokenStore.open(source)
+    if isinstance(source, (TokenStore, Split)):
+        store = source if isinstance(source, TokenStore) else TokenStore.open(source.root)
+        tok = _store_tokenizer(store, tokenizer)
+        if isinstance(source, Split):
+            splits = {source.name: source}
+        else:
+            splits = {n: store.split(n) for n in store.splits if store.split(n).n_tokens}
         docs = {name: sp.document_lengths() for name, sp in splits.items()}
         return Loaded(splits, tok, docs)
-    if path.is_dir():
-        raise ValueError(
-            f"{path} is a folder without {MANIFEST}: not a token store. Run "
-            f"gptdata prepare {path} -o STORE first, or pass a text file."
-        )
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist. Pass a text file or a token store.")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: invalid UTF-8 at byte offset {exc.start:,}.") from None
+    if isinstance(source, os.PathLike):
+        text = os.fspath(source)
+        if not os.path.exists(text) and not glob.has_magic(text):
+            raise FileNotFoundError(
+                f"{text} does not exist. Pass a text, JSONL(.gz) or Parquet file, a folder or "
+                "glob of them, or a token store."
+            )
     tok = get_tokenizer(tokenizer)
-    ids = np.asarray(tok.encode(text), dtype=np.int64)
-    return Loaded({"text": ids}, tok, {"text": np.array([len(ids)])})
+    corpus = load_tokens(source, tokenizer=tok, text_field=text_field, errors=errors)
+    ids = corpus.tokens.array if isinstance(corpus.tokens, ArrayTokens) else corpus.tokens
+    name = "text" if corpus.document_ends is not None else "ids"
+    ends = corpus.document_ends
+    docs = _lengths(ends) if ends is not None else np.array([len(ids)], dtype=np.int64)
+    return Loaded({name: ids}, corpus.tokenizer or tok, {name: docs})
 
 
 def _text(tok: Tokenizer, ids: list[int]) -> str:
@@ -104,9 +133,20 @@ def context_pairs(ids: Any, tok: Tokenizer, *, max_length: int = 4) -> list[str]
 
 
 def window_rows(
-    ids: Any, tok: Tokenizer, *, max_length: int, stride: int, start: int = 0, count: int = 4
+    ids: Any,
+    tok: Tokenizer,
+    *,
+    max_length: int,
+    stride: int,
+    start: int = 0,
+    count: int = 4,
+    documents: str = "concat",
 ) -> list[str]:
-    """The dataset's (input, target) rows from ``start``, as IDs and text."""
+    """The dataset's (input, target) rows from ``start``, as IDs and text.
+
+    A window holding an end-of-text gets a ``doc_ids`` line marking where each document starts;
+    with ``documents="mask"`` the targets show -100 where no loss is taken, and positions restart.
+    """
     from .windows import SlidingWindowDataset
 
     n = len(ids)
@@ -115,16 +155,30 @@ def window_rows(
             f"max_length={max_length} needs {max_length + 1} tokens after "
             f"--start {start}, but only {max(n - start, 0)} remain."
         )
+    if documents not in ("concat", "mask"):
+        raise ValueError(f"documents={documents!r} is not one of 'concat', 'mask'.")
+    if documents == "mask" and tok.eot_id is None:
+        raise ValueError(
+            f"--documents mask needs an end-of-text ID, but tokenizer {tok.name} has none."
+        )
     ds = SlidingWindowDataset(np.asarray(ids[start:]), max_length=max_length, stride=stride)
+    marked = None
+    if tok.eot_id is not None:
+        marked = ds.with_format(documents="mask", batch_format="dict", eot_id=tok.eot_id)
     lines = []
     for k in range(min(count, len(ds))):
         x, y = ds[k]
         xs, ys = x.tolist(), y.tolist()
+        item = marked[k] if marked is not None else None
         lines.append(
             f"window {k} (tokens {start + k * stride}..{start + k * stride + max_length}):"
         )
         lines.append(f"  input  {xs}")
-        lines.append(f"  target {ys}")
+        lines.append(f"  target {item['targets'].tolist() if documents == 'mask' else ys}")
+        if item is not None and int(item["doc_ids"][-1]) > 0:  # a document starts in here
+            lines.append(f"  doc_ids {item['doc_ids'].tolist()}")
+            if documents == "mask":
+                lines.append(f"  positions {item['position_ids'].tolist()}")
         lines.append(f"  input  {_text(tok, xs)!s}")
         lines.append(f"  target {_text(tok, ys)!s}")
     return lines
@@ -144,12 +198,23 @@ def plan_report(
     world_size: int = 1,
     drop_last: bool = True,
     emb_dims: tuple[int, ...] = (256,),
+    documents: str = "concat",
 ) -> tuple[str, bool]:
     """Per split: tokens, documents, windows, batches per epoch (per rank), unused tokens.
 
+    With ``documents="mask"`` also the targets masked and the mean documents per window.
     Returns the report and whether every split yields at least one batch.
     """
+    from .documents import document_stats
     from .windows import SlidingWindowDataset
+
+    for name, value in (("batch_size", batch_size), ("world_size", world_size)):
+        if value < 1:
+            raise ValueError(f"{name}={value} must be an integer >= 1.")
+    if not emb_dims or min(emb_dims) < 1:
+        raise ValueError(f"emb_dims={emb_dims} must hold one or more integers >= 1, e.g. (256,).")
+    if documents not in ("concat", "mask"):
+        raise ValueError(f"documents={documents!r} is not one of 'concat', 'mask'.")
 
     lines: list[str] = []
     ok = True
@@ -179,6 +244,21 @@ def plan_report(
             f"({cov.gap_tokens:,} in stride gaps, {cov.tail_tokens:,} in the tail)"
         )
         lines.append(f"  overlap            x{cov.overlap:.2f} (targets per covered token)")
+        if documents == "mask":
+            eot = getattr(tokens, "eot_id", None)
+            eot = loaded.tokenizer.eot_id if eot is None else eot
+            if eot is None:
+                raise ValueError(
+                    f"--documents mask needs an end-of-text ID, but tokenizer "
+                    f"{loaded.tokenizer.name} has none."
+                )
+            stats = document_stats(tokens, eot_id=eot, max_length=max_length, stride=stride)
+            share = stats.masked_targets / max(len(ds) * max_length, 1)
+            lines.append(
+                f"  masked targets     {stats.masked_targets:,} ({100 * share:.2f} % of targets; "
+                f"documents=mask, eot_id {eot})"
+            )
+            lines.append(f"  documents/window   {stats.mean_documents:.2f} (mean)")
         if batches == 0:
             ok = False
             lines.append(
@@ -223,3 +303,35 @@ def plot(loaded: Loaded, path: str | os.PathLike[str]) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def model_pairs(scorer: Any, ids: list[int], tokenizer: Tokenizer, *, top: int = 3) -> list[str]:
+    """Each ``context ----> desired`` pair with P(desired) and the model's top predictions.
+
+    One forward pass over ``ids[:-1]``: position ``i - 1`` predicts ``ids[i]``.
+    """
+    import torch
+
+    from .models import logits_of
+
+    if len(ids) < 2:
+        raise ValueError(f"need at least 2 tokens from --start, got {len(ids)}.")
+    x = torch.tensor([ids[:-1]], dtype=torch.long, device=scorer.device)  # (1, T)
+    with torch.inference_mode():
+        logits = logits_of(scorer.model(x))[0].float()  # (T, V)
+    probs = torch.softmax(logits, dim=-1)  # (T, V)
+    best_p, best = probs.topk(top, dim=-1)  # (T, top)
+    lines = []
+    for i in range(1, len(ids)):
+        want = ids[i]
+        p = float(probs[i - 1, want])
+        guesses = ", ".join(
+            f"{int(t)} '{escape(tokenizer.decode([int(t)]))}' {float(q):.3f}"
+            for t, q in zip(best[i - 1], best_p[i - 1], strict=True)
+        )
+        context = escape(tokenizer.decode(ids[:i]))
+        lines.append(
+            f"{context} ----> '{escape(tokenizer.decode([want]))}' ({want})  p={p:.4f}  "
+            f"top {top}: {guesses}"
+        )
+    return lines

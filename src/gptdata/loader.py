@@ -17,6 +17,7 @@ token array: in-process with ``num_workers=0``; with workers, torch's ``DataLoad
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,15 +25,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from .documents import Batch, BatchFormat, Documents, pin
+from .loaderstate import STATE_VERSION, check_state, epoch_seed, is_int
 from .tokenizers import Tokenizer
 from .windows import SlidingWindowDataset
 
-STATE_VERSION = 1
 
-
-def _epoch_seed(seed: int, epoch: int) -> int:
-    # SeedSequence mixes both numbers, so (seed=1, epoch=0) and (seed=0, epoch=1) differ.
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0] >> 1)
+def _accelerator_available() -> bool:
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None:
+        return bool(accelerator.is_available())
+    return bool(torch.cuda.is_available())
 
 
 class _BatchSampler:
@@ -81,6 +84,12 @@ class GPTDataLoader:
     ``drop_last=True`` the last ``len(dataset) % world_size`` windows of the order are dropped
     (and each rank drops its partial batch); with ``drop_last=False`` the order is padded with
     its own first windows, like ``DistributedSampler``, so together the ranks cover every window.
+
+    ``for x, y in loader`` is one pass (an epoch); ``loader.forever()`` is an endless stream of
+    batches across epochs for loops that count steps. See ``state_dict`` for what is saved.
+
+    ``documents``, ``batch_format``, ``eot_id``: when given, override the dataset's (see
+    ``SlidingWindowDataset``); the order, ranks and resume do not depend on them.
     """
 
     def __init__(
@@ -96,7 +105,20 @@ class GPTDataLoader:
         world_size: int | None = None,
         pin_memory: bool = False,
         multiprocessing_context: Any = None,
+        documents: Documents | None = None,
+        batch_format: BatchFormat | None = None,
+        eot_id: int | None = None,
     ) -> None:
+        if not (hasattr(dataset, "tokens") and hasattr(dataset, "max_length")):
+            raise TypeError(
+                f"GPTDataLoader takes a SlidingWindowDataset, got {type(dataset).__name__}. For "
+                "a Path, store, split, IDs or text use create_dataloader(source, max_length=..., "
+                "stride=...)."
+            )
+        if documents is not None or batch_format is not None or eot_id is not None:
+            dataset = dataset.with_format(
+                documents=documents, batch_format=batch_format, eot_id=eot_id
+            )
         if (
             rank is None
             and world_size is None
@@ -104,14 +126,21 @@ class GPTDataLoader:
             and torch.distributed.is_initialized()
         ):
             rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        rank, world_size = rank or 0, world_size or 1
         for name, value, low in (
             ("batch_size", batch_size, 1),
             ("num_workers", num_workers, 0),
             ("world_size", world_size, 1),
+            ("rank", rank, 0),
         ):
-            if not isinstance(value, int) or value < low:
+            if value is None and name in ("rank", "world_size"):
+                continue
+            if not is_int(value) or value < low:
                 raise ValueError(f"{name}={value!r} must be an integer >= {low}.")
+        if seed is not None and not is_int(seed):
+            raise ValueError(f"seed={seed!r} must be an integer or None.")
+        rank, world_size = int(rank or 0), int(world_size or 1)
+        batch_size, num_workers = int(batch_size), int(num_workers)
+        seed = None if seed is None else int(seed)
         if not 0 <= rank < world_size:
             raise ValueError(
                 f"rank={rank} must be in 0..{world_size - 1} for world_size={world_size}."
@@ -122,6 +151,14 @@ class GPTDataLoader:
         self.drop_last, self.num_workers, self.seed = drop_last, num_workers, seed
         self.rank, self.world_size, self.pin_memory = rank, world_size, pin_memory
         self.multiprocessing_context = multiprocessing_context
+        if pin_memory and not _accelerator_available():
+            # As torch's DataLoader does: pinning needs an accelerator; go on without it.
+            warnings.warn(
+                "pin_memory=True, but no accelerator is available: batches are not pinned. "
+                "Pass pin_memory=False on machines without a GPU.",
+                stacklevel=2,
+            )
+            self.pin_memory = False
         n = len(dataset)
         self.per_rank = n // world_size if drop_last else math.ceil(n / world_size)
         self.n_batches = (
@@ -139,6 +176,8 @@ class GPTDataLoader:
         self._batches_done = 0  # batches of the current epoch handed out so far
         self._perm_seed: int | None = None  # seed=None: what the global RNG gave this epoch
         self._skip = 0
+        self._owner: object | None = None  # the live iterator whose pass state_dict() follows
+        self._warned = False
 
     def __len__(self) -> int:
         return self.n_batches
@@ -158,7 +197,7 @@ class GPTDataLoader:
                     self._perm_seed = int(torch.empty((), dtype=torch.int64).random_().item())
                 seed = self._perm_seed
             else:
-                seed = _epoch_seed(self.seed, self.epoch)
+                seed = epoch_seed(self.seed, self.epoch)
             g = torch.Generator()
             g.manual_seed(seed)
             order = torch.randperm(n, generator=g)
@@ -170,15 +209,75 @@ class GPTDataLoader:
             order_np = order_np[:total][self.rank :: self.world_size]
         return order_np
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[Batch]:
+        """One pass: the rest of the current epoch, or the next epoch when it was finished."""
+        return self._iterate(forever=False)
+
+    def forever(self) -> Iterator[Batch]:
+        """Batches without end, epoch after epoch (each reshuffled as ``set_epoch`` does).
+
+        For training loops that count steps, not epochs; ``state_dict()`` at any step resumes
+        the stream exactly, across epoch ends too. With ``seed=None`` the first epoch's order
+        comes from torch's global generator (as the classic loader's) and each later epoch's
+        from the one before, so the saved state alone fixes every later epoch.
+
+            >>> stream = loader.forever()
+            >>> for step in range(10_000):
+            ...     inputs, targets = next(stream)             # (B, L), (B, L)
+        """
+        return self._iterate(forever=True)
+
+    def _iterate(self, *, forever: bool) -> Iterator[Batch]:
+        token = object()  # identifies this iterator; its batches count only while it owns state
+        try:
+            while True:
+                self._begin_pass(token, chain=forever)
+                yield from self._pass(token)
+                if not forever:
+                    return
+                if self._owner is not token:  # another pass took the state over meanwhile
+                    raise RuntimeError(
+                        "this loader.forever() stream was abandoned when another pass over the "
+                        "loader started; its position is lost. Use one stream for training and "
+                        "a second loader for evaluation."
+                    )
+        finally:
+            if self._owner is token:
+                self._owner = None
+
+    def _begin_pass(self, token: object, *, chain: bool) -> None:
+        if (
+            self._owner is not None
+            and self._owner is not token
+            and self._skip == 0
+            and 0 < self._batches_done < self.n_batches
+            and not self._warned
+        ):
+            # Once per loader: the book's evaluate-inside-the-epoch loop would repeat it.
+            self._warned = True
+            warnings.warn(
+                f"a new pass over this loader started while another is unfinished (epoch "
+                f"{self.epoch}, batch {self._batches_done} of {self.n_batches}): that pass is "
+                "abandoned, and state_dict() now follows the new one. To evaluate inside a "
+                "training loop, iterate a second loader over the evaluation data "
+                "(eval_loader = create_dataloader(...)), not the training loader. "
+                "(Warned once per loader.)",
+                stacklevel=3,  # the line that started the new pass
+            )
+        chained = None
         if self._batches_done >= self.n_batches:  # the last epoch was finished
+            prev = self._perm_seed
             self.set_epoch(self.epoch + 1)
+            if chain and prev is not None:  # forever(), seed=None: from the last epoch's seed
+                chained = epoch_seed(prev, self.epoch)
         skip, self._skip = self._skip, 0
-        if skip == 0:
-            self._batches_done = 0
-            if self.seed is None:
-                self._perm_seed = None
+        if skip == 0 and self.seed is None:
+            self._perm_seed = chained
         self._batches_done = skip
+        self._owner = token
+
+    def _pass(self, token: object) -> Iterator[Batch]:
+        skip = self._batches_done
         if self.num_workers == 0:
             # In-process: gather straight from the sampler's indices; DataLoader's per-batch
             # machinery cost 3-4x the gather itself (bench/loader.py). Draw the base seed that
@@ -188,8 +287,9 @@ class GPTDataLoader:
             for indices in _BatchSampler(self, skip):
                 batch = self.dataset.batch_at(indices * stride)
                 if self.pin_memory:
-                    batch = (batch[0].pin_memory(), batch[1].pin_memory())
-                self._batches_done += 1
+                    batch = pin(batch)
+                if self._owner is token:
+                    self._batches_done += 1
                 yield batch
             return
         bs, row_bytes = self.batch_size, (self.dataset.max_length + 1) * 8
@@ -202,10 +302,15 @@ class GPTDataLoader:
             pin_memory=self.pin_memory,
             multiprocessing_context=self.multiprocessing_context,
         )
+        fmt = None if self.dataset.format.plain else self.dataset.format
         for block in loader:  # (up to per_item * B, L + 1)
             for start in range(0, len(block), bs):
                 rows = block[start : start + bs]  # (B, L + 1)
-                self._batches_done += 1
+                if self._owner is token:
+                    self._batches_done += 1
+                if fmt is not None:  # documents="mask" or another batch_format
+                    yield pin(fmt(rows)) if self.pin_memory else fmt(rows)
+                    continue
                 yield rows[:, :-1], rows[:, 1:]  # (B, L), (B, L)
 
     # The protocol torchdata's StatefulDataLoader calls.
@@ -222,7 +327,24 @@ class GPTDataLoader:
         }
 
     def state_dict(self) -> dict[str, Any]:
-        """Where the loader is: enough for a new loader to yield exactly the remaining batches."""
+        """Where the loader is: enough for a new loader to yield exactly the remaining batches.
+
+        The state is the position of the current pass: ``epoch``, the batches of that epoch
+        handed out so far (``batches_done``) and the epoch's shuffle seed. Several passes:
+
+        * a pass that runs to its end leaves ``batches_done == len(loader)``; the next pass
+          (``for``, ``iter`` or ``forever()``) starts epoch ``epoch + 1``;
+        * starting a new pass while a live iterator's pass is unfinished abandons that pass
+          (with a warning naming it): the state follows the new pass, which restarts the epoch;
+          the old iterator still yields its batches but no longer moves the state. Evaluate
+          with a second loader, never by iterating the training loader mid-pass;
+        * ``forever()`` is one stream across epochs: its state resumes it exactly, mid-epoch or
+          at an epoch's end.
+
+            >>> state = loader.state_dict()                      # after 7 of 18 batches
+            >>> fresh = create_dataloader(same_source, ...)      # same settings
+            >>> fresh.load_state_dict(state)                     # yields batches 8..18
+        """
         return {
             "version": STATE_VERSION,
             "epoch": self.epoch,
@@ -236,6 +358,7 @@ class GPTDataLoader:
         """Continue from ``state``: the next iteration yields the batches not yet handed out."""
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
             raise ValueError(f"not a gptdata loader state (version {STATE_VERSION} expected).")
+        check_state(state, self.n_batches, ranges=False)
         if state["data"] != self.dataset.tokens.fingerprint:
             raise ValueError(
                 "this loader state was saved over other token data (fingerprint "
@@ -251,11 +374,11 @@ class GPTDataLoader:
                 f"this loader state was saved with other settings ({shown}). "
                 "Create the loader with the saved settings."
             )
+        check_state(state, self.n_batches, ranges=True)
         self.epoch = int(state["epoch"])
         self._batches_done = self._skip = int(state["batches_done"])
         self._perm_seed = state["perm_seed"]
-        if self._skip >= self.n_batches:
-            self._skip = self._batches_done = self.n_batches
+        self._owner = None  # iterators from before the load no longer move the state
 
 
 def create_dataloader(
@@ -272,14 +395,29 @@ def create_dataloader(
     world_size: int | None = None,
     pin_memory: bool = False,
     tokenizer: str | Tokenizer = "gpt2",
+    split: str = "train",
+    documents: Documents = "concat",
+    batch_format: BatchFormat = "tuple",
+    eot_id: int | None = None,
 ) -> GPTDataLoader:
-    """Sliding-window batches from a store split, token IDs or raw text.
+    """Sliding-window batches from a Path (file, folder or store), store, split, IDs or text.
+
+    ``source`` is anything ``SlidingWindowDataset`` takes; ``split`` picks a store's split.
 
     "In the heart of the city ...", batch_size=8, max_length=4, stride=4
         -> (inputs, targets), each (8, 4) int64, targets = inputs shifted by one token.
+    documents="mask", batch_format="dict" -> {"input_ids", "targets", "position_ids",
+        "doc_ids"}, each (8, 4), targets -100 after each end-of-text (see gptdata.documents).
     """
     dataset = SlidingWindowDataset(
-        source, max_length=max_length, stride=stride, tokenizer=tokenizer
+        source,
+        max_length=max_length,
+        stride=stride,
+        tokenizer=tokenizer,
+        split=split,
+        documents=documents,
+        batch_format=batch_format,
+        eot_id=eot_id,
     )
     return GPTDataLoader(
         dataset,

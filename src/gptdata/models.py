@@ -168,35 +168,3 @@ def load_model(model: Any, *, device: str | torch.device | None = None) -> Score
         dev = torch.device(device)
     name = getattr(model, "name", None) or type(model).__name__
     return Scorer(model, str(name), _vocab_size(model), _max_positions(model), dev)
-
-
-def next_token_lines(
-    scorer: Scorer, ids: list[int], tokenizer: Tokenizer, *, top: int = 3
-) -> list[str]:
-    """Each ``context ----> desired`` pair with P(desired) and the model's top predictions.
-
-    One forward pass over ``ids[:-1]``: position ``i - 1`` predicts ``ids[i]``.
-    """
-    from .inspect import escape
-
-    if len(ids) < 2:
-        raise ValueError(f"need at least 2 tokens from --start, got {len(ids)}.")
-    x = torch.tensor([ids[:-1]], dtype=torch.long, device=scorer.device)  # (1, T)
-    with torch.inference_mode():
-        logits = logits_of(scorer.model(x))[0].float()  # (T, V)
-    probs = torch.softmax(logits, dim=-1)  # (T, V)
-    best_p, best = probs.topk(top, dim=-1)  # (T, top)
-    lines = []
-    for i in range(1, len(ids)):
-        want = ids[i]
-        p = float(probs[i - 1, want])
-        guesses = ", ".join(
-            f"{int(t)} '{escape(tokenizer.decode([int(t)]))}' {float(q):.3f}"
-            for t, q in zip(best[i - 1], best_p[i - 1], strict=True)
-        )
-        context = escape(tokenizer.decode(ids[:i]))
-        lines.append(
-            f"{context} ----> '{escape(tokenizer.decode([want]))}' ({want})  p={p:.4f}  "
-            f"top {top}: {guesses}"
-        )
-    return lines

@@ -7,6 +7,10 @@
   are pluggable (``local`` processes here; ``ray`` in ``gptdata._ray``) and run the same function.
 * commit: only the driver writes ``manifest.json``, last, and renames the side folder to ``OUT``.
   A killed run leaves no complete-looking store; the same command resumes from the done units.
+  It also resolves ``split_by="auto"`` (``_splits``) and, for a tail split, rewrites the parts.
+
+What may be replaced or deleted, the side-folder markers and the lock: ``_sidefolders``. How the
+units run, SIGTERM and worker death: ``_executors``. What a worker does: ``_units``.
 
 Memory stays flat: a unit streams documents in batches of about 1 MB and writes as it goes.
 
@@ -17,29 +21,43 @@ Memory stays flat: a unit streams documents in batches of about 1 MB and writes 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
-import multiprocessing
 import os
-import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from ._executors import (
+    Executor,
+    InlineExecutor,
+    LocalExecutor,
+    _TermAsInterrupt,
+)
+from ._progress import _Progress, _summary
+from ._shards import _retail
+from ._sidefolders import (
+    check_out,
+    check_overlap,
+    claim_side,
+    discard_side,
+    partial_path,
+    swap_in,
+)
+from ._splits import check_split_by, choose_split, split_of  # noqa: F401 - re-exported
+from ._units import BATCH_CHARS, _UnitTask, tokenize_unit  # noqa: F401 - re-exported
 from .sources import (
     Errors,
     InputError,
-    ReadStats,
     WorkUnit,
     chunk_texts,
     plan_units,
-    read_documents,
     resolve_inputs,
 )
 from .store import (
@@ -48,12 +66,12 @@ from .store import (
     VERSION,
     TokenStore,
     dtype_for,
+    store_id_for,
     write_json_atomic,
 )
 from .tokenizers import Tokenizer, get_tokenizer
 
 DEFAULT_SHARD_TOKENS = 100_000_000  # 200 MB of uint16 per shard file at most
-BATCH_CHARS = 1 << 20  # tokenize ~1 MB of text at a time: bounded memory, little call overhead
 
 
 def unit_bytes_for(total_bytes: int) -> int:
@@ -63,228 +81,6 @@ def unit_bytes_for(total_bytes: int) -> int:
     drown the file system in tiny shards. 100 MB -> 1.6 MB units; 1 TB -> 64 MB units.
     """
     return int(min(max(total_bytes // 64, 1 << 20), 64 << 20))
-
-
-def split_of(text: str, val_fraction: float, seed: int) -> str:
-    """'train' or 'val' from a seeded hash of the content, so adding data never moves a document."""
-    if val_fraction <= 0:
-        return "train"
-    # SHA-256 runs at ~1.8 GB/s here (CPU instructions), twice BLAKE2b: it is on the hot path.
-    h = hashlib.sha256(f"gptdata-split:{seed}:".encode())
-    h.update(text.encode("utf-8", "surrogatepass"))
-    return "val" if int.from_bytes(h.digest()[:8], "little") < val_fraction * 2.0**64 else "train"
-
-
-class _PartWriter:
-    """Writes one split of one unit into shard parts of at most ``shard_tokens`` tokens."""
-
-    def __init__(
-        self, folder: Path, stem: str, dtype: np.dtype, eot_id: int | None, shard_tokens: int
-    ) -> None:
-        self.folder, self.stem, self.dtype, self.shard_tokens = folder, stem, dtype, shard_tokens
-        self.sep = np.array([eot_id if eot_id is not None else 0], dtype=dtype).tobytes()
-        self.parts: list[dict[str, Any]] = []
-        self._fh: Any = None
-
-    def _open(self) -> None:
-        name = f"{self.stem}.{len(self.parts):03d}"
-        self._name = name
-        self._fh = open(self.folder / f"{name}.bin.tmp", "wb")  # noqa: SIM115 - closed in _close
-        self._hash = hashlib.sha256()
-        self._tokens = 0
-        self._ends: list[int] = []
-
-    def _write(self, data: bytes) -> None:
-        self._fh.write(data)
-        self._hash.update(data)
-
-    def add(self, ids: np.ndarray) -> None:
-        n = len(ids)
-        if self._fh is not None and self._tokens + 1 + n > self.shard_tokens:
-            self._close()
-        if self._fh is None:
-            self._open()
-        if self._tokens:
-            self._write(self.sep)
-            self._tokens += 1
-        self._write(ids.tobytes())
-        self._tokens += n
-        self._ends.append(self._tokens)
-
-    def _close(self) -> None:
-        self._fh.close()
-        index = np.array(self._ends, dtype="<u8").tobytes()
-        (self.folder / f"{self._name}.idx.tmp").write_bytes(index)
-        for ext in ("bin", "idx"):
-            os.replace(self.folder / f"{self._name}.{ext}.tmp", self.folder / f"{self._name}.{ext}")
-        self.parts.append(
-            {
-                "file": f"shards/{self._name}.bin",
-                "index": f"shards/{self._name}.idx",
-                "tokens": self._tokens,
-                "documents": len(self._ends),
-                "sha256": self._hash.hexdigest(),
-                "index_sha256": hashlib.sha256(index).hexdigest(),
-            }
-        )
-        self._fh = None
-
-    def finish(self) -> list[dict[str, Any]]:
-        if self._fh is not None:
-            self._close()
-        return self.parts
-
-
-def tokenize_unit(
-    unit: WorkUnit, tokenizer: Tokenizer, options: dict[str, Any], side: str
-) -> dict[str, Any]:
-    """Tokenize one work unit into its shard files and return (and record) its metadata.
-
-    Runs in a worker process (or Ray task); everything it needs travels in the arguments.
-    """
-    if delay := os.environ.get("GPTDATA_TEST_UNIT_DELAY"):
-        time.sleep(float(delay))  # lets the kill-and-resume test land its kill mid-run
-    folder = Path(side) / "shards"
-    dtype = dtype_for(tokenizer.vocab_size)
-    vocab_size = tokenizer.vocab_size
-    writers = {
-        s: _PartWriter(
-            folder, f"{unit.index:05d}.{s}", dtype, tokenizer.eot_id, options["shard_tokens"]
-        )
-        for s in ("train", "val")
-    }
-    stats = ReadStats()
-    tokens = 0
-
-    # GPT-2 hands back numpy arrays directly (fastokens: no Python int per token).
-    encode_arrays = getattr(tokenizer, "encode_arrays", None)
-
-    def flush(batch: list[str]) -> None:
-        nonlocal tokens
-        encoded = encode_arrays(batch) if encode_arrays else map(tokenizer.encode, batch)
-        for text, ids in zip(batch, encoded, strict=True):
-            arr = np.asarray(ids)
-            if arr.size and (arr.max() >= vocab_size or (arr.dtype.kind == "i" and arr.min() < 0)):
-                bad = int(arr.max() if arr.max() >= vocab_size else arr.min())
-                raise ValueError(
-                    f"tokenizer {tokenizer.name} produced ID {bad}, outside "
-                    f"0..{vocab_size - 1}; refusing to write a wrapped-around store."
-                )
-            tokens += arr.size
-            writers[split_of(text, options["val_fraction"], options["seed"])].add(arr.astype(dtype))
-
-    batch: list[str] = []
-    size = 0
-    for text in read_documents(
-        unit, text_field=options["text_field"], errors=options["errors"], stats=stats
-    ):
-        batch.append(text)
-        size += len(text)
-        if size >= BATCH_CHARS:
-            flush(batch)
-            batch, size = [], 0
-    flush(batch)
-    result = {
-        "index": unit.index,
-        "tokens": tokens,
-        "stats": asdict(stats),
-        "parts": {s: w.finish() for s, w in writers.items()},
-    }
-    write_json_atomic(Path(side) / "units" / f"{unit.index:05d}.json", result)
-    return result
-
-
-class Executor(Protocol):
-    """Runs ``fn(unit)`` for each unit and yields results as they complete (any order)."""
-
-    def run(
-        self, fn: Callable[[WorkUnit], dict[str, Any]], units: Iterable[WorkUnit]
-    ) -> Iterator[dict[str, Any]]: ...
-
-
-class InlineExecutor:
-    """One process, in order: what --workers 1 uses, and the easiest to debug."""
-
-    def run(
-        self, fn: Callable[[WorkUnit], dict[str, Any]], units: Iterable[WorkUnit]
-    ) -> Iterator[dict[str, Any]]:
-        for unit in units:
-            yield fn(unit)
-
-
-def _limit_threads(threads: int) -> None:
-    """Worker start-up: give each worker its share of the cores, so that workers x the fast
-    tokenizer's own threads never oversubscribe the machine (Rayon reads this at first use)."""
-    os.environ["RAYON_NUM_THREADS"] = str(threads)
-
-
-class LocalExecutor:
-    """A pool of worker processes on this machine, at most 2 x workers units in flight."""
-
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
-
-    def run(
-        self, fn: Callable[[WorkUnit], dict[str, Any]], units: Iterable[WorkUnit]
-    ) -> Iterator[dict[str, Any]]:
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-        threads = max(1, (os.cpu_count() or 1) // self.workers)
-        if multiprocessing.get_start_method() == "fork" and hasattr(fn, "prewarm"):
-            fn.prewarm()  # forked workers inherit the built tokenizer (saves ~0.3 s each)
-        pool = ProcessPoolExecutor(
-            max_workers=self.workers, initializer=_limit_threads, initargs=(threads,)
-        )
-        pending: set[Any] = set()
-        it = iter(units)
-        try:
-            while True:
-                while len(pending) < 2 * self.workers and (unit := next(it, None)) is not None:
-                    pending.add(pool.submit(fn, unit))
-                if not pending:
-                    break
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield future.result()
-        finally:
-            for future in pending:
-                future.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
-
-
-class _Progress:
-    """One status line on stderr: percent, tokens, MB/s, tokens/s, ETA."""
-
-    def __init__(self, total_bytes: int | None, quiet: bool) -> None:
-        self.total, self.quiet = total_bytes, quiet
-        self.t0 = self.last = time.perf_counter()
-        self.bytes = self.tokens = 0
-        self.tty = sys.stderr.isatty()
-
-    def update(self, nbytes: int, ntokens: int) -> None:
-        self.bytes += nbytes
-        self.tokens += ntokens
-        now = time.perf_counter()
-        if self.quiet or now - self.last < (0.5 if self.tty else 5.0):
-            return
-        self.last = now
-        self._print(now, end="\r" if self.tty else "\n")
-
-    def _print(self, now: float, end: str) -> None:
-        dt = max(now - self.t0, 1e-9)
-        mbps, tps = self.bytes / dt / 1e6, self.tokens / dt
-        line = f"prepare  {self.tokens:,} tokens  {mbps:,.1f} MB/s  {tps:,.0f} tokens/s"
-        if self.total:
-            frac = min(self.bytes / self.total, 1.0)
-            eta = (dt / frac - dt) if frac > 0 else 0.0
-            line = (
-                f"prepare  {frac:6.1%}  " + line[9:] + f"  ETA {int(eta) // 60}:{int(eta) % 60:02d}"
-            )
-        print(line.ljust(79), end=end, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.tty and not self.quiet:
-            print(" " * 79, end="\r", file=sys.stderr, flush=True)
 
 
 def _check_options(val_fraction: float, workers: int, shard_tokens: int, errors: str) -> None:
@@ -298,8 +94,13 @@ def _check_options(val_fraction: float, workers: int, shard_tokens: int, errors:
         raise ValueError(f"errors={errors!r} must be one of strict, replace, skip.")
 
 
-def _resume_ok(side: Path, result: dict[str, Any], itemsize: int) -> bool:
+def _resume_ok(side: Path, result: Any, itemsize: int, split_by: str) -> bool:
     """A recorded unit counts as done only if all its shard files are there at full size."""
+    if not isinstance(result, dict) or not isinstance(result.get("index"), int):
+        return False
+    order = side / "units" / f"{result['index']:05d}.order"
+    if split_by == "auto" and not order.is_file() and result["tokens"]:
+        return False
     for parts in result["parts"].values():
         for p in parts:
             data, index = side / p["file"], side / p["index"]
@@ -310,6 +111,34 @@ def _resume_ok(side: Path, result: dict[str, Any], itemsize: int) -> bool:
     return True
 
 
+def _load_done(side: Path, itemsize: int, split_by: str) -> dict[int, dict[str, Any]]:
+    """The units a killed run finished; a marker that does not parse means 'not done'."""
+    done: dict[int, dict[str, Any]] = {}
+    for marker in sorted((side / "units").glob("*.json")):
+        try:
+            result = json.loads(marker.read_bytes())
+            if _resume_ok(side, result, itemsize, split_by):
+                done[result["index"]] = result
+                continue
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            pass
+        marker.unlink(missing_ok=True)  # redo the unit
+    return done
+
+
+def _disk_full(exc: OSError, side: Path) -> OSError:
+    return OSError(
+        exc.errno,
+        f"no space left on the disk of {side} ({os.strerror(exc.errno or errno.ENOSPC)}). "
+        "Free some space and run the same command again: finished units are kept and resume.",
+    )
+
+
+def _input_folders(inputs: Any) -> list[str]:
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs or [])
+    return [os.fspath(i) for i in items if os.path.isdir(i)]
+
+
 def prepare(
     inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
     out: str | os.PathLike[str],
@@ -318,6 +147,8 @@ def prepare(
     tokenizer: str | os.PathLike[str] | Tokenizer = "gpt2",
     workers: int | None = None,
     val_fraction: float = 0.1,
+    split_by: str = "auto",
+    special_text: str = "ordinary",
     shard_tokens: int = DEFAULT_SHARD_TOKENS,
     text_field: str = "text",
     errors: Errors = "strict",
@@ -332,14 +163,24 @@ def prepare(
     """Tokenize files (or ``texts=``, an iterable of documents) into a token store at ``out``.
 
     ["a.txt", "b.txt"], "store/" -> store/manifest.json, store/shards/00000.train.000.bin, ...
+
+    ``split_by``: "auto", "documents" or "tail" (see README, "Validation split").
+    ``special_text``: "ordinary" encodes a literal <|endoftext|> inside a document as text;
+    "allow" makes it the separator ID, as the classic GPTDatasetV1 did.
+    ``force=True`` replaces ``out`` only when it is a gptdata store; nothing else is deleted.
     """
     workers = workers or os.cpu_count() or 1
     _check_options(val_fraction, workers, shard_tokens, errors)
+    check_split_by(split_by)
+    if special_text not in ("ordinary", "allow"):
+        raise ValueError(f"special_text={special_text!r} must be 'ordinary' or 'allow'.")
     out = Path(out)
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} already exists. Pass --force to replace it, or choose -o.")
     if (inputs is None) == (texts is None):
         raise ValueError("give either inputs (files, folders, globs) or texts=, not both/neither.")
+    files = None if texts is not None else resolve_inputs(inputs)  # type: ignore[arg-type]
+    if files is not None:
+        check_overlap(out, [f.path for f in files], _input_folders(inputs))
+    check_out(out, force=force)
     tok = get_tokenizer(tokenizer, backend=backend)
     warm: threading.Thread | None = None
     if engine == "local" and executor is None and hasattr(tok, "prewarm"):
@@ -350,26 +191,28 @@ def prepare(
     options = {
         "tokenizer": tok.name,
         "val_fraction": val_fraction,
+        "split_by": split_by,
+        "special_text": special_text,
         "seed": seed,
         "shard_tokens": shard_tokens,
         "text_field": text_field,
         "errors": errors,
     }
 
-    if texts is not None:
+    if files is None:
         total_bytes = None
         inputs_meta: list[dict[str, Any]] = [{"path": "<python iterable>"}]
         # An iterable cannot be compared with the one a killed run saw: never resume from it.
         plan_ident: Any = {"texts": os.urandom(8).hex()}
-        units: Iterable[WorkUnit] = chunk_texts(iter(texts))
+        units: Iterable[WorkUnit] = chunk_texts(iter(texts))  # type: ignore[arg-type]
     else:
-        files = resolve_inputs(inputs)  # type: ignore[arg-type]
         total_bytes = sum(f.size for f in files)
         planned = plan_units(files, unit_bytes=unit_bytes_for(total_bytes))
         units = planned
-        inputs_meta = [{"path": f.path, "bytes": f.size} for f in files]
+        # A file name that is not valid UTF-8 is kept readable (and JSON-safe) in the manifest.
+        inputs_meta = [{"path": _printable(f.path), "bytes": f.size} for f in files]
         plan_ident = {
-            "units": [[list(p) for p in u.pieces] for u in planned],
+            "units": [[[_printable(p.path), *p[1:]] for p in u.pieces] for u in planned],
             "mtimes": [f.mtime_ns for f in files],
         }
     plan_doc = {
@@ -391,101 +234,71 @@ def prepare(
         else:
             raise ValueError(f"engine={engine!r}: choose 'local' or 'ray'.")
 
-    side = Path(str(out) + ".partial")
-    done: dict[int, dict[str, Any]] = {}
-    plan_file = side / "plan.json"
-    if side.exists():
-        try:
-            same = json.loads(plan_file.read_text())["id"] == plan_id
-        except (OSError, ValueError, KeyError):
-            same = False
-        if not same:
-            shutil.rmtree(side)
-        else:
-            for marker in sorted((side / "units").glob("*.json")):
-                result = json.loads(marker.read_text())
-                if _resume_ok(side, result, dtype_for(tok.vocab_size).itemsize):
-                    done[result["index"]] = result
-            if not quiet:
-                print(f"resuming {side}: {len(done):,} units already done", file=sys.stderr)
-    (side / "shards").mkdir(parents=True, exist_ok=True)
-    (side / "units").mkdir(exist_ok=True)
-    write_json_atomic(plan_file, {"id": plan_id})
-
-    if warm is not None:
-        warm.join()  # before any fork: no thread may be mid-build when workers are forked
-    progress = _Progress(total_bytes, quiet)
-    for r in done.values():
-        progress.update(r["stats"]["bytes"], r["tokens"])
-    results = dict(done)
-    fn = _UnitTask(tok, options, str(side))
-    todo = (u for u in units if u.index not in done)
-    t0 = time.perf_counter()
+    side = partial_path(out)
+    itemsize = dtype_for(tok.vocab_size).itemsize
+    lock = claim_side(side, plan_id)
     try:
-        for result in executor.run(fn, todo):
-            results[result["index"]] = result
-            progress.update(result["stats"]["bytes"], result["tokens"])
-    except (InputError, UnicodeError, ValueError):
+        with _TermAsInterrupt():
+            done = _load_done(side, itemsize, split_by) if lock.resume else {}
+            if lock.resume and not quiet:
+                print(f"resuming {side}: {len(done):,} units already done", file=sys.stderr)
+            if warm is not None:
+                warm.join()  # before any fork: no thread may be mid-build when workers fork
+            progress = _Progress(total_bytes, quiet)
+            for r in done.values():
+                progress.update(r["stats"]["bytes"], r["tokens"])
+            results = dict(done)
+            fn = _UnitTask(tok, options, str(side))
+            todo = (u for u in units if u.index not in done)
+            t0 = time.perf_counter()
+            try:
+                for result in executor.run(fn, todo):
+                    results[result["index"]] = result
+                    progress.update(result["stats"]["bytes"], result["tokens"])
+            finally:
+                progress.close()
+            store = _commit(
+                out,
+                side,
+                tok,
+                options,
+                inputs_meta,
+                [results[i] for i in sorted(results)],
+                force=force,
+                plan_id=plan_id,
+            )
+    except (InputError, UnicodeError, ValueError, RecursionError) as exc:
         # Bad input: nothing half-written stays behind; fixing the input means a new plan anyway.
-        shutil.rmtree(side, ignore_errors=True)
+        discard_side(lock)
+        if isinstance(exc, RecursionError):
+            raise InputError(f"input nested too deeply to read ({exc}).") from None
+        raise
+    except OSError as exc:
+        lock.release()
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _disk_full(exc, side) from None
         raise
     finally:
-        progress.close()
-    store = _commit(
-        out, side, tok, options, inputs_meta, [results[i] for i in sorted(results)], force=force
-    )
+        lock.release()
     if not quiet:
-        secs = time.perf_counter() - t0
-        n_tok = sum(r["tokens"] for r in results.values())
-        n_docs = sum(store.split(s).n_documents for s in store.splits)
-        print(
-            f"prepared {out}: {n_docs:,} documents, {n_tok:,} tokens in {secs:,.1f} s "
-            f"({n_tok / max(secs, 1e-9):,.0f} tokens/s)",
-            file=sys.stderr,
-        )
+        _summary(out, store, time.perf_counter() - t0)
     return store
 
 
-class _UnitTask:
-    """Picklable ``fn(unit)`` for executors: the tokenizer and options travel with it."""
-
-    def __init__(self, tokenizer: Tokenizer, options: dict[str, Any], side: str) -> None:
-        self.tokenizer, self.options, self.side = tokenizer, options, side
-
-    def __call__(self, unit: WorkUnit) -> dict[str, Any]:
-        return tokenize_unit(unit, self.tokenizer, self.options, self.side)
-
-    def prewarm(self) -> None:
-        if hasattr(self.tokenizer, "prewarm"):
-            self.tokenizer.prewarm()
+def _printable(path: str) -> str:
+    """A path as text that always encodes: undecodable bytes of a file name as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-def _tail_split(
-    side: Path, part: dict[str, Any], dtype: np.dtype, val_fraction: float, stem: str
-) -> dict[str, list[dict[str, Any]]]:
-    """One document only: train keeps the head, val the last ``val_fraction`` of its tokens."""
-    tokens = np.fromfile(side / part["file"], dtype=dtype)
-    n_val = int(len(tokens) * val_fraction)
-    if n_val == 0 or n_val == len(tokens):
-        return {"train": [part], "val": []}
-    out: dict[str, list[dict[str, Any]]] = {}
-    for split, chunk in (("train", tokens[:-n_val]), ("val", tokens[-n_val:])):
-        name = f"{stem}.{split}.tail"
-        data = chunk.tobytes()
-        index = np.array([len(chunk)], dtype="<u8").tobytes()
-        (side / "shards" / f"{name}.bin").write_bytes(data)
-        (side / "shards" / f"{name}.idx").write_bytes(index)
-        out[split] = [
-            {
-                "file": f"shards/{name}.bin",
-                "index": f"shards/{name}.idx",
-                "tokens": len(chunk),
-                "documents": 1,
-                "sha256": hashlib.sha256(data).hexdigest(),
-                "index_sha256": hashlib.sha256(index).hexdigest(),
-            }
-        ]
-    return out
+def _sum_squared_lengths(side: Path, splits: dict[str, list[dict[str, Any]]]) -> int:
+    """Sum of squared document lengths, from the parts' document indexes (8 bytes a document)."""
+    total = 0
+    for parts in splits.values():
+        for part in parts:
+            ends = np.fromfile(side / part["index"], dtype="<u8").astype(np.int64)
+            lengths = np.diff(ends, prepend=-1) - 1  # one separator between documents
+            total += int((lengths.astype(np.float64) ** 2).sum())
+    return total
 
 
 def _commit(
@@ -497,39 +310,45 @@ def _commit(
     results: list[dict[str, Any]],
     *,
     force: bool,
+    plan_id: str,
 ) -> TokenStore:
     splits: dict[str, list[dict[str, Any]]] = {"train": [], "val": []}
     for r in results:
         for s in splits:
             splits[s] += r["parts"][s]
-    stats: dict[str, int] = {}
+    stats: dict[str, int] = {}  # documents skipped, by reason
+    counts = {"documents": 0, "special_text": 0}  # documents read; with a literal <|endoftext|>
     for r in results:
         for k, v in r["stats"].items():
-            if k != "bytes":
+            if k in counts:
+                counts[k] += v
+            elif k != "bytes":
                 stats[k] = stats.get(k, 0) + v
     n_docs = sum(p["documents"] for parts in splits.values() for p in parts)
     if n_docs == 0:
-        shutil.rmtree(side, ignore_errors=True)
         skipped = ", ".join(f"{v:,} {k}" for k, v in stats.items() if v) or "nothing"
         raise InputError(
             f"empty corpus: no non-empty documents in the inputs (skipped: {skipped}). "
-            "Check the paths and --text-field."
+            "Check the paths and text_field=."
         )
     if tok.eot_id is None and any(
         len(p) > 1 or (p and p[0]["documents"] > 1) for p in splits.values()
     ):
-        shutil.rmtree(side, ignore_errors=True)
         raise ValueError(
             f"tokenizer {tok.name} has no <|endoftext|> token to put between "
             "documents. Add it to the tokenizer's vocabulary."
         )
-    obsolete: list[dict[str, Any]] = []
-    if n_docs == 1 and options["val_fraction"] > 0:
-        part = (splits["train"] or splits["val"])[0]
-        stem = Path(part["file"]).name.split(".")[0]
-        splits = _tail_split(side, part, dtype_for(tok.vocab_size), options["val_fraction"], stem)
-        if all(part not in parts for parts in splits.values()):
-            obsolete.append(part)
+    options = dict(options)
+    if options["split_by"] == "auto":
+        tokens = sum(r["tokens"] for r in results)
+        val_tokens = sum(p["tokens"] - p["documents"] + 1 for p in splits["val"])
+        sum_sq = _sum_squared_lengths(side, splits)
+        options["split_by"] = choose_split(
+            "auto", options["val_fraction"], tokens, sum_sq, val_tokens
+        )
+        if options["split_by"] == "tail":
+            _retail(side, results, tok, options)
+            splits = {s: [p for r in results for p in r["parts"][s]] for s in ("train", "val")}
     manifest = {
         "format": FORMAT,
         "version": VERSION,
@@ -551,19 +370,9 @@ def _commit(
         "options": options,
         "inputs": inputs_meta,
         "stats": stats,
+        "counts": counts,
     }
+    manifest["store_id"] = store_id_for(manifest)  # readers notice a replaced store
     write_json_atomic(side / MANIFEST, manifest)
-    for p in obsolete:
-        for key in ("file", "index"):
-            (side / p[key]).unlink(missing_ok=True)
-    shutil.rmtree(side / "units")
-    (side / "plan.json").unlink()
-    if out.exists():  # only reached with force=True
-        trash = Path(str(out) + ".old")
-        shutil.rmtree(trash, ignore_errors=True)
-        os.replace(out, trash)
-        os.replace(side, out)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(side, out)
+    swap_in(side, out, force=force, plan_id=plan_id)
     return TokenStore.open(out)

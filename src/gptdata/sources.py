@@ -3,6 +3,8 @@
 * ``.txt`` (and any file named directly with another suffix): one file = one document.
 * ``.jsonl`` / ``.jsonl.gz``: one line = one document, the string in ``text_field``.
 * ``.parquet``: one row = one document, the string column ``text_field`` (needs pyarrow).
+* ``.arrow`` and Hugging Face ``save_to_disk`` folders: one row = one document, the string
+  column ``text_field``, read with pyarrow's IPC reader (see ``hf_input``).
 
 Folders are searched recursively for those suffixes; globs are expanded; the final list is sorted,
 so the plan of work units depends on the inputs alone. A ``.jsonl`` file is cut at line starts
@@ -19,11 +21,15 @@ import glob
 import gzip
 import json
 import os
+import stat
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
-Kind = Literal["txt", "jsonl", "jsonl.gz", "parquet"]
+from . import hf_input
+
+Kind = Literal["txt", "jsonl", "jsonl.gz", "parquet", "arrow"]
 Errors = Literal["strict", "replace", "skip"]
 FOLDER_SUFFIXES = (".txt", ".md", ".jsonl", ".jsonl.gz", ".parquet")
 
@@ -65,46 +71,111 @@ def kind_of(path: str) -> Kind:
         return "jsonl"
     if name.endswith(".parquet"):
         return "parquet"
+    if name.endswith(".arrow"):
+        return "arrow"
     return "txt"
 
 
+def _ours(folder: str, cache: dict[str, bool]) -> bool:
+    """Whether ``folder`` is a gptdata store or side folder, or lies inside one (shards/)."""
+    from ._sidefolders import is_gptdata_folder
+
+    for d in (folder, os.path.dirname(folder)):
+        if d not in cache:
+            cache[d] = is_gptdata_folder(d or ".")
+        if cache[d]:
+            return True
+    return False
+
+
+def _walk(top: str, cache: dict[str, bool]) -> list[str]:
+    """Corpus files under ``top``: hidden folders and gptdata stores (or side folders) skipped."""
+    hits = []
+    # os.walk (scandir) is ~3x faster than Path.rglob on 5,000-file folders
+    for root, dirs, names in os.walk(top):
+        dirs[:] = [
+            d for d in dirs if not d.startswith(".") and not _ours(os.path.join(root, d), cache)
+        ]
+        hits += [
+            os.path.join(root, name)
+            for name in names
+            if name.lower().endswith(FOLDER_SUFFIXES) and not name.startswith(".")
+        ]
+    return hits
+
+
 def resolve_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[InputFile]:
-    """Files, folders and globs -> the sorted list of input files.
+    """Files, folders and globs -> the sorted list of input files, each real file once.
 
     ["corpus/"] -> [InputFile("corpus/a.txt", "txt", 120), InputFile("corpus/b.jsonl", ...)]
+
+    Only regular files are read (a FIFO would block forever); a file reached twice (a folder and
+    a file in it, a relative and an absolute path, a symlink, a hard link: one device and inode)
+    is read once, under its first name in sorted order. A gptdata store, or its side folder, is never read as input.
     """
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     if not inputs:
         raise InputError("no inputs given. Pass files, folders or globs, e.g. 'corpus/*.txt'.")
     found: set[str] = set()
+    named: set[str] = set()  # named directly: must be a regular file, or it is an error
+    cache: dict[str, bool] = {}
     for item in inputs:
         text = os.fspath(item)
-        if os.path.isdir(text):
-            hits = [  # os.walk (scandir) is ~3x faster than Path.rglob on 5,000-file folders
-                os.path.join(root, name)
-                for root, _, names in os.walk(text)
-                for name in names
-                if name.lower().endswith(FOLDER_SUFFIXES) and not name.startswith(".")
-            ]
+        if os.path.isdir(text) and (hf_files := hf_input.hf_data_files(text)) is not None:
+            found.update(hf_files)  # a save_to_disk folder: the data files its state.json lists
+        elif os.path.isdir(text):
+            if _ours(text, cache):
+                raise InputError(
+                    f"folder '{text}' is a gptdata store (or its side folder), not a corpus. "
+                    "Point at the text files instead."
+                )
+            hits = _walk(text, cache)
             if not hits:
                 raise InputError(
                     f"folder '{text}' holds no {', '.join(FOLDER_SUFFIXES)} files. "
                     "Point at the files themselves or use a glob."
                 )
             found.update(hits)
-        elif os.path.isfile(text):
+        elif os.path.lexists(text) and not glob.has_magic(text):
+            if _ours(os.path.dirname(text), cache):
+                raise InputError(
+                    f"'{text}' lies inside a gptdata store (or its side folder), which is never "
+                    "read as input. Point at the text files instead."
+                )
             found.add(text)
+            named.add(text)
         elif glob.has_magic(text):
-            hits = [h for h in glob.glob(text, recursive=True) if os.path.isfile(h)]
+            hits = [
+                h
+                for h in glob.glob(text, recursive=True)
+                if os.path.isfile(h) and not _ours(os.path.dirname(h), cache)
+            ]
             if not hits:
                 raise InputError(f"no files match '{text}'. Check the pattern and quote it.")
             found.update(hits)
         else:
             raise InputError(f"input '{text}' does not exist. Check the path.")
     files = []
+    seen: set[tuple[int, int]] = set()
     for p in sorted(found):
-        st = os.stat(p)
+        try:
+            st = os.stat(p)
+        except OSError as exc:
+            raise InputError(
+                f"input '{p}' cannot be read ({exc.strerror}). Check the path."
+            ) from None
+        if not stat.S_ISREG(st.st_mode):
+            if p in named:
+                raise InputError(
+                    f"input '{p}' is not a regular file (a pipe, device or socket); gptdata "
+                    "reads only regular files. Copy its content into a file first."
+                )
+            continue  # a FIFO or device met in a folder or glob: skipped, never opened
+        key = (st.st_dev, st.st_ino)  # the same file by any name or link: one inode
+        if key in seen:
+            continue
+        seen.add(key)
         files.append(InputFile(p, kind_of(p), st.st_size, st.st_mtime_ns))
     return files
 
@@ -127,9 +198,19 @@ def _jsonl_cuts(path: str, size: int, unit_bytes: int) -> list[int]:
     return cuts
 
 
-def _parquet_groups(path: str) -> list[int]:
+def _parquet_file(path: str) -> Any:
     pq = _import_pyarrow_parquet()
-    meta = pq.ParquetFile(path).metadata
+    try:
+        return pq.ParquetFile(path)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise InputError(
+            f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]}). "
+            "Check that it was fully written, or remove it from the inputs."
+        ) from None
+
+
+def _parquet_groups(path: str) -> list[int]:
+    meta = _parquet_file(path).metadata
     return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
 
 
@@ -146,6 +227,14 @@ def plan_units(files: Sequence[InputFile], *, unit_bytes: int = 16 << 20) -> lis
             groups = _parquet_groups(f.path)
             weight = f.size // max(len(groups), 1)
             pieces += [(Piece(f.path, f.kind, i, i + 1), weight) for i in range(len(groups))]
+        elif f.kind == "arrow":
+            batches = hf_input.arrow_batch_count(f.path)
+            per = max(1, unit_bytes * batches // max(f.size, 1))  # record batches per piece
+            pieces += [
+                (Piece(f.path, f.kind, i, j), f.size * (j - i) // batches)
+                for i in range(0, batches, per)
+                for j in [min(i + per, batches)]
+            ]
         else:
             pieces.append((Piece(f.path, f.kind, 0, f.size), f.size))
     units: list[WorkUnit] = []
@@ -169,6 +258,7 @@ class ReadStats:
     empty: int = 0
     invalid_utf8: int = 0
     binary: int = 0
+    special_text: int = 0  # documents with a literal <|endoftext|> (see prepare's special_text)
     bytes: int = 0
 
 
@@ -191,7 +281,7 @@ def _decode(
             return None
         raise InputError(
             f"{path}{where()}: invalid UTF-8 at byte offset {base + exc.start:,}. Fix the file, "
-            f"or pass --errors replace (U+FFFD) or --errors skip (drop the {unit})."
+            f"or pass errors='replace' (U+FFFD) or errors='skip' (drop the {unit})."
         ) from None
 
 
@@ -205,13 +295,13 @@ def _read_txt(piece: Piece, stats: ReadStats, errors: Errors) -> Iterator[str]:
             return
         raise InputError(
             f"{piece.path}: looks like a binary file (NUL byte in the first 8 KiB), not text. "
-            "Remove it from the inputs, or pass --errors skip."
+            "Remove it from the inputs, or pass errors='skip'."
         )
     text = _decode(data, piece.path, str, 0, errors, "document")
     if text is None:
         stats.invalid_utf8 += 1
         return
-    yield text
+    yield text[1:] if text.startswith("\ufeff") else text  # a BOM is no part of the text
 
 
 def _jsonl_text(
@@ -230,7 +320,7 @@ def _jsonl_text(
         if errors == "strict":
             raise InputError(
                 f"{piece.path}{where()}: invalid UTF-8 at byte offset {offset + exc.start:,}. "
-                "Fix the file, or pass --errors replace (U+FFFD) or --errors skip (drop the line)."
+                "Fix the file, or pass errors='replace' (U+FFFD) or errors='skip' (drop the line)."
             ) from None
         if errors == "skip":
             stats.invalid_utf8 += 1
@@ -249,10 +339,15 @@ def _jsonl_text(
             f"{piece.path}{where()}: malformed JSON ({exc.msg}, column {exc.colno}). "
             "Each line must be one JSON object."
         ) from None
+    except RecursionError:
+        raise InputError(
+            f"{piece.path}{where()}: JSON nested too deeply to parse. "
+            "Flatten the record, or remove the line."
+        ) from None
     if not isinstance(record, dict) or text_field not in record:
         raise InputError(
             f"{piece.path}{where()}: no field '{text_field}' in this record. "
-            "Name the text field with --text-field."
+            "Name the text field with text_field=."
         )
     value = record[text_field]
     if not isinstance(value, str):
@@ -265,11 +360,17 @@ def _jsonl_text(
 def _jsonl_lines(piece: Piece) -> Iterator[tuple[int, bytes]]:
     """(byte offset in the decompressed stream, line without its newline) for each line."""
     if piece.kind == "jsonl.gz":
-        with gzip.open(piece.path, "rb") as gz:
-            offset = 0
-            for line in gz:
-                yield offset, line.rstrip(b"\n")
-                offset += len(line)
+        offset = 0
+        try:
+            with gzip.open(piece.path, "rb") as gz:
+                for line in gz:
+                    yield offset, line.rstrip(b"\n")
+                    offset += len(line)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            raise InputError(
+                f"{piece.path}: truncated or not gzip after {offset:,} decompressed bytes "
+                f"({exc}). Check it with 'gzip -t', then re-download or re-compress it."
+            ) from None
         return
     with open(piece.path, "rb") as fh:
         fh.seek(piece.start)
@@ -315,12 +416,11 @@ def _import_pyarrow_parquet():  # type: ignore[no-untyped-def]
 
 
 def _read_parquet(piece: Piece, stats: ReadStats, text_field: str) -> Iterator[str]:
-    pq = _import_pyarrow_parquet()
-    pf = pq.ParquetFile(piece.path)
+    pf = _parquet_file(piece.path)
     if text_field not in pf.schema_arrow.names:
         raise InputError(
             f"{piece.path}: no column '{text_field}' (columns: {', '.join(pf.schema_arrow.names)}). "
-            "Name the text column with --text-field."
+            "Name the text column with text_field=."
         )
     for group in range(piece.start, piece.end):
         column = pf.read_row_group(group, columns=[text_field]).column(0)
@@ -333,6 +433,13 @@ def _read_parquet(piece: Piece, stats: ReadStats, text_field: str) -> Iterator[s
             text = value or ""
             stats.bytes += len(text)
             yield text
+
+
+def _read_arrow(piece: Piece, stats: ReadStats, text_field: str) -> Iterator[str]:
+    for value in hf_input.read_arrow(piece.path, piece.start, piece.end, text_field):
+        text = value or ""
+        stats.bytes += len(text)
+        yield text
 
 
 def read_documents(
@@ -353,6 +460,8 @@ def read_documents(
                 streams.append(_read_txt(piece, stats, errors))
             elif piece.kind == "parquet":
                 streams.append(_read_parquet(piece, stats, text_field))
+            elif piece.kind == "arrow":
+                streams.append(_read_arrow(piece, stats, text_field))
             else:
                 streams.append(_read_jsonl(piece, stats, errors, text_field))
     for stream in streams:

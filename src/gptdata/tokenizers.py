@@ -26,10 +26,19 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-ENDOFTEXT = "<|endoftext|>"
+from .dialect import (
+    ENDOFTEXT,
+    Allowed,
+    EncodingTokenizer,
+    Special,
+    TiktokenDialect,
+    is_tiktoken_encoding,
+    resolve_special,
+    same_as_gpt2,
+)
+
 UNK = "<|unk|>"
 
-Special = Literal["eot", "text"]
 Backend = Literal["auto", "tiktoken", "fastokens"]
 
 
@@ -75,27 +84,52 @@ def check_ids(ids: Iterable[Any], vocab_size: int) -> list[int]:
     return out
 
 
-class _Base:
-    """Shared behaviour: batch encoding by default is a loop; pickling rebuilds from the spec."""
+class _Base(TiktokenDialect):
+    """Shared behaviour: batch encoding by default is a loop; pickling rebuilds from the spec.
+
+    ``encode`` takes tiktoken's ``allowed_special``/``disallowed_special`` too (see dialect):
+    when given they decide ``special``; subclasses implement ``_encode(text, special)``.
+    """
 
     name: str
     vocab_size: int
     eot_id: int | None
     fingerprint: str
 
-    def encode(self, text: str, *, special: Special = "eot") -> list[int]:  # pragma: no cover
+    def encode(
+        self,
+        text: str,
+        *,
+        special: Special = "eot",
+        allowed_special: Allowed = None,
+        disallowed_special: Allowed = None,
+    ) -> list[int]:
+        specials = self.special_tokens_set
+        return self._encode(
+            text, resolve_special(text, special, specials, allowed_special, disallowed_special)
+        )
+
+    def encode_batch(
+        self,
+        texts: Sequence[str],
+        *,
+        special: Special = "eot",
+        allowed_special: Allowed = None,
+        disallowed_special: Allowed = None,
+    ) -> list[list[int]]:
+        specials, mode = self.special_tokens_set, special
+        for text in texts:  # each text is checked; the mode depends on the keywords alone
+            mode = resolve_special(text, special, specials, allowed_special, disallowed_special)
+        return self._encode_batch(texts, mode)
+
+    def _encode(self, text: str, special: Special) -> list[int]:  # pragma: no cover
         raise NotImplementedError
 
-    def encode_batch(self, texts: Sequence[str], *, special: Special = "eot") -> list[list[int]]:
-        return [self.encode(t, special=special) for t in texts]
+    def _encode_batch(self, texts: Sequence[str], special: Special) -> list[list[int]]:
+        return [self._encode(t, special) for t in texts]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, vocab_size={self.vocab_size:,})"
-
-
-def _check_special(special: str) -> None:
-    if special not in ("eot", "text"):
-        raise ValueError(f"special={special!r} is not one of 'eot', 'text'.")
 
 
 class GPT2Tokenizer(_Base):
@@ -151,16 +185,14 @@ class GPT2Tokenizer(_Base):
     def _reference_encode(self, text: str) -> list[int]:
         return self._enc.encode(text, allowed_special={ENDOFTEXT}, disallowed_special=())
 
-    def encode(self, text: str, *, special: Special = "eot") -> list[int]:
-        _check_special(special)
+    def _encode(self, text: str, special: Special) -> list[int]:
         if self._fast is not None:
             return self._fast.encode_arrays([text], special=special == "eot")[0].tolist()
         if special == "text":
             return self._enc.encode_ordinary(text)
         return self._reference_encode(text)
 
-    def encode_batch(self, texts: Sequence[str], *, special: Special = "eot") -> list[list[int]]:
-        _check_special(special)
+    def _encode_batch(self, texts: Sequence[str], special: Special) -> list[list[int]]:
         if self._fast is not None:
             return [a.tolist() for a in self._fast.encode_arrays(texts, special=special == "eot")]
         if special == "text":
@@ -169,14 +201,18 @@ class GPT2Tokenizer(_Base):
             list(texts), allowed_special={ENDOFTEXT}, disallowed_special=()
         )
 
-    def encode_arrays(self, texts: Sequence[str]) -> list[Any]:
+    def encode_arrays(self, texts: Sequence[str], *, special: Special = "eot") -> list[Any]:
         """Token IDs per text as numpy arrays (what ``prepare`` writes), one thread per call
-        with tiktoken; fastokens spreads the batch over its own threads (RAYON_NUM_THREADS)."""
+        with tiktoken; fastokens spreads the batch over its own threads (RAYON_NUM_THREADS).
+        ``special="text"``: a literal <|endoftext|> is ordinary text (tiktoken's encode_ordinary)."""
+        if special not in ("eot", "text"):
+            raise ValueError(f"special={special!r} is not one of 'eot', 'text'.")
         if self._fast is not None:
-            return self._fast.encode_arrays(texts)
+            return self._fast.encode_arrays(texts, special=special == "eot")
+        allowed = {ENDOFTEXT} if special == "eot" else set()
         # encode_to_numpy hands over tiktoken's buffer: no Python int per token (10 % of prepare).
         return [
-            self._enc.encode_to_numpy(t, allowed_special={ENDOFTEXT}, disallowed_special=())
+            self._enc.encode_to_numpy(t, allowed_special=allowed, disallowed_special=())
             for t in texts
         ]
 
@@ -223,12 +259,10 @@ class HFTokenizer(_Base):
         self.eot_id = self._tok.token_to_id(ENDOFTEXT)
         self.fingerprint = "sha256:" + hashlib.sha256(raw).hexdigest()
 
-    def encode(self, text: str, *, special: Special = "eot") -> list[int]:
-        _check_special(special)
+    def _encode(self, text: str, special: Special) -> list[int]:
         return self._tok.encode(text, add_special_tokens=False).ids
 
-    def encode_batch(self, texts: Sequence[str], *, special: Special = "eot") -> list[list[int]]:
-        _check_special(special)
+    def _encode_batch(self, texts: Sequence[str], special: Special) -> list[list[int]]:
         return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -284,8 +318,7 @@ class SimpleTokenizer(_Base):
         words = sorted(set(cls.split(text)) - {ENDOFTEXT, UNK})
         return cls([*words, ENDOFTEXT, UNK])
 
-    def encode(self, text: str, *, special: Special = "eot") -> list[int]:
-        _check_special(special)
+    def _encode(self, text: str, special: Special) -> list[int]:
         lookup = self.str_to_int
         if special == "text":
             lookup = {k: v for k, v in lookup.items() if k != ENDOFTEXT}
@@ -336,8 +369,8 @@ class SimpleTokenizer(_Base):
 
 
 _ACCEPTED = (
-    "'gpt2', a path to a Hugging Face tokenizer.json, or a path to a vocabulary saved by "
-    "SimpleTokenizer.save()"
+    "'gpt2', a path to a Hugging Face tokenizer.json, a path to a vocabulary saved by "
+    "SimpleTokenizer.save(), or a tiktoken Encoding"
 )
 
 
@@ -347,10 +380,13 @@ def get_tokenizer(
     """Return the tokenizer that ``spec`` names.
 
     "gpt2" -> GPT2Tokenizer;  "vocab.json" (saved by SimpleTokenizer) -> SimpleTokenizer;
-    "tokenizer.json" (Hugging Face) -> HFTokenizer;  a Tokenizer instance -> itself.
+    "tokenizer.json" (Hugging Face) -> HFTokenizer;  a Tokenizer instance -> itself;
+    a tiktoken ``Encoding`` -> GPT2Tokenizer when it is GPT-2's, else EncodingTokenizer.
     ``backend`` picks the GPT-2 encoder (see GPT2Tokenizer); other tokenizers ignore it.
     """
     if not isinstance(spec, (str, os.PathLike)):
+        if is_tiktoken_encoding(spec):  # tiktoken.get_encoding(...): GPT-2 keeps its identity
+            return GPT2Tokenizer(backend) if same_as_gpt2(spec) else EncodingTokenizer(spec)
         if isinstance(spec, Tokenizer):
             return spec
         raise TypeError(f"tokenizer must be {_ACCEPTED}; got {type(spec).__name__}.")

@@ -12,7 +12,7 @@ one stores nothing per window, so building it is O(1) and item k is cut when ask
 
 from __future__ import annotations
 
-import hashlib
+import copy
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -20,45 +20,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from .corpus import ArrayTokens, load_tokens
+from .documents import Batch, BatchFormat, Documents, Format, resolve_eot_id, take
 from .store import Split
-from .tokenizers import Tokenizer, get_tokenizer
+from .tokenizers import Tokenizer
 
 
-class ArrayTokens:
-    """A 1-D in-memory token array with the same ``gather`` as a store ``Split``."""
-
-    def __init__(self, array: np.ndarray) -> None:
-        self.array = array
-        self._fingerprint: str | None = None
-
-    def __len__(self) -> int:
-        return len(self.array)
-
-    def gather(self, starts: np.ndarray, length: int) -> np.ndarray:
-        return self.array[np.asarray(starts)[:, None] + np.arange(length)]  # (B, length)
-
-    @property
-    def fingerprint(self) -> str:
-        if self._fingerprint is None:
-            digest = hashlib.sha256(np.ascontiguousarray(self.array).tobytes()).hexdigest()
-            self._fingerprint = f"sha256:{digest}"
-        return self._fingerprint
-
-
-def as_tokens(source: Any, tokenizer: str | Tokenizer = "gpt2") -> Split | ArrayTokens:
-    """A store split, numpy array, list of IDs, 1-D tensor, or raw text -> a gatherable array."""
-    if isinstance(source, (Split, ArrayTokens)):
-        return source
-    if isinstance(source, str):
-        return ArrayTokens(np.asarray(get_tokenizer(tokenizer).encode(source), dtype=np.int64))
-    if isinstance(source, torch.Tensor):
-        source = source.detach().cpu().numpy()
-    array = np.asarray(source)
-    if array.ndim != 1:
-        raise ValueError(f"token IDs must be 1-D, got shape {array.shape}. Flatten them first.")
-    if array.size and not np.issubdtype(array.dtype, np.integer):
-        raise ValueError(f"token IDs must be integers, got dtype {array.dtype}.")
-    return ArrayTokens(array.astype(np.int64, copy=False))
+def as_tokens(
+    source: Any, tokenizer: str | Tokenizer = "gpt2", *, split: str = "train"
+) -> Split | ArrayTokens:
+    """Any source ``load_tokens`` takes (Path, TokenStore, Split, IDs, text) -> a gatherable array."""
+    return load_tokens(source, tokenizer=tokenizer, split=split).tokens
 
 
 @dataclass(frozen=True)
@@ -89,24 +61,45 @@ class Coverage:
 class SlidingWindowDataset:
     """(input, target) windows of ``max_length`` tokens, ``stride`` apart, cut lazily.
 
-    ``source``: a store split, numpy array, list of IDs, 1-D tensor, or raw text (tokenized
-    with ``tokenizer``). ``dataset[k]`` -> two int64 tensors of shape ``(max_length,)``;
+    ``source``: a ``Path`` to a text/JSONL/Parquet file or folder (its documents, tokenized
+    with ``tokenizer``), a ``Path`` to a store or a ``TokenStore`` (its ``split``), a ``Split``,
+    a NumPy array, list or 1-D tensor of IDs (kept in its dtype), or raw text (a ``str``).
+    ``dataset[k]`` -> two int64 tensors of shape ``(max_length,)``;
     ``dataset[[k1, k2, ...]]`` -> two ``(B, max_length)`` tensors in one gather.
+
+    ``documents="mask"`` masks targets, restarts positions and numbers documents at each
+    end-of-text (``eot_id``: given, else the store split's, else the tokenizer's; 50256 for
+    gpt2); ``batch_format`` picks the batch: ``"tuple"``, ``"dict"``, ``"hf"`` or ``"block"``
+    (see ``gptdata.documents`` and the README).
     """
 
     def __init__(
-        self, source: Any, *, max_length: int, stride: int, tokenizer: str | Tokenizer = "gpt2"
+        self,
+        source: Any,
+        *,
+        max_length: int,
+        stride: int,
+        tokenizer: str | Tokenizer = "gpt2",
+        split: str = "train",
+        documents: Documents = "concat",
+        batch_format: BatchFormat = "tuple",
+        eot_id: int | None = None,
     ) -> None:
         for name, value in (("max_length", max_length), ("stride", stride)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name}={value!r} must be an integer >= 1.")
-        self.tokens = as_tokens(source, tokenizer)
+        self.corpus = load_tokens(source, tokenizer=tokenizer, split=split)
+        self.tokens = self.corpus.tokens
+        if documents == "mask" or eot_id is not None:
+            eot_id = resolve_eot_id(eot_id, self.tokens, tokenizer)
+        self.format = Format(documents, batch_format, eot_id)
+        self._tokenizer = tokenizer  # to find the end-of-text ID if with_format asks for it
         self.max_length, self.stride = int(max_length), int(stride)
         n = len(self.tokens)
         if n < self.max_length + 1:
             raise ValueError(
                 f"max_length={self.max_length} needs at least {self.max_length + 1} tokens, but "
-                f"the source has {n:,}. Lower max_length or add text."
+                f"{self.corpus.description} has {n:,}. Lower max_length or add text."
             )
         # Same count as len(range(0, n - max_length, stride)).
         self.n_windows = (n - self.max_length + self.stride - 1) // self.stride
@@ -140,29 +133,47 @@ class SlidingWindowDataset:
         idx = np.where(idx < 0, idx + self.n_windows, idx)
         return idx * self.stride
 
-    def get_batch(self, indices: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def with_format(
+        self,
+        *,
+        documents: Documents | None = None,
+        batch_format: BatchFormat | None = None,
+        eot_id: int | None = None,
+    ) -> SlidingWindowDataset:
+        """The same windows over the same tokens, handed out in another format (no copy)."""
+        other = copy.copy(self)
+        documents = documents or self.format.documents
+        if eot_id is not None or (documents == "mask" and self.format.eot_id is None):
+            eot_id = resolve_eot_id(eot_id, self.tokens, self._tokenizer)
+        else:
+            eot_id = self.format.eot_id
+        other.format = Format(documents, batch_format or self.format.batch_format, eot_id)
+        return other
+
+    def get_batch(self, indices: Any) -> Batch:
         """One vectorized gather: B windows -> inputs, targets of shape (B, max_length).
 
         Both are views of one (B, max_length + 1) int64 block: no copy beyond the gather.
         """
         return self.batch_at(self.starts(indices))
 
-    def batch_at(self, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch_at(self, starts: np.ndarray) -> Batch:
         """Like ``get_batch`` but from token offsets already known to be valid (the sampler's)."""
         rows = self.tokens.gather(starts, self.max_length + 1)  # (B, L + 1)
+        if not self.format.plain:  # documents="mask" or another batch_format
+            return self.format(rows)
         rows = torch.from_numpy(rows.astype(np.int64, copy=False))
         return rows[:, :-1], rows[:, 1:]  # (B, L), (B, L)
 
-    def __getitem__(self, index: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: Any) -> Any:
         if isinstance(index, (int, np.integer)):
-            inputs, targets = self.get_batch([index])
-            return inputs[0], targets[0]  # (L,), (L,)
+            return take(self.get_batch([index]), 0)  # (L,) each, in the dataset's format
         return self.get_batch(index)
 
-    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def __getitems__(self, indices: list[int]) -> list[Any]:
         # DataLoader's batched fetch: one gather, then split into items for the collate_fn.
-        inputs, targets = self.get_batch(indices)
-        return list(zip(inputs, targets, strict=True))
+        batch = self.get_batch(indices)
+        return [take(batch, i) for i in range(len(indices))]
 
     @property
     def fingerprint(self) -> str:

@@ -1,0 +1,260 @@
+"""What every format shares: the side-folder output, progress, and streaming a split's bytes.
+
+Output safety (export): everything is written into ``OUT.exporting/`` beside ``OUT``, which
+carries a marker file ``gptdata-export.json`` from its first moment; the marker is rewritten with
+``"complete": true`` and the list of files at the end, and only then is the folder renamed to
+``OUT``. A killed export therefore leaves no ``OUT`` that looks complete. ``force=True`` replaces
+an existing ``OUT`` only when its marker says gptdata wrote it and it holds nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from ..store import Split, write_json_atomic
+
+MARKER = "gptdata-export.json"
+MARKER_FORMAT = "gptdata-export"
+CHUNK_TOKENS = 1 << 22  # 4 Mi tokens (8-16 MB) per read: flat memory, few calls
+CHUNK_DOCS = 1 << 20  # document-index entries per read (8 MB of uint64)
+
+
+class FormatError(ValueError):
+    """A file in another system's format that is corrupt or does not fit; names the file."""
+
+
+def _files_under(root: Path) -> list[str]:
+    return sorted(
+        str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() or p.is_symlink()
+    )
+
+
+def _read_marker(folder: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("format") == MARKER_FORMAT else None
+
+
+class ExportFolder:
+    """``OUT.exporting/`` while writing; ``commit()`` renames it to ``OUT``.
+
+    >>> folder = ExportFolder(Path("out"), force=False)   # creates out.exporting/
+    >>> (folder.path / "train.bin").write_bytes(b"...")
+    >>> folder.commit({"export_format": "nanogpt"})        # out/ now exists, complete
+    """
+
+    def __init__(self, out: Path, *, force: bool) -> None:
+        self.out = out
+        if out.exists() or out.is_symlink():
+            if not force:
+                raise FileExistsError(
+                    f"{out} already exists. Pass force=True to replace an earlier "
+                    "export, or choose another output folder."
+                )
+            self._check_replaceable(out)
+        self.path = out.with_name(out.name + ".exporting")
+        if self.path.exists():
+            if _read_marker(self.path) is None:
+                raise FileExistsError(
+                    f"{self.path} exists and was not started by gptdata export; refusing to "
+                    "delete it. Move it away or choose another output folder."
+                )
+            shutil.rmtree(self.path)  # a killed export of ours: start over
+        self.path.mkdir(parents=True)
+        write_json_atomic(self.path / MARKER, {"format": MARKER_FORMAT, "complete": False})
+
+    @staticmethod
+    def _check_replaceable(out: Path) -> None:
+        marker = _read_marker(out) if out.is_dir() and not out.is_symlink() else None
+        if marker is None or not marker.get("complete"):
+            raise FileExistsError(
+                f"{out} exists and was not written by gptdata export (no complete {MARKER}); "
+                "refusing to replace it even with force=True. Remove it yourself or "
+                "choose another output folder."
+            )
+        ours = set(marker.get("files", [])) | {MARKER}
+        foreign = [f for f in _files_under(out) if f not in ours]
+        if foreign:
+            raise FileExistsError(
+                f"{out} holds {len(foreign)} file(s) gptdata export did not write (e.g. "
+                f"{foreign[0]!r}); refusing to replace it even with force=True. Move "
+                "them away or choose another output folder."
+            )
+
+    def commit(self, info: dict[str, Any]) -> None:
+        files = [f for f in _files_under(self.path) if f != MARKER]
+        doc = {"format": MARKER_FORMAT, "complete": True, **info, "files": files}
+        write_json_atomic(self.path / MARKER, doc)
+        if self.out.exists():  # replaceable: checked in __init__
+            # A fresh name of our own: nothing the user made can be in the way and deleted.
+            trash = Path(tempfile.mkdtemp(prefix=self.out.name + ".old-", dir=self.out.parent))
+            os.replace(self.out, trash)  # onto the empty folder mkdtemp made
+            os.replace(self.path, self.out)
+            shutil.rmtree(trash)
+        else:
+            os.replace(self.path, self.out)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+class Progress:
+    """One status line on stderr: label, percent, tokens, MB/s."""
+
+    def __init__(self, label: str, total_tokens: int, itemsize: int, *, quiet: bool) -> None:
+        self.label, self.total, self.itemsize, self.quiet = label, total_tokens, itemsize, quiet
+        self.t0 = self.last = time.perf_counter()
+        self.tokens = 0
+        self.tty = sys.stderr.isatty()
+
+    def update(self, tokens: int) -> None:
+        self.tokens += tokens
+        now = time.perf_counter()
+        if self.quiet or now - self.last < (0.5 if self.tty else 5.0):
+            return
+        self.last = now
+        dt = max(now - self.t0, 1e-9)
+        frac = self.tokens / self.total if self.total else 1.0
+        line = (
+            f"{self.label}  {frac:6.1%}  {self.tokens:,} tokens  "
+            f"{self.tokens * self.itemsize / dt / 1e6:,.0f} MB/s"
+        )
+        print(line.ljust(79), end="\r" if self.tty else "\n", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.tty and not self.quiet:
+            print(" " * 79, end="\r", file=sys.stderr, flush=True)
+
+
+def shard_ends(split: Split, k: int) -> Iterator[np.ndarray]:
+    """Shard k's document end offsets (int64, in the shard), CHUNK_DOCS at a time."""
+    shard = split.shards[k]
+    path = split.root / shard.index
+    with open(path, "rb") as fh:
+        for first in range(0, shard.documents, CHUNK_DOCS):
+            n = min(CHUNK_DOCS, shard.documents - first)
+            yield np.frombuffer(fh.read(8 * n), dtype="<u8").astype(np.int64)
+
+
+def copy_range(src: BinaryIO, dst: BinaryIO, offset: int, nbytes: int) -> None:
+    """Copy ``nbytes`` of ``src`` from ``offset`` to ``dst``'s position, in the kernel if it can.
+
+    os.sendfile moves the bytes without a trip through Python, as shutil.copyfile does; ``dst``
+    must be unbuffered (``open(..., "wb", buffering=0)``) so positions stay in step.
+    """
+    done = 0
+    if hasattr(os, "sendfile"):
+        try:
+            while done < nbytes:
+                sent = os.sendfile(dst.fileno(), src.fileno(), offset + done, nbytes - done)
+                if sent == 0:
+                    break
+                done += sent
+        except OSError:
+            pass  # a file system without sendfile: the plain loop below finishes the job
+    src.seek(offset + done)
+    while done < nbytes:
+        block = src.read(min(8 << 20, nbytes - done))
+        if not block:
+            raise FormatError(f"{src.name}: ended {nbytes - done:,} bytes early while copying.")
+        dst.write(block)
+        done += len(block)
+
+
+def check_ids(chunk: np.ndarray, limit: int, *, where: str, fix: str, base: int = 0) -> None:
+    """Raise FormatError when a token ID in ``chunk`` (token ``base`` on) is < 0 or >= ``limit``."""
+    if not chunk.size:
+        return
+    top = int(chunk.max())
+    low = int(chunk.min()) if chunk.dtype.kind == "i" else 0
+    if top >= limit or low < 0:
+        bad = top if top >= limit else low
+        pos = base + int(np.flatnonzero(chunk == bad)[0])
+        raise FormatError(
+            f"{where}: token ID {bad} at position {pos:,} is outside 0..{limit - 1}. {fix}"
+        )
+
+
+class TokenReader:
+    """Reads ``count`` tokens of ``dtype`` from ``path`` after ``offset`` header bytes, in blocks.
+
+    Every block read is passed to ``check(block, base)`` first (ID range checks), so no ID
+    reaches a store unchecked; memory holds one block (plus one document being cut out).
+    """
+
+    def __init__(self, path: Path, dtype: np.dtype, *, offset: int, count: int, check: Any) -> None:
+        self.path, self.dtype, self.count, self.check = path, np.dtype(dtype), count, check
+        self._fh = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self._fh.seek(offset)
+        self._pos = 0  # tokens handed out or buffered
+        self._buf = np.empty(0, dtype=self.dtype)
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        while self._pos < self.count:
+            n = min(CHUNK_TOKENS, self.count - self._pos)
+            data = self._fh.read(n * self.dtype.itemsize)
+            if len(data) != n * self.dtype.itemsize:
+                raise FormatError(
+                    f"{self.path}: ended early, at token {self._pos:,} of {self.count:,}."
+                )
+            block = np.frombuffer(data, dtype=self.dtype)
+            self.check(block, self._pos)
+            self._pos += n
+            yield block
+
+    def take(self, n: int) -> np.ndarray:
+        """The next ``n`` tokens."""
+        parts = []
+        have = len(self._buf)
+        if have >= n:
+            out, self._buf = self._buf[:n], self._buf[n:]
+            return out
+        parts.append(self._buf)
+        blocks = self.blocks()
+        while have < n:
+            block = next(blocks, None)
+            if block is None:
+                raise FormatError(f"{self.path}: ended early: wanted {n - have:,} more tokens.")
+            parts.append(block)
+            have += len(block)
+        whole = np.concatenate(parts)
+        out, self._buf = whole[:n], whole[n:]
+        return out
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def split_on(blocks: Iterator[np.ndarray], eot_id: int) -> Iterator[np.ndarray]:
+    """Cut a token stream at every ``eot_id`` and yield the non-empty pieces between them.
+
+    [5, 6, E, 7, E, E, 8] -> [5, 6], [7], [8]   (the same for E-after and E-before streams)
+    """
+    carry: list[np.ndarray] = []
+    for block in blocks:
+        cuts = np.flatnonzero(block == eot_id)
+        start = 0
+        for cut in cuts.tolist():
+            piece = block[start:cut]
+            if carry:
+                piece = np.concatenate([*carry, piece])
+                carry = []
+            if len(piece):
+                yield piece
+            start = cut + 1
+        if start < len(block):
+            carry.append(block[start:])
+    if carry:
+        yield np.concatenate(carry)

@@ -1,0 +1,187 @@
+"""``gptdata import``: pre-tokenized data from another system in, a verified token store out.
+
+    >>> import_store("megatron", "data/train_text_document", "store/")
+    TokenStore(...)   # store/manifest.json, store/shards/00000.train.000.bin, ...
+
+* ``megatron``: a ``.bin``/``.idx`` prefix (or a folder of ``*_document`` pairs: ``val``/``valid``
+  in the name -> val split); documents from its document index, a trailing end-of-text dropped.
+* ``nanogpt``: ``train.bin``/``val.bin`` (or one of them), cut at end-of-text.
+* ``llmc``: a folder of shards (or one), headers checked, cut at end-of-text.
+
+Every ID is checked against the tokenizer named by ``tokenizer`` (default GPT-2) as it is read;
+the store is written with prepare's own shard writer and commit (side folder, rename at the end).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._shards import _PartWriter
+from .._sidefolders import check_out, check_overlap, claim_side, discard_side, partial_path
+from ..prepare import DEFAULT_SHARD_TOKENS, _commit
+from ..store import TokenStore, dtype_for
+from ..tokenizers import Tokenizer, get_tokenizer
+from ._common import FormatError, Progress, TokenReader, check_ids
+from .llmc import llmc_documents, llmc_files
+from .megatron import megatron_documents, open_megatron, prefix_of
+from .nanogpt import nanogpt_documents, nanogpt_files
+
+IMPORT_FORMATS = ("megatron", "nanogpt", "llmc")
+Checker = Callable[[Path], Callable[[np.ndarray, int], None]]
+
+
+def _checker(tok: Tokenizer) -> Checker:
+    def for_file(path: Path) -> Callable[[np.ndarray, int], None]:
+        def check(block: np.ndarray, base: int) -> None:
+            check_ids(
+                block,
+                tok.vocab_size,
+                where=str(path),
+                base=base,
+                fix=f"The IDs were not made by tokenizer {tok.name} (vocab_size "
+                f"{tok.vocab_size:,}): pass the one that made them with tokenizer=.",
+            )
+
+        return check
+
+    return for_file
+
+
+def _megatron_prefixes(path: Path) -> dict[str, list[Path]]:
+    if path.is_dir():
+        found = sorted({prefix_of(p) for p in path.glob("*.idx")})
+        if not found:
+            raise FormatError(f"{path}: no Megatron .idx/.bin pairs in this folder.")
+        groups: dict[str, list[Path]] = {}
+        for p in found:
+            val = any(w in p.name.split("_") for w in ("val", "valid", "validation"))
+            groups.setdefault("val" if val else "train", []).append(p)
+        return groups
+    return {"train": [prefix_of(path)]}
+
+
+def _megatron_docs(
+    prefixes: list[Path], tok: Tokenizer, check: Checker, stats: dict[str, int]
+) -> Iterator[np.ndarray]:
+    indexes = [open_megatron(p) for p in prefixes]  # all checked before anything is imported
+    for index in indexes:
+        reader = TokenReader(
+            index.bin,
+            index.dtype,
+            offset=0,
+            count=index.bin.stat().st_size // index.dtype.itemsize,
+            check=check(index.bin),
+        )
+        try:
+            for doc in megatron_documents(index, reader):
+                if len(doc) and doc[-1] == tok.eot_id:  # preprocess_data.py --append-eod
+                    doc = doc[:-1]
+                if not len(doc):
+                    stats["empty"] += 1
+                    continue
+                yield doc
+        finally:
+            reader.close()
+
+
+def _inputs(
+    format: str, path: Path, tok: Tokenizer, stats: dict[str, int]
+) -> tuple[dict[str, Iterator[np.ndarray]], list[Path]]:
+    check = _checker(tok)
+    eot = tok.eot_id
+    if format != "megatron" and eot is None:
+        raise FormatError(
+            f"tokenizer {tok.name} has no end-of-text ID, which {format} files are cut at."
+        )
+    if format == "megatron":
+        groups = _megatron_prefixes(path)
+        files = [
+            f
+            for ps in groups.values()
+            for p in ps
+            for f in (p.with_suffix(".bin"), p.with_suffix(".idx"))
+        ]
+        return {s: _megatron_docs(ps, tok, check, stats) for s, ps in groups.items()}, files
+    if format == "nanogpt":
+        groups = nanogpt_files(path)
+        docs = {
+            s: (d for f in fs for d in nanogpt_documents(f, eot_id=eot, check=check))  # type: ignore[arg-type]
+            for s, fs in groups.items()
+        }
+        return docs, [f for fs in groups.values() for f in fs]
+    groups = llmc_files(path)
+    docs = {s: llmc_documents(fs, eot_id=eot, check=check) for s, fs in groups.items()}  # type: ignore[arg-type]
+    return docs, [f for fs in groups.values() for f in fs]
+
+
+def import_store(
+    format: str,
+    path: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    tokenizer: str | os.PathLike[str] | Tokenizer = "gpt2",
+    shard_tokens: int = DEFAULT_SHARD_TOKENS,
+    force: bool = False,
+    quiet: bool = False,
+) -> TokenStore:
+    """Read ``path`` in ``format`` into a new token store at ``out``; every ID is checked.
+
+    "nanogpt", "data/shakespeare/" (train.bin + val.bin) -> store with train and val splits
+    """
+    if format not in IMPORT_FORMATS:
+        raise ValueError(f"unknown format {format!r}: choose one of {', '.join(IMPORT_FORMATS)}.")
+    if shard_tokens < 1:
+        raise ValueError(f"shard_tokens={shard_tokens} must be >= 1.")
+    tok = get_tokenizer(tokenizer)
+    src, out = Path(path), Path(out)
+    stats = {"empty": 0, "invalid_utf8": 0, "binary": 0}
+    docs, files = _inputs(format, src, tok, stats)
+    # The same rules as prepare: never replace what is not a store, one run per output.
+    check_overlap(out, [str(f) for f in files], [])  # only the named files are read
+    check_out(out, force=force)
+    plan_id = f"import:{format}:{os.urandom(8).hex()}"  # an import never resumes
+    lock = claim_side(partial_path(out), plan_id)
+    side = lock.side
+    dtype = dtype_for(tok.vocab_size)
+    parts: dict[str, list[dict[str, Any]]] = {"train": [], "val": []}
+    total = sum(f.stat().st_size for f in files)
+    progress = Progress(f"import {format}", total // 2, 2, quiet=quiet)
+    try:
+        for name, stream in docs.items():
+            writer = _PartWriter(side / "shards", f"00000.{name}", dtype, tok.eot_id, shard_tokens)
+            for doc in stream:
+                writer.add(doc.astype(dtype, copy=False))
+                progress.update(len(doc) + 1)
+            parts[name] = writer.finish()
+        options = {
+            "tokenizer": tok.name,
+            "val_fraction": 0.0,  # splits come from the source files, not from the hash
+            "split_by": "source",
+            "seed": 0,
+            "shard_tokens": shard_tokens,
+            "imported_from": format,
+        }
+        inputs_meta = [{"path": str(f), "bytes": f.stat().st_size} for f in files]
+        # Each source document is one store document (none is cut between splits).
+        stats["documents"] = sum(p["documents"] for ps in parts.values() for p in ps)
+        result = {"index": 0, "tokens": 0, "stats": stats, "parts": parts}
+        store = _commit(
+            out, side, tok, options, inputs_meta, [result], force=force, plan_id=plan_id
+        )
+    except BaseException:
+        discard_side(lock)  # an import never resumes: nothing half-written stays behind
+        raise
+    finally:
+        progress.close()
+        lock.release()
+    if not quiet:
+        n = {s: store.split(s) for s in store.splits}
+        summary = ", ".join(f"{s}: {v.n_documents:,} documents" for s, v in n.items())
+        print(f"imported {src} ({format}) into {out}: {summary}", file=sys.stderr)
+    return store
