@@ -292,3 +292,13 @@ def test_training_mode_is_restored_and_dropout_is_off() -> None:
     a = gptdata.evaluate(m, "Same text twice.", max_length=3)
     b = gptdata.evaluate(m, "Same text twice.", max_length=3)
     assert m.training and a.nll == b.nll
+
+
+def test_a_folder_of_text_files_is_one_document_per_file(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("First file.", encoding="utf-8")
+    (tmp_path / "docs" / "b.txt").write_text("Second file, longer.", encoding="utf-8")
+    data = load_eval_data(tmp_path / "docs")
+    assert data.documents == 2 and data.bytes.tolist() == [11, 20]
+    with pytest.raises(FileNotFoundError, match=r"nope does not exist"):
+        load_eval_data(tmp_path / "nope")

@@ -304,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
     ev = _add(sub, "eval", "loss, perplexity and bits per byte of models on a source", common)
-    ev.add_argument("source", help="a token store, or a text/JSONL file")
+    ev.add_argument("source", help="a token store, or a text/JSONL/Parquet file")
     ev.add_argument(
         "--model",
         action="append",
@@ -320,15 +320,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="window length (default: the models' context)",
     )
     ev.add_argument("--stride", type=whole(1), default=None, help="tokens scored per later window")
-    ev.add_argument("--batch-size", type=whole(1), default=8)
-    ev.add_argument("--by", choices=["document", "stream"], default=None)
+    ev.add_argument("--batch-size", type=whole(1), default=8, help="windows per forward pass")
+    ev.add_argument(
+        "--by",
+        choices=["document", "stream"],
+        default=None,
+        help="document: each on its own (default); stream: the split as stored, one sequence",
+    )
     ev.add_argument("--split", default=None, help="store split (default: val)")
     ev.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cpu)")
     ev.add_argument("--json", action="store_true", help="machine-readable results on stdout")
     ev.add_argument("--per-document", default=None, metavar="FILE", help=".csv or .jsonl")
     ev.add_argument("--bootstrap", type=whole(1), default=1000, help="bootstrap samples")
     ev.add_argument("--seed", type=whole(0), default=0, help="seed of the bootstrap")
-    ev.add_argument("--plot", default=None, metavar="FILE.png")
+    ev.add_argument(
+        "--plot", default=None, metavar="FILE.png", help="loss by position, bpb per document"
+    )
     ev.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
     d = _add(sub, "demo", "every stage from text to input embeddings", common)

@@ -155,8 +155,8 @@ def load_eval_data(
     split: str | None = None,
     text_field: str = "text",
 ) -> EvalData:
-    """A store split, a store (its ``split``, default 'val'), a Path to a text/JSONL/Parquet file
-    or store folder, a ``str`` of text, or token IDs (one stream; documents end at end-of-text).
+    """A store split, a store (its ``split``, default 'val'), a Path to a store folder or to a
+    text/JSONL/Parquet file or a folder of them (one document per text file or record), a ``str`` of text, or token IDs (one stream; documents end at end-of-text).
     """
     if isinstance(source, Split):
         return _from_split(source, tokenizer)
@@ -174,11 +174,6 @@ def load_eval_data(
             return load_eval_data(TokenStore.open(path), tokenizer=tokenizer, split=split)
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist. Pass a text or JSONL file or a store.")
-        if path.is_dir():
-            raise ValueError(
-                f"{path} is a folder without {MANIFEST}: not a token store. Run "
-                f"gptdata prepare {path} -o STORE first, or pass a file."
-            )
         texts: list[str] = []
         for unit in plan_units(resolve_inputs([path])):
             texts.extend(read_documents(unit, text_field=text_field))
