@@ -302,3 +302,5 @@ def test_a_folder_of_text_files_is_one_document_per_file(tmp_path: Path) -> None
     assert data.documents == 2 and data.bytes.tolist() == [11, 20]
     with pytest.raises(FileNotFoundError, match=r"nope does not exist"):
         load_eval_data(tmp_path / "nope")
+    with pytest.raises(ValueError, match=r"is a str that names an existing file.*Pass Path\("):
+        load_eval_data(str(tmp_path / "docs" / "a.txt"))

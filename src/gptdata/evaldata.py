@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .corpus import _names_existing_path
 from .sources import plan_units, read_documents, resolve_inputs
 from .store import MANIFEST, Split, TokenStore
 from .tokenizers import Tokenizer, get_tokenizer
@@ -181,6 +182,11 @@ def load_eval_data(
     if isinstance(source, str):
         if not source:
             raise ValueError("source is an empty string: nothing to evaluate.")
+        if _names_existing_path(source):  # the same rule as load_tokens: a str is text
+            raise ValueError(
+                f"source {source!r} is a str that names an existing file or folder; a str is read "
+                f"as raw text. Pass Path({source!r}) to evaluate the file."
+            )
         return _from_texts([source], get_tokenizer(tokenizer or "gpt2"), "text")
     tok = get_tokenizer(tokenizer or "gpt2")
     ids = np.asarray(source.tolist() if hasattr(source, "tolist") else list(source), np.int64)
