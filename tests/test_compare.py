@@ -150,10 +150,12 @@ def test_cli_eval_compares_two_checkpoints(
 def test_cli_eval_errors(models: Path, capsys: pytest.CaptureFixture[str]) -> None:
     base = f"hf:{models / 'base'}"
     assert main(["eval", str(models / "store"), "--model", base, "--max-length", "128"]) == 1
-    assert "has 64 positions, but max_length=128" in capsys.readouterr().err
+    assert "has 64 positions, but --max-length 128. Pass --max-length 64 or less." in (
+        capsys.readouterr().err
+    )
     argv = ["eval", str(models / "store"), "--model", base, "--stride", "32", "--max-length", "16"]
     assert main(argv) == 1
-    assert "stride=32 must be between 1 and max_length=16" in capsys.readouterr().err
+    assert "--stride 32 must be between 1 and --max-length 16" in capsys.readouterr().err
 
 
 def test_cli_inspect_with_a_model(models: Path, capsys: pytest.CaptureFixture[str]) -> None:

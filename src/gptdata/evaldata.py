@@ -122,7 +122,7 @@ def _store_tokenizer(store: TokenStore, tokenizer: Tokenizer | str | None) -> To
         if store.tokenizer_name != "gpt2":
             raise ValueError(
                 f"{store.root} was made with tokenizer {store.tokenizer_name}; pass the same one "
-                "with tokenizer=... (--tokenizer)."
+                "(tokenizer=...)."
             )
         tok = get_tokenizer("gpt2")
     return tok
@@ -134,8 +134,8 @@ def _from_split(split: Split, tokenizer: Tokenizer | str | None) -> EvalData:
     where = f"{split.root} split {split.name!r}"
     if split.n_tokens == 0:
         raise ValueError(
-            f"{where} is empty (0 tokens). Evaluate another split (--split train) or "
-            "prepare the store with a validation split (--val-fraction)."
+            f"{where} is empty (0 tokens). Evaluate another split (split='train') or "
+            "prepare the store with a validation split (gptdata prepare --val-fraction)."
         )
     prefix = _prefix_of(tok)
     if split.eot_id != prefix:
@@ -166,7 +166,7 @@ def load_eval_data(
         if name not in source.splits:
             raise ValueError(
                 f"{source.root} has no split {name!r} (it has {source.splits}); pass "
-                "split=... (--split), e.g. split='train'."
+                "another split, e.g. split='train'."
             )
         return _from_split(source.split(name), tokenizer)
     if isinstance(source, os.PathLike):

@@ -238,7 +238,7 @@ def evaluate(
     if not 1 <= stride <= max_length:
         raise ValueError(
             f"stride={stride} must be between 1 and max_length={max_length}: every token is "
-            "scored once, so windows may overlap but never skip tokens. Lower stride (--stride)."
+            "scored once, so windows may overlap but never skip tokens. Lower the stride."
         )
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")

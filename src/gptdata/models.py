@@ -79,14 +79,14 @@ class Scorer:
         if self.max_positions is not None and max_length > self.max_positions:
             raise ValueError(
                 f"model {self.name} has {self.max_positions:,} positions, but max_length="
-                f"{max_length:,}. Pass max_length <= {self.max_positions:,} (--max-length)."
+                f"{max_length}. Pass max_length={self.max_positions} or less."
             )
         self.need_vocab, self.logits_checked = tokenizer.vocab_size, False
         if self.vocab_size is not None and self.vocab_size < tokenizer.vocab_size:
             raise ValueError(
                 f"model {self.name} has a vocabulary of {self.vocab_size:,}, smaller than the "
                 f"{tokenizer.vocab_size:,} of tokenizer {tokenizer.name} that made the source. "
-                "Evaluate with the model's own tokenizer (tokenizer=..., --tokenizer)."
+                "Evaluate with the model's own tokenizer (tokenizer=...)."
             )
 
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -113,7 +113,7 @@ class Scorer:
                 raise ValueError(
                     f"model {self.name} returned {logits.shape[-1]:,} logits per position, fewer "
                     f"than the source tokenizer's vocabulary of {self.need_vocab:,}. Evaluate "
-                    "with the model's own tokenizer (tokenizer=..., --tokenizer)."
+                    "with the model's own tokenizer (tokenizer=...)."
                 )
             self.logits_checked = True
         if mask is None:
