@@ -146,7 +146,7 @@ def test_unknown_format(store, tmp_path):
 def test_refuses_to_overwrite(store, tmp_path):
     out = tmp_path / "o"
     export_store(store, out, format="nanogpt", quiet=True)
-    with pytest.raises(FileExistsError, match=r"already exists. Pass force=True \(--force\)"):
+    with pytest.raises(FileExistsError, match=r"already exists. Pass force=True to replace"):
         export_store(store, out, format="nanogpt", quiet=True)
     export_store(store, out, format="megatron", force=True, quiet=True)  # our own: replaced
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o", "store"]  # no trash left behind

@@ -274,8 +274,11 @@ def test_python_names_arguments_cli_names_flags(tmp_path, capsys) -> None:
     assert "pass --errors replace (U+FFFD) or --errors skip" in err and "errors=" not in err
     with pytest.raises(ValueError, match=r"val_fraction=1\.5 must be"):
         prepare([tmp_path / "bad.txt"], tmp_path / "s", val_fraction=1.5)
-    assert main(["prepare", str(tmp_path / "bad.txt"), "-o", "x", "--val-fraction", "1.5"]) == 1
-    assert "error: --val-fraction 1.5 must be in [0, 1)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # the CLI checks it while parsing
+        main(["prepare", str(tmp_path / "bad.txt"), "-o", "x", "--val-fraction", "1.5"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: argument --val-fraction: must be in [0, 1)" in err and "val_fraction" not in err
 
 
 def test_shards_hold_no_stray_separator(tmp_path) -> None:

@@ -25,11 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from ._layout import MANIFEST as MANIFEST  # re-exported
+
 # The element types gptdata writes, by the rule of store.dtype_for: uint16 up to 65,536 IDs.
 DTYPES = ("uint16", "uint32")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _STORE_ID = re.compile(r"[0-9a-f]{32}")  # store.store_id_for: sha256 of the rest, shortened
-MANIFEST = "manifest.json"
 SHARD_FIELDS = ("file", "index", "tokens", "documents", "sha256", "index_sha256")
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 from . import hf_input
+from ._layout import is_gptdata_folder
 
 Kind = Literal["txt", "jsonl", "jsonl.gz", "parquet", "arrow"]
 Errors = Literal["strict", "replace", "skip"]
@@ -78,8 +79,6 @@ def kind_of(path: str) -> Kind:
 
 def _ours(folder: str, cache: dict[str, bool]) -> bool:
     """Whether ``folder`` is a gptdata store or side folder, or lies inside one (shards/)."""
-    from ._sidefolders import is_gptdata_folder
-
     for d in (folder, os.path.dirname(folder)):
         if d not in cache:
             cache[d] = is_gptdata_folder(d or ".")

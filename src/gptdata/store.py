@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ._layout import FORMAT as FORMAT  # re-exported: the format name in every manifest
 from ._manifest import (
     MANIFEST,
     SHARD_FIELDS,
@@ -43,7 +44,6 @@ from ._manifest import (
 )
 from ._manifest import store_id_for as store_id_for  # re-exported: prepare writes it
 
-FORMAT = "gptdata-token-store"
 VERSION = 1
 
 
