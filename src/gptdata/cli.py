@@ -473,10 +473,9 @@ def _cmd_plan(a: argparse.Namespace) -> int:
 
 
 def _cmd_eval(a: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
-    from .compare import Comparison, changed_most, plot, table, write_per_document
+    from .compare import plot, report, write_per_document
     from .evaldata import load_eval_data
     from .evaluation import evaluate
     from .models import load_model
@@ -504,27 +503,7 @@ def _cmd_eval(a: argparse.Namespace) -> int:
                 progress=not a.quiet,
             )
         )
-    pairs = [
-        (results[i], results[j]) for i in range(len(results)) for j in range(i + 1, len(results))
-    ]
-    comparisons = [Comparison.of(x, y, samples=a.bootstrap, seed=a.seed) for x, y in pairs]
-    if a.json:
-        doc = {
-            "models": [r.to_dict() for r in results],
-            "comparisons": [c.to_dict() for c in comparisons],
-        }
-        print(json.dumps(doc, indent=2))
-    else:
-        r0 = results[0]
-        print(
-            f"{data.name}: {len(r0.documents):,} documents, by {r0.by}, max_length "
-            f"{r0.max_length:,}, stride {r0.stride:,}; bytes and words from {data.counted_on}"
-        )
-        print(table(results))
-        for c, (x, y) in zip(comparisons, pairs, strict=True):
-            print(f"\n{c.a} vs {c.b}: {c.verdict()}")
-            print(f"documents that changed most ({c.a} -> {c.b}):")
-            print("\n".join(changed_most(x, y)))
+    print(report(results, samples=a.bootstrap, seed=a.seed, as_json=a.json))
     if a.per_document:
         write_per_document(results, a.per_document)
         print(f"wrote {a.per_document}", file=sys.stderr)

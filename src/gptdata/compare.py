@@ -121,6 +121,32 @@ def table(results: list[EvalResult]) -> str:
     return "\n".join(lines)
 
 
+def report(
+    results: list[EvalResult], *, samples: int = 1000, seed: int = 0, as_json: bool = False
+) -> str:
+    """What ``gptdata eval`` prints: the table, then per pair the verdict and the documents that
+    changed most; or, ``as_json``, each model's ``to_dict()`` and each comparison's."""
+    pairs = [(x, y) for i, x in enumerate(results) for y in results[i + 1 :]]
+    comparisons = [Comparison.of(x, y, samples=samples, seed=seed) for x, y in pairs]
+    if as_json:
+        doc = {
+            "models": [r.to_dict() for r in results],
+            "comparisons": [c.to_dict() for c in comparisons],
+        }
+        return json.dumps(doc, indent=2)
+    r0 = results[0]
+    lines = [
+        f"{r0.source}: {len(r0.documents):,} documents, by {r0.by}, max_length "
+        f"{r0.max_length:,}, stride {r0.stride:,}; bytes and words from {r0.counted_on}",
+        table(results),
+    ]
+    for c, (x, y) in zip(comparisons, pairs, strict=True):
+        lines.append(f"\n{c.a} vs {c.b}: {c.verdict()}")
+        lines.append(f"documents that changed most ({c.a} -> {c.b}):")
+        lines.extend(changed_most(x, y))
+    return "\n".join(lines)
+
+
 def write_per_document(results: list[EvalResult], path: str | os.PathLike[str]) -> None:
     """Per document: index, tokens, bytes, then nll and bits per byte for every model.
 
