@@ -10,6 +10,8 @@ Folders are searched recursively for those suffixes; globs are expanded; the fin
 so the plan of work units depends on the inputs alone. A ``.jsonl`` file is cut at line starts
 into byte ranges of about ``unit_bytes``; a ``.parquet`` file into row groups; small files are
 grouped. Deliberately left out: cutting one huge ``.txt`` document (BPE would see other pieces).
+How each kind is decoded (invalid UTF-8, binary files, a BOM) is ``_readers``; this module
+resolves the inputs, plans the units and yields their documents (``read_documents``).
 
     >>> plan_units([InputFile("a.txt", "txt", 10), InputFile("b.txt", "txt", 10)], unit_bytes=64)
     [WorkUnit(index=0, pieces=(Piece('a.txt', 'txt', 0, 10), Piece('b.txt', 'txt', 0, 10)))]
@@ -18,25 +20,22 @@ grouped. Deliberately left out: cutting one huge ``.txt`` document (BPE would se
 from __future__ import annotations
 
 import glob
-import gzip
-import json
 import os
 import stat
-import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import NamedTuple
 
 from . import hf_input
 from ._layout import is_gptdata_folder
+from ._readers import Errors as Errors  # re-exported: the reading side lives in _readers
+from ._readers import InputError as InputError
+from ._readers import Kind as Kind
+from ._readers import Piece as Piece
+from ._readers import ReadStats as ReadStats
+from ._readers import parquet_file, read_arrow, read_jsonl, read_parquet, read_txt
 
-Kind = Literal["txt", "jsonl", "jsonl.gz", "parquet", "arrow"]
-Errors = Literal["strict", "replace", "skip"]
 FOLDER_SUFFIXES = (".txt", ".md", ".jsonl", ".jsonl.gz", ".parquet")
-
-
-class InputError(ValueError):
-    """Bad corpus input: names the file (and line or byte offset) and the fix."""
 
 
 class InputFile(NamedTuple):
@@ -44,15 +43,6 @@ class InputFile(NamedTuple):
     kind: Kind
     size: int
     mtime_ns: int = 0  # only to notice a changed input when resuming
-
-
-class Piece(NamedTuple):
-    """Part of one file: a byte range of a .jsonl, row groups of a .parquet, or a whole file."""
-
-    path: str
-    kind: Kind
-    start: int
-    end: int
 
 
 @dataclass(frozen=True)
@@ -197,19 +187,8 @@ def _jsonl_cuts(path: str, size: int, unit_bytes: int) -> list[int]:
     return cuts
 
 
-def _parquet_file(path: str) -> Any:
-    pq = _import_pyarrow_parquet()
-    try:
-        return pq.ParquetFile(path)
-    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
-        raise InputError(
-            f"{path}: not a readable Parquet file ({str(exc).splitlines()[0]}). "
-            "Check that it was fully written, or remove it from the inputs."
-        ) from None
-
-
 def _parquet_groups(path: str) -> list[int]:
-    meta = _parquet_file(path).metadata
+    meta = parquet_file(path).metadata
     return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
 
 
@@ -250,197 +229,6 @@ def plan_units(files: Sequence[InputFile], *, unit_bytes: int = 16 << 20) -> lis
     return units
 
 
-@dataclass
-class ReadStats:
-    """What reading skipped, per unit; summed by the driver."""
-
-    empty: int = 0
-    invalid_utf8: int = 0
-    binary: int = 0
-    special_text: int = 0  # documents with a literal <|endoftext|> (see prepare's special_text)
-    bytes: int = 0
-
-
-def _line_number(path: str, offset: int) -> int:
-    """1-based line number of byte ``offset`` (only computed on the error path)."""
-    with open(path, "rb") as fh:
-        return fh.read(offset).count(b"\n") + 1
-
-
-def _decode(
-    data: bytes, path: str, where: Callable[[], str], base: int, errors: Errors, unit: str
-) -> str | None:
-    """UTF-8 text, None when ``errors='skip'`` drops it, or an InputError naming the byte offset."""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if errors == "replace":
-            return data.decode("utf-8", errors="replace")
-        if errors == "skip":
-            return None
-        raise InputError(
-            f"{path}{where()}: invalid UTF-8 at byte offset {base + exc.start:,}. Fix the file, "
-            f"or pass errors='replace' (U+FFFD) or errors='skip' (drop the {unit})."
-        ) from None
-
-
-def _read_txt(piece: Piece, stats: ReadStats, errors: Errors) -> Iterator[str]:
-    with open(piece.path, "rb") as fh:
-        data = fh.read()
-    stats.bytes += len(data)
-    if b"\x00" in data[:8192]:
-        if errors == "skip":
-            stats.binary += 1
-            return
-        raise InputError(
-            f"{piece.path}: looks like a binary file (NUL byte in the first 8 KiB), not text. "
-            "Remove it from the inputs, or pass errors='skip'."
-        )
-    text = _decode(data, piece.path, str, 0, errors, "document")
-    if text is None:
-        stats.invalid_utf8 += 1
-        return
-    yield text[1:] if text.startswith("\ufeff") else text  # a BOM is no part of the text
-
-
-def _jsonl_text(
-    line: bytes,
-    piece: Piece,
-    offset: int,
-    where: Callable[[], str],
-    text_field: str,
-    errors: Errors,
-    stats: ReadStats,
-) -> str | None:
-    try:
-        # json.loads takes the bytes as they are: one pass instead of decode-then-parse.
-        record = json.loads(line)
-    except UnicodeDecodeError as exc:
-        if errors == "strict":
-            raise InputError(
-                f"{piece.path}{where()}: invalid UTF-8 at byte offset {offset + exc.start:,}. "
-                "Fix the file, or pass errors='replace' (U+FFFD) or errors='skip' (drop the line)."
-            ) from None
-        if errors == "skip":
-            stats.invalid_utf8 += 1
-            return None
-        return _jsonl_text(
-            line.decode("utf-8", "replace").encode(),
-            piece,
-            offset,
-            where,
-            text_field,
-            errors,
-            stats,
-        )
-    except json.JSONDecodeError as exc:
-        raise InputError(
-            f"{piece.path}{where()}: malformed JSON ({exc.msg}, column {exc.colno}). "
-            "Each line must be one JSON object."
-        ) from None
-    except RecursionError:
-        raise InputError(
-            f"{piece.path}{where()}: JSON nested too deeply to parse. "
-            "Flatten the record, or remove the line."
-        ) from None
-    if not isinstance(record, dict) or text_field not in record:
-        raise InputError(
-            f"{piece.path}{where()}: no field '{text_field}' in this record. "
-            "Name the text field with text_field=."
-        )
-    value = record[text_field]
-    if not isinstance(value, str):
-        raise InputError(
-            f"{piece.path}{where()}: field '{text_field}' is {type(value).__name__}, not a string."
-        )
-    return value
-
-
-def _jsonl_lines(piece: Piece) -> Iterator[tuple[int, bytes]]:
-    """(byte offset in the decompressed stream, line without its newline) for each line."""
-    if piece.kind == "jsonl.gz":
-        offset = 0
-        try:
-            with gzip.open(piece.path, "rb") as gz:
-                for line in gz:
-                    yield offset, line.rstrip(b"\n")
-                    offset += len(line)
-        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-            raise InputError(
-                f"{piece.path}: truncated or not gzip after {offset:,} decompressed bytes "
-                f"({exc}). Check it with 'gzip -t', then re-download or re-compress it."
-            ) from None
-        return
-    with open(piece.path, "rb") as fh:
-        fh.seek(piece.start)
-        data = fh.read(piece.end - piece.start)  # one read per piece: 2x faster than readline
-    offset = piece.start
-    for line in data.split(b"\n"):
-        yield offset, line
-        offset += len(line) + 1
-
-
-def _read_jsonl(piece: Piece, stats: ReadStats, errors: Errors, text_field: str) -> Iterator[str]:
-    first_line: list[int] = []  # line number of the piece's start, computed on the error path
-
-    for index, (offset, line) in enumerate(_jsonl_lines(piece)):
-
-        def where(index: int = index) -> str:
-            if not first_line:
-                first_line.append(
-                    1 if piece.kind == "jsonl.gz" else _line_number(piece.path, piece.start)
-                )
-            return f":{first_line[0] + index}"
-
-        stats.bytes += len(line) + 1
-        if b"\x00" in line:
-            raise InputError(
-                f"{piece.path}{where()}: NUL byte; this looks like a binary file, not JSON lines. "
-                "Remove it from the inputs."
-            )
-        if line.strip():
-            text = _jsonl_text(line, piece, offset, where, text_field, errors, stats)
-            if text is not None:
-                yield text
-
-
-def _import_pyarrow_parquet():  # type: ignore[no-untyped-def]
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise InputError(
-            "reading .parquet needs pyarrow. Fix: pip install 'gptdata[parquet]'"
-        ) from None
-    return pq
-
-
-def _read_parquet(piece: Piece, stats: ReadStats, text_field: str) -> Iterator[str]:
-    pf = _parquet_file(piece.path)
-    if text_field not in pf.schema_arrow.names:
-        raise InputError(
-            f"{piece.path}: no column '{text_field}' (columns: {', '.join(pf.schema_arrow.names)}). "
-            "Name the text column with text_field=."
-        )
-    for group in range(piece.start, piece.end):
-        column = pf.read_row_group(group, columns=[text_field]).column(0)
-        for row, value in enumerate(column.to_pylist()):
-            if value is not None and not isinstance(value, str):
-                raise InputError(
-                    f"{piece.path}: row group {group}, row {row}: '{text_field}' is "
-                    f"{type(value).__name__}, not a string."
-                )
-            text = value or ""
-            stats.bytes += len(text)
-            yield text
-
-
-def _read_arrow(piece: Piece, stats: ReadStats, text_field: str) -> Iterator[str]:
-    for value in hf_input.read_arrow(piece.path, piece.start, piece.end, text_field):
-        text = value or ""
-        stats.bytes += len(text)
-        yield text
-
-
 def read_documents(
     unit: WorkUnit,
     *,
@@ -456,13 +244,13 @@ def read_documents(
         streams = []
         for piece in unit.pieces:
             if piece.kind == "txt":
-                streams.append(_read_txt(piece, stats, errors))
+                streams.append(read_txt(piece, stats, errors))
             elif piece.kind == "parquet":
-                streams.append(_read_parquet(piece, stats, text_field))
+                streams.append(read_parquet(piece, stats, text_field))
             elif piece.kind == "arrow":
-                streams.append(_read_arrow(piece, stats, text_field))
+                streams.append(read_arrow(piece, stats, text_field))
             else:
-                streams.append(_read_jsonl(piece, stats, errors, text_field))
+                streams.append(read_jsonl(piece, stats, errors, text_field))
     for stream in streams:
         for text in stream:
             if text:

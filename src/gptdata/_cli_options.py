@@ -1,0 +1,135 @@
+"""The parser parts every ``gptdata`` verb shares: one-line usage errors, option types, epilogs.
+
+``whole(1)`` and ``fraction`` are argparse ``type=`` checks, so a wrong option (``--batch-size 0``)
+is refused before any work, in one line, with exit status 2:
+
+    >>> whole(1)("0")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: must be >= 1, got 0
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+EPILOGS = {
+    "tokenize": """examples:
+  gptdata tokenize "Hello, world"
+  echo "Hello<|endoftext|>world" | gptdata tokenize -
+  gptdata tokenize --tokenizer vocab.json "Hello, world"
+""",
+    "prepare": """examples:
+  gptdata prepare the-verdict.txt -o verdict-store
+  gptdata prepare corpus/ --workers 8 --val-fraction 0.05 -o store
+  gptdata prepare 'data/*.jsonl.gz' --text-field content --errors replace -o store
+""",
+    "info": "examples:\n  gptdata info store\n",
+    "verify": "examples:\n  gptdata verify store\n",
+    "inspect": """examples:
+  gptdata inspect the-verdict.txt --start 50
+  gptdata inspect store --max-length 8 --windows --stride 4 -n 3
+  gptdata inspect docs.jsonl --text-field content --max-length 8
+  gptdata inspect store --max-length 8 --windows --documents mask
+""",
+    "plan": """examples:
+  gptdata plan store --max-length 256 --stride 128 --batch-size 8
+  gptdata plan store --max-length 1024 --stride 1024 --batch-size 32 --world-size 8 --emb-dim 768 12288
+  gptdata plan the-verdict.txt --max-length 256 --stride 128 --batch-size 2 --plot plan.png
+  gptdata plan 'data/*.jsonl.gz' --text-field content --max-length 1024 --stride 1024 --batch-size 8
+  gptdata plan store --max-length 1024 --stride 1024 --batch-size 32 --documents mask
+""",
+    "demo": "examples:\n  gptdata demo\n  gptdata demo my-text.txt\n",
+    "export": """examples:
+  gptdata export store --format megatron -o megatron-data
+  gptdata export store --format nanogpt --split all -o nanogpt-data
+  gptdata export store --format llmc --shard-tokens 100000000 -o llmc-data
+""",
+    "import": """examples:
+  gptdata import megatron data/train_text_document -o store
+  gptdata import nanogpt nanoGPT/data/openwebtext/ -o store
+  gptdata import llmc dev/data/fineweb10B/ --tokenizer gpt2 -o store
+""",
+    "eval": """examples:
+  gptdata eval store --model hf:checkpoints/base --max-length 1024
+  gptdata eval store --model bigram:store --model hf:base --model hf:tuned --plot eval.png
+  gptdata eval notes.jsonl --model hf:base --stride 512 --per-document docs.csv --json
+""",
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with usage mistakes reported in one line (the usage is one --help away)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {message.rstrip('.')}. See {self.prog} --help.\n")
+
+
+def whole(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type=``: an integer >= ``minimum``; '0' for minimum 1 -> one-line error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a whole number >= {minimum:,}, got {text!r}"
+            ) from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum:,}, got {value:,}")
+        return value
+
+    parse.__name__ = f"whole number >= {minimum}"  # argparse names the type in some messages
+    return parse
+
+
+def fraction(text: str) -> float:
+    """An argparse ``type=``: a float in [0, 1), e.g. 0.1 for 10 %."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), e.g. 0.1 for 10 %, got {value}")
+    return value
+
+
+TOKENIZER_HELP = "gpt2 (default), a tokenizer.json or a SimpleTokenizer vocab.json"
+SOURCE_HELP = (
+    "what prepare reads (a text, JSONL(.gz) or Parquet file, a folder or glob), or a store"
+)
+
+
+def add_verb(
+    sub: argparse._SubParsersAction, name: str, help: str, common: argparse.ArgumentParser
+) -> argparse.ArgumentParser:
+    return sub.add_parser(
+        name,
+        help=help,
+        description=help,
+        epilog=EPILOGS[name],
+        parents=[common],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def add_backend(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend",
+        choices=["auto", "tiktoken", "fastokens"],
+        default="auto",
+        help="GPT-2 encoder: auto = fastokens when installed and gate-checked",
+    )
+
+
+def add_reading(parser: argparse.ArgumentParser) -> None:
+    """The options that say how input files are read: the same words and defaults as prepare."""
+    parser.add_argument(
+        "--text-field", default="text", help="JSONL/Parquet field with the text (default text)"
+    )
+    parser.add_argument(
+        "--errors",
+        choices=["strict", "replace", "skip"],
+        default="strict",
+        help="invalid UTF-8: stop (strict), use U+FFFD (replace), drop the document",
+    )
