@@ -8,19 +8,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .booktokenizers import SimpleTokenizerV1, SimpleTokenizerV2, build_vocab, split_words
-from .corpus import Corpus, load_tokens
-from .formats import FormatError, export_store, import_store
-from .prepare import prepare
-from .sources import InputError
-from .store import Split, StoreError, TokenStore
-from .tokenizers import (
-    GPT2Tokenizer,
-    HFTokenizer,
-    SimpleTokenizer,
-    Tokenizer,
-    get_tokenizer,
-)
+from ._startup import quiet_interrupt
+
+with quiet_interrupt():  # Ctrl-C while the gptdata command starts: one line, no traceback
+    from .booktokenizers import SimpleTokenizerV1, SimpleTokenizerV2, build_vocab, split_words
+    from .corpus import Corpus, load_tokens
+    from .formats import FormatError, export_store, import_store
+    from .prepare import prepare
+    from .sources import InputError
+    from .store import Split, StoreError, TokenStore
+    from .tokenizers import (
+        GPT2Tokenizer,
+        HFTokenizer,
+        SimpleTokenizer,
+        Tokenizer,
+        get_tokenizer,
+    )
 
 __version__ = "0.1.0"
 

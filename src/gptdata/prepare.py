@@ -185,8 +185,10 @@ def prepare(
     warm: threading.Thread | None = None
     if engine == "local" and executor is None and hasattr(tok, "prewarm"):
         # Build the encoder (0.25 s, GIL released) while the inputs are listed and planned;
-        # forked workers then inherit it.
-        warm = threading.Thread(target=tok.prewarm, daemon=True)
+        # forked workers then inherit it. Not a daemon: a Ctrl-C while it builds must let it
+        # finish before the interpreter exits, or its native code aborts the process
+        # ("FATAL: exception not rethrown", seen in CI).
+        warm = threading.Thread(target=tok.prewarm, daemon=False)
         warm.start()
     options = {
         "tokenizer": tok.name,
