@@ -102,3 +102,18 @@ def test_readme_names_only_test_files_that_exist() -> None:
     assert named, "README names no test file"
     missing = sorted(p for p in named if not (ROOT / p).is_file())
     assert not missing, missing
+
+
+def test_inspect_mask_target_text_hides_masked_targets() -> None:
+    # Issue 13 / README: `inspect --windows --documents mask` shows targets masked (-100). The ID
+    # line does, but the text line under it still prints the masked token ("second"), so the
+    # window reads as if the model learns to guess the next document's first word.
+    from gptdata.inspect import window_rows
+
+    tok = gptdata.get_tokenizer("gpt2")
+    ids = tok.encode("hello world<|endoftext|>second doc here")  # E at input position 2
+    lines = window_rows(ids, tok, max_length=3, stride=3, documents="mask")
+    ids_line = next(line for line in lines if line.startswith("  target ["))
+    text_line = [line for line in lines if line.startswith("  target ")][1]
+    assert ids_line.endswith("-100]")
+    assert "second" not in text_line, text_line
