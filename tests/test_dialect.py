@@ -113,3 +113,31 @@ def test_v1_v2_errors_and_interface() -> None:
         v1.encode("the dog")
     with pytest.raises(KeyError):
         v1.encode(f"the {EOT}", disallowed_special=())
+
+
+def test_every_tokenizer_takes_tiktokens_batch_and_decode_keywords(byte_encoding) -> None:
+    # tiktoken's encode_batch(texts, num_threads=, allowed_special=, disallowed_special=) and
+    # decode(ids, errors=) paste in on every tokenizer, with tiktoken's results.
+    texts = [f"a {EOT} b", "c"]
+    toks = [
+        get_tokenizer("gpt2"),
+        get_tokenizer(byte_encoding),
+        SimpleTokenizer.from_text("a b c"),
+        SimpleTokenizerV2(build_vocab("a b c")),
+    ]
+    for tok in toks:
+        assert tok.encode_batch(texts, num_threads=2, allowed_special="all") == [
+            tok.encode(t, allowed_special="all") for t in texts
+        ]
+        assert tok.encode_ordinary_batch(texts, num_threads=2) == [
+            tok.encode_ordinary(t) for t in texts
+        ]
+        with pytest.raises(ValueError, match="special token '<\\|endoftext\\|>'"):
+            tok.encode_batch(texts, disallowed_special="all")
+        ids = tok.encode("a b")
+        assert tok.decode(ids, errors="strict") == tok.decode(ids) == "a b"
+    enc_tok = get_tokenizer(byte_encoding)
+    half = list("\N{GRINNING FACE}".encode())[:2]  # two of the emoji's four bytes
+    assert enc_tok.decode(half) == byte_encoding.decode(half) == "\ufffd"
+    with pytest.raises(UnicodeDecodeError):
+        enc_tok.decode(half, errors="strict")

@@ -120,3 +120,26 @@ def test_plan_and_inspect_errors() -> None:
         ValueError, match=r"--documents mask needs an end-of-text ID, but tokenizer"
     ):
         plan_report(loaded, max_length=4, stride=4, batch_size=1, documents="mask")
+
+
+def test_inspect_marks_masked_text_and_a_boundary_at_the_last_input() -> None:
+    from gptdata import get_tokenizer
+    from gptdata.inspect import window_rows
+
+    tok = get_tokenizer("gpt2")
+    ids = tok.encode("hello world<|endoftext|>second doc here")  # E at input position 2
+    assert window_rows(ids, tok, max_length=3, stride=3, count=1, documents="mask")[1:] == [
+        "  input  [31373, 995, 50256]",
+        "  target [995, 50256, -100]",
+        "  doc_ids [0, 0, 0]  (document 0 ends at the last input)",
+        "  positions [0, 1, 2]",
+        "  input  hello world<|endoftext|>",
+        "  target  world<|endoftext|>[masked]",
+    ]
+    concat = window_rows(ids, tok, max_length=3, stride=3, count=1)
+    assert concat[3] == "  doc_ids [0, 0, 0]  (document 0 ends at the last input)"
+    assert concat[-1] == "  target  world<|endoftext|>second"  # concat trains on it
+    # A masked target inside the window: the text around it is decoded, the target hidden.
+    ids = tok.encode("a b.<|endoftext|>c d")
+    rows = window_rows(ids, tok, max_length=5, stride=5, count=1, documents="mask")
+    assert rows[-1] == "  target  b.<|endoftext|>[masked] d"

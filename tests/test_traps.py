@@ -89,6 +89,22 @@ def test_second_pass_mid_epoch_warns_with_the_position() -> None:
         list(loader)
 
 
+def test_book_chapter5_loop_warns_once_per_epoch_not_per_evaluation() -> None:
+    # The book's train_model_simple evaluates on the training loader every few steps: each
+    # epoch's training pass is abandoned once (warned); the later evaluations abandon nothing.
+    loader = create_dataloader(TEXT, batch_size=2, max_length=8, stride=8, seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _epoch in range(3):
+            for step, _batch in enumerate(loader):
+                if step % 2 == 0:
+                    for i, _eval in enumerate(loader):  # calc_loss_loader(num_batches=2)
+                        if i == 2:
+                            break
+    found = [str(w.message) for w in caught if "unfinished" in str(w.message)]
+    assert len(found) == 3 and all("batch 1 of" in m for m in found), found
+
+
 def test_abandoned_iterator_no_longer_moves_the_state() -> None:
     loader = create_dataloader(TEXT, batch_size=2, max_length=16, stride=16, seed=0)
     it = iter(loader)

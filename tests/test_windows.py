@@ -127,3 +127,20 @@ def test_coverage_and_gap_warning() -> None:
     assert (cov.windows, cov.targets_covered, cov.gap_tokens, cov.tail_tokens) == (2, 4, 2, 3)
     over = SlidingWindowDataset(list(range(10)), max_length=4, stride=1).coverage()
     assert over.targets_never == 0 and over.overlap == pytest.approx(6 * 4 / 9)
+
+
+def test_tensor_scalar_and_slice_indexes() -> None:
+    # Book code indexes with torch.randint(...) results; a slice is a batch of those windows.
+    ds = SlidingWindowDataset(list(range(100, 140)), max_length=4, stride=2)
+    for index in (torch.tensor(3), np.int64(3), np.array(3), -ds.n_windows + 3):
+        x, y = ds[index]
+        assert x.tolist() == [106, 107, 108, 109] and y.tolist() == [107, 108, 109, 110]
+    x, y = ds[1:7:2]
+    assert x.shape == (3, 4) and x[:, 0].tolist() == [102, 106, 110]
+    assert torch.equal(y, torch.stack([ds[k][1] for k in (1, 3, 5)]))
+    assert ds[-2:][0][:, 0].tolist() == [ds[ds.n_windows - 2][0][0], ds[ds.n_windows - 1][0][0]]
+    assert ds[5:5][0].shape == (0, 4)
+    with pytest.raises(TypeError, match="integer"):
+        ds[torch.tensor(1.0)]
+    with pytest.raises(IndexError, match="out of range"):
+        ds[torch.tensor(ds.n_windows)]

@@ -117,10 +117,14 @@ class SimpleTokenizerV1(TiktokenDialect):
         )
         return [self._lookup(word, mode) for word in split_words(text)]
 
-    def encode_batch(self, texts: Sequence[str], **kwargs: Any) -> list[list[int]]:
+    def encode_batch(
+        self, texts: Sequence[str], *, num_threads: int = 8, **kwargs: Any
+    ) -> list[list[int]]:
+        # num_threads is tiktoken's keyword, accepted so its calls paste in.
         return [self.encode(t, **kwargs) for t in texts]
 
-    def decode(self, ids: Iterable[int]) -> str:
+    def decode(self, ids: Iterable[int], *, errors: str = "replace") -> str:
+        # errors= is tiktoken's keyword, accepted: whole words never cut a UTF-8 character.
         words = []
         for pos, i in enumerate(ids):
             key = int(i)

@@ -1,7 +1,8 @@
 """tiktoken's dialect for every gptdata tokenizer, and tiktoken ``Encoding``s as tokenizers.
 
 Code written for tiktoken keeps working: ``encode(text, allowed_special=..., disallowed_special=...)``
-with tiktoken's rules, ``encode_ordinary``, ``n_vocab``, ``eot_token``, ``special_tokens_set``.
+and ``encode_batch(texts, ...)`` with tiktoken's rules, ``decode(ids, errors=...)``,
+``encode_ordinary``, ``n_vocab``, ``eot_token``, ``special_tokens_set``.
 One difference, on purpose: a plain ``encode(text)`` recognizes ``<|endoftext|>`` (gptdata's
 default, and what every call in the book asks for), where tiktoken's plain call raises on it.
 The keywords select tiktoken's behaviours, with tiktoken's results:
@@ -96,7 +97,9 @@ class TiktokenDialect:
         """Every special token's text encoded as plain text (tiktoken's ``encode_ordinary``)."""
         return self.encode(text, disallowed_special=())
 
-    def encode_ordinary_batch(self, texts: Sequence[str]) -> list[list[int]]:
+    def encode_ordinary_batch(
+        self, texts: Sequence[str], *, num_threads: int = 8
+    ) -> list[list[int]]:
         return [self.encode_ordinary(t) for t in texts]
 
 
@@ -176,10 +179,33 @@ class EncodingTokenizer(TiktokenDialect):
         allowed = {ENDOFTEXT} if special == "eot" and self.eot_id is not None else set()
         return self.encoding.encode(text, allowed_special=allowed, disallowed_special=())
 
-    def encode_batch(self, texts: Sequence[str], *, special: Special = "eot") -> list[list[int]]:
+    @property
+    def special_tokens_set(self) -> set[str]:
+        # Every special the encoding has (cl100k_base: <|fim_prefix|>, ...), as tiktoken says.
+        return set(self.encoding.special_tokens_set)
+
+    def encode_batch(
+        self,
+        texts: Sequence[str],
+        *,
+        special: Special = "eot",
+        allowed_special: Allowed = None,
+        disallowed_special: Allowed = None,
+        num_threads: int = 8,
+    ) -> list[list[int]]:
+        if allowed_special is not None or disallowed_special is not None:
+            # Exactly tiktoken's call, defaults included (as ``encode`` above).
+            return self.encoding.encode_batch(
+                list(texts),
+                num_threads=num_threads,
+                allowed_special=set() if allowed_special is None else allowed_special,
+                disallowed_special="all" if disallowed_special is None else disallowed_special,
+            )
         return [self.encode(t, special=special) for t in texts]
 
-    def decode(self, ids: Iterable[int]) -> str:
+    def decode(self, ids: Iterable[int], *, errors: str = "replace") -> str:
+        """tiktoken's ``decode``: bytes that are not UTF-8 become U+FFFD unless
+        ``errors="strict"`` (then UnicodeDecodeError)."""
         ids = [int(i) for i in ids]
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
         if bad:
@@ -187,7 +213,7 @@ class EncodingTokenizer(TiktokenDialect):
                 f"token ID {bad[0]} is outside this tokenizer's range 0..{self.vocab_size - 1}. "
                 "Decode with the tokenizer that produced the IDs."
             )
-        return self.encoding.decode(ids)
+        return self.encoding.decode(ids, errors=errors)
 
     def __repr__(self) -> str:
         return f"EncodingTokenizer({self.encoding.name!r}, vocab_size={self.vocab_size:,})"

@@ -121,6 +121,26 @@ def _text(tok: Tokenizer, ids: list[int]) -> str:
     return escape(tok.decode(ids))
 
 
+MASKED = "[masked]"  # a target with no loss (-100) in the text line of `inspect --documents mask`
+
+
+def _target_text(tok: Tokenizer, ids: list[int]) -> str:
+    """Target text with each masked (-100) target shown as ``[masked]``, not as the token the
+    window holds there: the model is not trained to guess it. [13, -100, 32] -> '.[masked]A'"""
+    parts: list[str] = []
+    run: list[int] = []
+    for i in [*ids, None]:  # None flushes the last run
+        if i is not None and i != -100:
+            run.append(i)
+            continue
+        if run:
+            parts.append(_text(tok, run))
+            run = []
+        if i == -100:
+            parts.append(MASKED)
+    return "".join(parts)
+
+
 def context_pairs(ids: Any, tok: Tokenizer, *, max_length: int = 4) -> list[str]:
     """For each prefix of the first ``max_length`` tokens: prefix ----> next token, IDs then text."""
     ids = [int(i) for i in ids[: max_length + 1]]
@@ -145,7 +165,8 @@ def window_rows(
     """The dataset's (input, target) rows from ``start``, as IDs and text.
 
     A window holding an end-of-text gets a ``doc_ids`` line marking where each document starts;
-    with ``documents="mask"`` the targets show -100 where no loss is taken, and positions restart.
+    with ``documents="mask"`` the targets show -100 where no loss is taken (``[masked]`` in the
+    text line), and positions restart.
     """
     from .windows import SlidingWindowDataset
 
@@ -174,13 +195,20 @@ def window_rows(
             f"window {k} (tokens {start + k * stride}..{start + k * stride + max_length}):"
         )
         lines.append(f"  input  {xs}")
-        lines.append(f"  target {item['targets'].tolist() if documents == 'mask' else ys}")
-        if item is not None and int(item["doc_ids"][-1]) > 0:  # a document starts in here
-            lines.append(f"  doc_ids {item['doc_ids'].tolist()}")
+        targets = item["targets"].tolist() if item is not None and documents == "mask" else ys
+        lines.append(f"  target {targets}")
+        # A boundary: an end-of-text among the inputs, also at the last one (where the next
+        # document starts only in the targets and every doc_id is still 0).
+        if item is not None and tok.eot_id in xs:
+            doc_ids = item["doc_ids"].tolist()
+            ends = ""
+            if xs[-1] == tok.eot_id:
+                ends = f"  (document {doc_ids[-1]} ends at the last input)"
+            lines.append(f"  doc_ids {doc_ids}{ends}")
             if documents == "mask":
                 lines.append(f"  positions {item['position_ids'].tolist()}")
         lines.append(f"  input  {_text(tok, xs)!s}")
-        lines.append(f"  target {_text(tok, ys)!s}")
+        lines.append(f"  target {_target_text(tok, targets)!s}")
     return lines
 
 

@@ -177,7 +177,7 @@ class GPTDataLoader:
         self._perm_seed: int | None = None  # seed=None: what the global RNG gave this epoch
         self._skip = 0
         self._owner: object | None = None  # the live iterator whose pass state_dict() follows
-        self._warned = False
+        self._warned: object | None = None  # the abandoned pass last warned about
 
     def __len__(self) -> int:
         return self.n_batches
@@ -251,17 +251,18 @@ class GPTDataLoader:
             and self._owner is not token
             and self._skip == 0
             and 0 < self._batches_done < self.n_batches
-            and not self._warned
+            and self._warned is not self._owner
         ):
-            # Once per loader: the book's evaluate-inside-the-epoch loop would repeat it.
-            self._warned = True
+            # Once per abandoned pass: a pass loses the state once, so the book's chapter-5 loop
+            # (evaluation on the training loader inside each epoch) warns once per epoch, not
+            # at every evaluation; a later epoch's abandoned pass warns again.
+            self._warned = self._owner
             warnings.warn(
                 f"a new pass over this loader started while another is unfinished (epoch "
                 f"{self.epoch}, batch {self._batches_done} of {self.n_batches}): that pass is "
                 "abandoned, and state_dict() now follows the new one. To evaluate inside a "
                 "training loop, iterate a second loader over the evaluation data "
-                "(eval_loader = create_dataloader(...)), not the training loader. "
-                "(Warned once per loader.)",
+                "(eval_loader = create_dataloader(...)), not the training loader.",
                 stacklevel=3,  # the line that started the new pass
             )
         chained = None

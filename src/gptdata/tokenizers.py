@@ -116,6 +116,7 @@ class _Base(TiktokenDialect):
         special: Special = "eot",
         allowed_special: Allowed = None,
         disallowed_special: Allowed = None,
+        num_threads: int = 8,  # tiktoken's keyword; accepted so its calls paste in
     ) -> list[list[int]]:
         specials, mode = self.special_tokens_set, special
         for text in texts:  # each text is checked; the mode depends on the keywords alone
@@ -220,8 +221,14 @@ class GPT2Tokenizer(_Base):
         """Build the encoder now, e.g. in a driver before it forks workers that inherit it."""
         _ = self._fast
 
-    def decode(self, ids: Iterable[int]) -> str:
-        return self._enc.decode(check_ids(ids, self.vocab_size))
+    def decode(self, ids: Iterable[int], *, errors: str = "replace") -> str:
+        """tiktoken's ``decode``: a token cut inside a UTF-8 character becomes U+FFFD, or
+        raises UnicodeDecodeError with ``errors="strict"``.
+
+            >>> tok.decode(tok.encode("\N{GRINNING FACE}")[:1])
+            '\ufffd'
+        """
+        return self._enc.decode(check_ids(ids, self.vocab_size), errors=errors)
 
     def token_bytes(self, token_id: int) -> bytes:
         """The raw bytes of one token (a token can be part of a UTF-8 character)."""
@@ -265,7 +272,8 @@ class HFTokenizer(_Base):
     def _encode_batch(self, texts: Sequence[str], special: Special) -> list[list[int]]:
         return [e.ids for e in self._tok.encode_batch(list(texts), add_special_tokens=False)]
 
-    def decode(self, ids: Iterable[int]) -> str:
+    def decode(self, ids: Iterable[int], *, errors: str = "replace") -> str:
+        # tiktoken's keyword, accepted: the tokenizers library always replaces bad bytes.
         return self._tok.decode(check_ids(ids, self.vocab_size), skip_special_tokens=False)
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -324,7 +332,8 @@ class SimpleTokenizer(_Base):
             lookup = {k: v for k, v in lookup.items() if k != ENDOFTEXT}
         return [lookup.get(t, self.unk_id) for t in self.split(text)]
 
-    def decode(self, ids: Iterable[int]) -> str:
+    def decode(self, ids: Iterable[int], *, errors: str = "replace") -> str:
+        # errors= is tiktoken's keyword, accepted: whole words never cut a UTF-8 character.
         text = " ".join(self.vocab[i] for i in check_ids(ids, self.vocab_size))
         return _SPACE_BEFORE_PUNCT.sub(r"\1", text)
 

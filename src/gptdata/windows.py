@@ -13,6 +13,7 @@ one stores nothing per window, so building it is O(1) and item k is cut when ask
 from __future__ import annotations
 
 import copy
+import operator
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -166,8 +167,15 @@ class SlidingWindowDataset:
         return rows[:, :-1], rows[:, 1:]  # (B, L), (B, L)
 
     def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, (int, np.integer)):
-            return take(self.get_batch([index]), 0)  # (L,) each, in the dataset's format
+        """``ds[3]`` (also ``ds[torch.tensor(3)]``, a 0-d index) -> one window, ``(L,)`` each;
+        ``ds[0:4]``, ``ds[[0, 5]]`` or a 1-d tensor -> the batch of those windows, ``(B, L)``."""
+        if isinstance(index, slice):
+            # range() clamps like a list slice, without materializing every window index.
+            r = range(*index.indices(self.n_windows))
+            return self.get_batch(np.arange(r.start, r.stop, r.step, dtype=np.int64))
+        if isinstance(index, (int, np.integer)) or getattr(index, "ndim", None) == 0:
+            # operator.index: a 0-d integer tensor/array is an int; a float one raises TypeError.
+            return take(self.get_batch([operator.index(index)]), 0)  # (L,) each
         return self.get_batch(index)
 
     def __getitems__(self, indices: list[int]) -> list[Any]:
