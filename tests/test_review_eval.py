@@ -112,3 +112,22 @@ def test_inspect_model_with_a_padded_vocabulary() -> None:
     ids = tok.encode("Hello world again")
     lines = model_pairs(load_model(model), ids, tok)
     assert len(lines) == len(ids) - 1 and "50300" in lines[0]
+
+
+def test_json_stays_valid_when_a_model_gives_a_target_zero_probability() -> None:
+    # `gptdata eval --json` is machine-readable: no bare Infinity/NaN (jq and strict parsers fail).
+    import json
+
+    from gptdata.compare import report
+
+    def model(x: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(*x.shape, 50257)  # (B, T, V)
+        logits[..., 11] = -float("inf")  # ',' impossible
+        return logits
+
+    r = gptdata.evaluate(model, "Hello, world", max_length=4, progress=False)
+
+    def refuse(name: str) -> None:
+        raise ValueError(f"invalid JSON constant {name}")
+
+    json.loads(report([r], as_json=True), parse_constant=refuse)
