@@ -276,7 +276,8 @@ def _score(
         starts, lens, scored = window_table(
             np.array([0]), np.array([len(seq) - 1]), max_length=max_length, stride=stride
         )
-        doc_tokens = data.lengths + (np.arange(D) < D - 1)  # each separator ends its document
+        # Each separator ends its document (the last one's too when the IDs end with one).
+        doc_tokens = data.lengths + (np.arange(D) < D - 1 + data.trailing_separator)
     if int(scored.sum()) == 0:
         raise ValueError(f"{data.name}: no tokens to score (every document is empty).")
     nll_doc = np.zeros(D, dtype=np.float64)
