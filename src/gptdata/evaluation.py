@@ -149,6 +149,9 @@ class EvalResult:
             return self.position_nll / self.position_tokens
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as plain JSON values; every non-finite number (a target given probability
+        0 makes ``nll`` infinite) is ``None`` (JSON null), so strict parsers read it."""
+
         def num(x: float | None) -> float | None:
             return None if x is None or not math.isfinite(x) else x
 
@@ -160,7 +163,7 @@ class EvalResult:
             "stride": self.stride,
             "documents": len(self.documents),
             "tokens": self.tokens,
-            "nll": self.nll,
+            "nll": num(self.nll),
             "loss": num(self.loss),
             "perplexity": num(self.perplexity),
             "bytes": self.bytes,
@@ -168,8 +171,9 @@ class EvalResult:
             "byte_perplexity": num(self.byte_perplexity),
             "words": self.words,
             "word_perplexity": num(self.word_perplexity),
-            "bytes_and_words_from": self.counted_on,
-            "seconds": self.seconds,
+            "bytes_from": "scored tokens",
+            "words_from": self.counted_on,
+            "seconds": num(self.seconds),
         }
 
 
