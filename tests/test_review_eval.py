@@ -131,3 +131,61 @@ def test_json_stays_valid_when_a_model_gives_a_target_zero_probability() -> None
         raise ValueError(f"invalid JSON constant {name}")
 
     json.loads(report([r], as_json=True), parse_constant=refuse)
+
+
+# Follow-ups to the review: the neighbouring cases of each finding.
+
+
+def test_stream_scores_a_trailing_endoftext_as_part_of_the_last_document() -> None:
+    tok = gptdata.get_tokenizer("gpt2")
+    a, b = tok.encode("One doc."), tok.encode("Two docs.")
+    ids = a + [EOT] + b + [EOT]
+    zero = lambda x: torch.zeros(*x.shape, 50257)  # noqa: E731
+    r = gptdata.evaluate(zero, ids, max_length=4, by="stream")
+    assert r.tokens == len(ids) and r.documents.tokens.tolist() == [len(a) + 1, len(b) + 1]
+    d = gptdata.evaluate(zero, ids, max_length=4, by="document")
+    assert d.documents.tokens.tolist() == [len(a), len(b)] and d.words == 4
+    assert count_words("") == 0  # an empty document (two separators in a row) has no word
+
+
+def test_a_literal_endoftext_is_text_in_a_file_jsonl_and_string(tmp_path: Path) -> None:
+    tok = gptdata.get_tokenizer("gpt2")
+    text = "a<|endoftext|>b"
+    (tmp_path / "d.jsonl").write_text('{"text": "a<|endoftext|>b"}\n', encoding="utf-8")
+    want = tok.encode(text, special="text")
+    for source in (text, tmp_path / "d.jsonl"):
+        data = load_eval_data(source)
+        assert data.seq[1:].tolist() == want and EOT not in want
+        assert int(data.bytes.sum()) == len(text.encode())
+
+
+def test_nanogpt_style_module_in_inspect_and_with_batches_and_stride() -> None:
+    model = NanoGPTStyle(block_size=8)
+    tok = gptdata.get_tokenizer("gpt2")
+    ids = tok.encode("Every token is scored once, with as much context as the window allows.")
+    scorer = load_model(model)
+    lines = model_pairs(scorer, ids[:6], tok)
+    assert len(lines) == 5 and scorer.pass_targets
+    r = gptdata.evaluate(model, ids, max_length=8, stride=3, batch_size=2)
+    assert r.tokens == len(ids) and math.isfinite(r.nll)
+    with pytest.raises(ValueError, match=r"8 positions, but max_length=9"):
+        gptdata.evaluate(model, ids, max_length=9)
+
+
+def test_per_document_jsonl_and_comparison_hold_null_for_non_finite(tmp_path: Path) -> None:
+    import json
+
+    from gptdata.compare import Comparison, write_per_document
+
+    def model(x: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(*x.shape, 50257)  # (B, T, V)
+        logits[..., 11] = -float("inf")
+        return logits
+
+    r = gptdata.evaluate(model, "Hello, world", max_length=4, progress=False)
+    assert r.to_dict()["nll"] is None and r.to_dict()["bits_per_byte"] is None
+    write_per_document([r], tmp_path / "d.jsonl")
+    row = json.loads((tmp_path / "d.jsonl").read_text())
+    assert row["nll[function]"] is None
+    c = Comparison.of(r, r).to_dict()
+    assert all(v is None or math.isfinite(v) for v in c.values() if isinstance(v, float))

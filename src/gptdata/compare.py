@@ -70,7 +70,8 @@ class Comparison:
         nbytes = a.documents.bytes.astype(np.float64)
         if nbytes.sum() == 0:
             raise ValueError("the documents have 0 bytes of text: no bits per byte to compare.")
-        diff = float((na.sum() - nb.sum()) / nbytes.sum())
+        with np.errstate(invalid="ignore"):  # inf - inf (a probability 0 in both) is NaN
+            diff = float((na.sum() - nb.sum()) / nbytes.sum())
         D = len(nbytes)
         rng = np.random.default_rng(seed)
         draws = np.empty(samples)
