@@ -2,7 +2,8 @@
 
 A model is a callable taking ``(B, T)`` int64 IDs and returning logits ``(B, T, V)``, an object
 with ``.logits`` (Hugging Face), or a tuple whose first item is the logits (nanoGPT returns
-``(logits, loss)``). Specs:
+``(logits, loss)``, and the last position's logits only unless given ``targets``: such a model is
+called with the targets). Specs:
 
     hf:DIR          a Hugging Face causal LM saved in DIR (local files only; ``gptdata[hf]``)
     unigram:STORE   add-one unigram counted from STORE's train split  (see baselines.py)
