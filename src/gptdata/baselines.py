@@ -229,5 +229,7 @@ def baseline_from_store(kind: str, path: str | os.PathLike[str]) -> Unigram | Bi
         model = Bigram.from_tokens(
             split.iter_chunks(CHUNK), vocab_size=store.vocab_size, prefix=store.eot_id
         )
+    # Scorer.check compares it with the source's tokenizer: other IDs would be scored silently.
     model.fingerprint = store.fingerprint  # type: ignore[attr-defined]
+    model.tokenizer_name = store.tokenizer_name  # type: ignore[attr-defined]
     return model

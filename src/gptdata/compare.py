@@ -17,12 +17,27 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .evaluation import EvalResult
 
 LN2 = math.log(2)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, +-Infinity) replaced by None (JSON null).
+
+    {"nll": inf, "low": [nan, 1.5]} -> {"nll": None, "low": [None, 1.5]}
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def _same_documents(a: EvalResult, b: EvalResult) -> None:
@@ -55,7 +70,8 @@ class Comparison:
         nbytes = a.documents.bytes.astype(np.float64)
         if nbytes.sum() == 0:
             raise ValueError("the documents have 0 bytes of text: no bits per byte to compare.")
-        diff = float((na.sum() - nb.sum()) / nbytes.sum())
+        with np.errstate(invalid="ignore"):  # inf - inf (a probability 0 in both) is NaN
+            diff = float((na.sum() - nb.sum()) / nbytes.sum())
         D = len(nbytes)
         rng = np.random.default_rng(seed)
         draws = np.empty(samples)
@@ -88,7 +104,8 @@ class Comparison:
         )
 
     def to_dict(self) -> dict[str, object]:
-        return {**self.__dict__, "verdict": self.verdict()}
+        """Plain JSON values; non-finite numbers are None (JSON null), as in EvalResult."""
+        return json_safe({**self.__dict__, "verdict": self.verdict()})
 
 
 def changed_most(a: EvalResult, b: EvalResult, *, count: int = 3) -> list[str]:
@@ -133,11 +150,12 @@ def report(
             "models": [r.to_dict() for r in results],
             "comparisons": [c.to_dict() for c in comparisons],
         }
-        return json.dumps(doc, indent=2)
+        return json.dumps(json_safe(doc), indent=2, allow_nan=False)
     r0 = results[0]
     lines = [
         f"{r0.source}: {len(r0.documents):,} documents, by {r0.by}, max_length "
-        f"{r0.max_length:,}, stride {r0.stride:,}; bytes and words from {r0.counted_on}",
+        f"{r0.max_length:,}, stride {r0.stride:,}; bytes from the scored tokens, words from "
+        f"{r0.counted_on}",
         table(results),
     ]
     for c, (x, y) in zip(comparisons, pairs, strict=True):
@@ -150,7 +168,8 @@ def report(
 def write_per_document(results: list[EvalResult], path: str | os.PathLike[str]) -> None:
     """Per document: index, tokens, bytes, then nll and bits per byte for every model.
 
-    ``.jsonl`` writes one JSON object a line; anything else CSV (columns ``nll[MODEL]``,
+    ``.jsonl`` writes one JSON object a line (a non-finite number, e.g. the bits per byte of a
+    document of 0 bytes, is null); anything else CSV (``nan``/``inf`` as Python writes them) (columns ``nll[MODEL]``,
     ``bits_per_byte[MODEL]``).
     """
     first = results[0]
@@ -171,8 +190,8 @@ def write_per_document(results: list[EvalResult], path: str | os.PathLike[str]) 
     with open(path, "w", encoding="utf-8", newline="") as fh:
         if path.suffix == ".jsonl":
             for row in rows:
-                clean = [None if isinstance(v, float) and math.isnan(v) else v for v in row]
-                fh.write(json.dumps(dict(zip(names, clean, strict=True))) + "\n")
+                line = json_safe(dict(zip(names, row, strict=True)))
+                fh.write(json.dumps(line, allow_nan=False) + "\n")
         else:
             writer = csv.writer(fh)
             writer.writerow(names)

@@ -12,8 +12,13 @@ separators are end-of-text), so it is read as stored; text is tokenized here.
     >>> data.seq.tolist(), data.offsets.tolist(), data.lengths.tolist(), data.bytes.tolist()
     ([50256, 15496, 995], [0], [2], [11])
 
-Bytes and words are counted on the original text where gptdata has it (files, strings) and on the
-decoded tokens for a store or token IDs (for GPT-2's byte-level BPE the two agree byte for byte).
+Documents are read and encoded exactly as ``prepare`` reads them (``sources.read_documents``, then
+the same encoder with ``special_text="ordinary"``): a literal ``<|endoftext|>`` inside a text is
+ordinary text, so a file and the store prepared from it score the same tokens. ``bytes`` are the
+UTF-8 bytes of the scored text tokens in every path (end-of-text: 0 bytes; a tokenizer without
+``token_bytes`` counts its decoded text); words are counted on the original text where gptdata
+has it (files, strings) and on the decoded tokens for a store or token IDs. A trailing
+end-of-text in token IDs (nanoGPT's ``val.bin``) ends the last document; no empty documents.
 Deliberately torch-free.
 """
 
@@ -28,8 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from ._units import _encode_batch
 from .corpus import _names_existing_path
-from .sources import plan_units, read_documents, resolve_inputs
+from .sources import ReadStats, plan_units, read_documents, resolve_inputs
 from .store import MANIFEST, Split, TokenStore
 from .tokenizers import Tokenizer, get_tokenizer
 
@@ -39,9 +45,10 @@ _WS = re.compile(r"\s+")
 def count_words(text: str) -> int:
     """Words as lm-evaluation-harness counts them: ``len(re.split(r"\\s+", text))``.
 
-    'a b' -> 2;  'a b\\n' -> 3 (a trailing newline leaves an empty last field, as in the harness)
+    'a b' -> 2;  'a b\\n' -> 3 (a trailing newline leaves an empty last field, as in the harness);
+    '' -> 0 (no document, no word; the harness never sees an empty one)
     """
-    return len(_WS.split(text))
+    return len(_WS.split(text)) if text else 0
 
 
 @dataclass
@@ -56,7 +63,8 @@ class EvalData:
     tokenizer: Tokenizer
     prefix: int
     name: str
-    counted_on: str  # "text" or "decoded tokens": where bytes and words come from
+    counted_on: str  # "text" or "decoded tokens": where words come from
+    trailing_separator: bool = False  # token IDs ended with end-of-text: it ends the last document
 
     @property
     def documents(self) -> int:
@@ -83,27 +91,47 @@ def _byte_table(tokenizer: Tokenizer) -> np.ndarray | None:
     return table
 
 
-def _from_stream(seq: np.ndarray, lengths: np.ndarray, tokenizer: Tokenizer, name: str) -> EvalData:
-    """Documents known only as tokens: bytes and words from the decoded tokens."""
-    offsets = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]]).astype(np.int64)
+def _token_bytes(
+    seq: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, tokenizer: Tokenizer
+) -> tuple[np.ndarray, list[str]]:
+    """UTF-8 bytes of each document's tokens (end-of-text: 0) and its decoded text."""
     table = _byte_table(tokenizer)
     nbytes = np.zeros(len(lengths), dtype=np.int64)
-    words = np.zeros(len(lengths), dtype=np.int64)
+    texts: list[str] = []
     for k, (o, n) in enumerate(zip(offsets.tolist(), lengths.tolist(), strict=True)):
         ids = seq[o + 1 : o + 1 + n]
         text = tokenizer.decode(ids.tolist())
-        words[k] = count_words(text)
+        texts.append(text)
         nbytes[k] = int(table[ids].sum()) if table is not None else len(text.encode("utf-8"))
-    prefix = _prefix_of(tokenizer)
+    return nbytes, texts
+
+
+def _from_stream(
+    seq: np.ndarray,
+    lengths: np.ndarray,
+    tokenizer: Tokenizer,
+    name: str,
+    *,
+    trailing_separator: bool = False,
+) -> EvalData:
+    """Documents known only as tokens: bytes from the tokens, words from the decoded tokens."""
     lengths = lengths.astype(np.int64)
-    return EvalData(seq, offsets, lengths, nbytes, words, tokenizer, prefix, name, "decoded tokens")
+    offsets = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]]).astype(np.int64)
+    nbytes, texts = _token_bytes(seq, offsets, lengths, tokenizer)
+    words = np.array([count_words(t) for t in texts], dtype=np.int64)
+    prefix = _prefix_of(tokenizer)
+    return EvalData(
+        seq, offsets, lengths, nbytes, words, tokenizer, prefix, name, "decoded tokens",
+        trailing_separator,
+    )  # fmt: skip
 
 
 def _from_texts(texts: Sequence[str], tokenizer: Tokenizer, name: str) -> EvalData:
     prefix = _prefix_of(tokenizer)
     if not texts:
         raise ValueError(f"{name}: no documents (every document is empty). Pass some text.")
-    encoded = tokenizer.encode_batch(list(texts))
+    # prepare's own encoder: a literal <|endoftext|> is ordinary text (special_text="ordinary").
+    encoded = _encode_batch(tokenizer, list(texts), "ordinary", ReadStats())
     lengths = np.array([len(e) for e in encoded], dtype=np.int64)
     parts: list[Any] = []
     for ids in encoded:
@@ -111,7 +139,13 @@ def _from_texts(texts: Sequence[str], tokenizer: Tokenizer, name: str) -> EvalDa
         parts.append(ids)
     seq = np.concatenate([np.asarray(p, dtype=np.int64) for p in parts])
     offsets = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]]).astype(np.int64)
-    nbytes = np.array([len(t.encode("utf-8", "surrogatepass")) for t in texts], dtype=np.int64)
+    table = _byte_table(tokenizer)
+    if (
+        table is not None
+    ):  # the scored tokens' bytes, not the text's: they differ for some tokenizers
+        nbytes = np.array([int(table[np.asarray(e, np.int64)].sum()) for e in encoded], np.int64)
+    else:
+        nbytes, _ = _token_bytes(seq, offsets, lengths, tokenizer)
     words = np.array([count_words(t) for t in texts], dtype=np.int64)
     return EvalData(seq, offsets, lengths, nbytes, words, tokenizer, prefix, name, "text")
 
@@ -199,7 +233,14 @@ def load_eval_data(
         )
     prefix = _prefix_of(tok)
     seq = np.concatenate([[prefix], ids]).astype(np.int64)
-    seps = np.flatnonzero(ids == prefix)
-    ends = np.concatenate([seps, [len(ids)]])
+    # A trailing end-of-text (nanoGPT's val.bin ends every document with one) ends the last
+    # document instead of opening an empty one; it stays in seq, scored by="stream".
+    trailing = bool(ids[-1] == prefix)
+    body = ids[:-1] if trailing else ids
+    if len(body) == 0:
+        raise ValueError("token IDs hold only an end-of-text: nothing to evaluate.")
+    seps = np.flatnonzero(body == prefix)
+    ends = np.concatenate([seps, [len(body)]])
     starts = np.concatenate([[0], seps + 1])
-    return _from_stream(seq, (ends - starts).astype(np.int64), tok, "token IDs")
+    lengths = (ends - starts).astype(np.int64)
+    return _from_stream(seq, lengths, tok, "token IDs", trailing_separator=trailing)

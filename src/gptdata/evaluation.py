@@ -149,6 +149,9 @@ class EvalResult:
             return self.position_nll / self.position_tokens
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as plain JSON values; every non-finite number (a target given probability
+        0 makes ``nll`` infinite) is ``None`` (JSON null), so strict parsers read it."""
+
         def num(x: float | None) -> float | None:
             return None if x is None or not math.isfinite(x) else x
 
@@ -160,7 +163,7 @@ class EvalResult:
             "stride": self.stride,
             "documents": len(self.documents),
             "tokens": self.tokens,
-            "nll": self.nll,
+            "nll": num(self.nll),
             "loss": num(self.loss),
             "perplexity": num(self.perplexity),
             "bytes": self.bytes,
@@ -168,8 +171,9 @@ class EvalResult:
             "byte_perplexity": num(self.byte_perplexity),
             "words": self.words,
             "word_perplexity": num(self.word_perplexity),
-            "bytes_and_words_from": self.counted_on,
-            "seconds": self.seconds,
+            "bytes_from": "scored tokens",
+            "words_from": self.counted_on,
+            "seconds": num(self.seconds),
         }
 
 
@@ -276,7 +280,8 @@ def _score(
         starts, lens, scored = window_table(
             np.array([0]), np.array([len(seq) - 1]), max_length=max_length, stride=stride
         )
-        doc_tokens = data.lengths + (np.arange(D) < D - 1)  # each separator ends its document
+        # Each separator ends its document (the last one's too when the IDs end with one).
+        doc_tokens = data.lengths + (np.arange(D) < D - 1 + data.trailing_separator)
     if int(scored.sum()) == 0:
         raise ValueError(f"{data.name}: no tokens to score (every document is empty).")
     nll_doc = np.zeros(D, dtype=np.float64)

@@ -336,25 +336,30 @@ def plot(loaded: Loaded, path: str | os.PathLike[str]) -> None:
 def model_pairs(scorer: Any, ids: list[int], tokenizer: Tokenizer, *, top: int = 3) -> list[str]:
     """Each ``context ----> desired`` pair with P(desired) and the model's top predictions.
 
-    One forward pass over ``ids[:-1]``: position ``i - 1`` predicts ``ids[i]``.
+    One forward pass over ``ids[:-1]``: position ``i - 1`` predicts ``ids[i]``. Probabilities
+    are the softmax over all the model's logits, as ``evaluate`` scores them: a padded vocabulary
+    (nanoGPT's 50,304 for GPT-2's 50,257) keeps its extra IDs, shown as ``<pad 50300>``.
     """
     import torch
-
-    from .models import logits_of
 
     if len(ids) < 2:
         raise ValueError(f"need at least 2 tokens from --start, got {len(ids)}.")
     x = torch.tensor([ids[:-1]], dtype=torch.long, device=scorer.device)  # (1, T)
+    y = torch.tensor([ids[1:]], dtype=torch.long, device=scorer.device)  # (1, T)
     with torch.inference_mode():
-        logits = logits_of(scorer.model(x))[0].float()  # (T, V)
+        logits = scorer.logits(x, y)[0].float()  # (T, V); nanoGPT-style models too
     probs = torch.softmax(logits, dim=-1)  # (T, V)
-    best_p, best = probs.topk(top, dim=-1)  # (T, top)
+    best_p, best = probs.topk(min(top, probs.shape[-1]), dim=-1)  # (T, top)
+
+    def shown(t: int) -> str:  # an ID past the tokenizer's vocabulary is the model's padding
+        return escape(tokenizer.decode([t])) if t < tokenizer.vocab_size else f"<pad {t}>"
+
     lines = []
     for i in range(1, len(ids)):
         want = ids[i]
         p = float(probs[i - 1, want])
         guesses = ", ".join(
-            f"{int(t)} '{escape(tokenizer.decode([int(t)]))}' {float(q):.3f}"
+            f"{int(t)} '{shown(int(t))}' {float(q):.3f}"
             for t, q in zip(best[i - 1], best_p[i - 1], strict=True)
         )
         context = escape(tokenizer.decode(ids[:i]))

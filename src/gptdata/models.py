@@ -2,7 +2,8 @@
 
 A model is a callable taking ``(B, T)`` int64 IDs and returning logits ``(B, T, V)``, an object
 with ``.logits`` (Hugging Face), or a tuple whose first item is the logits (nanoGPT returns
-``(logits, loss)``). Specs:
+``(logits, loss)``, and the last position's logits only unless given ``targets``: such a model is
+called with the targets). Specs:
 
     hf:DIR          a Hugging Face causal LM saved in DIR (local files only; ``gptdata[hf]``)
     unigram:STORE   add-one unigram counted from STORE's train split  (see baselines.py)
@@ -15,6 +16,7 @@ log-softmax is taken on the selected rows, a cache-sized slice at a time, never 
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +38,15 @@ def logits_of(output: Any) -> torch.Tensor:
         f"the model returned {type(output).__name__}; evaluation needs logits (B, T, vocab): a "
         "tensor, an object with .logits, or a tuple whose first item is the logits."
     )
+
+
+def _takes_targets(model: Any) -> bool:
+    """Whether ``model``'s forward (or call) accepts a ``targets`` argument (nanoGPT's GPT)."""
+    fn = getattr(model, "forward", model)
+    try:
+        return "targets" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # builtins and some C callables have no signature
+        return False
 
 
 def _max_positions(model: Any) -> int | None:
@@ -73,6 +84,7 @@ class Scorer:
     device: torch.device
     need_vocab: int = 0  # the source tokenizer's vocab_size, set by check()
     logits_checked: bool = False
+    pass_targets: bool = False  # nanoGPT-style: all positions' logits only when given targets
 
     def check(self, *, max_length: int, tokenizer: Tokenizer) -> None:
         """Refuse a model that cannot read these windows: too few positions or vocabulary."""
@@ -82,6 +94,14 @@ class Scorer:
                 f"{max_length}. Pass max_length={self.max_positions} or less."
             )
         self.need_vocab, self.logits_checked = tokenizer.vocab_size, False
+        counted_with = getattr(self.model, "fingerprint", None)  # baselines know their store's
+        if isinstance(counted_with, str) and counted_with != tokenizer.fingerprint:
+            made_by = getattr(self.model, "tokenizer_name", "another tokenizer")
+            raise ValueError(
+                f"model {self.name} was counted with tokenizer {made_by}, but the source is "
+                f"tokenized with {tokenizer.name}: its IDs mean other tokens. Count the baseline "
+                "from a store made with the source's tokenizer, or pass tokenizer=... to match."
+            )
         if self.vocab_size is not None and self.vocab_size < tokenizer.vocab_size:
             raise ValueError(
                 f"model {self.name} has a vocabulary of {self.vocab_size:,}, smaller than the "
@@ -89,9 +109,27 @@ class Scorer:
                 "Evaluate with the model's own tokenizer (tokenizer=...)."
             )
 
-    def logits(self, inputs: torch.Tensor) -> torch.Tensor:
-        """(B, T) -> (B, T, V) logits, checked."""
-        logits = logits_of(self.model(inputs))
+    def logits(self, inputs: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T) -> (B, T, V) logits, checked.
+
+        nanoGPT's ``GPT.forward(idx, targets=None)`` returns the last position's logits only,
+        ``(B, 1, V)``, unless given targets: such a model is called again with ``targets`` (any
+        valid IDs of the same shape; the loss it computes is ignored), and from then on always.
+        """
+        if self.pass_targets and targets is not None:
+            logits = logits_of(self.model(inputs, targets=targets))
+        else:
+            logits = logits_of(self.model(inputs))
+            if (
+                logits.dim() == 3
+                and logits.shape[1] == 1
+                and inputs.shape[1] > 1
+                and _takes_targets(self.model)
+            ):
+                if targets is None:
+                    targets = inputs  # any valid IDs: only the logits are used
+                self.pass_targets = True
+                logits = logits_of(self.model(inputs, targets=targets))  # (B, T, V)
         if logits.dim() != 3 or logits.shape[:2] != inputs.shape:
             raise ValueError(
                 f"model {self.name} returned logits of shape {tuple(logits.shape)} for inputs "
@@ -107,7 +145,7 @@ class Scorer:
         if fast is not None:
             logp = fast(inputs, targets)  # (B, T)
             return logp.reshape(-1) if mask is None else logp[mask]
-        logits = self.logits(inputs)  # (B, T, V)
+        logits = self.logits(inputs, targets)  # (B, T, V)
         if not self.logits_checked:  # once: a model without a config shows its vocabulary here
             if logits.shape[-1] < self.need_vocab:
                 raise ValueError(
