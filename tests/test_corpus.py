@@ -145,3 +145,11 @@ def test_empty_files_are_an_error(tmp_path) -> None:
     path.write_text("\n")
     with pytest.raises(ValueError, match="no non-empty documents"):
         load_tokens(Path(path))
+
+
+def test_a_literal_endoftext_in_a_file_is_text_as_prepare_reads_it(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("one <|endoftext|> two", encoding="utf-8")
+    ids = load_tokens(tmp_path / "a.txt").tokens.array.tolist()
+    store = prepare([tmp_path / "a.txt"], tmp_path / "s", val_fraction=0, workers=1, quiet=True)
+    assert ids == store.split("train")[:].tolist()
+    assert 50256 not in ids  # the literal was encoded as the characters it is

@@ -175,7 +175,11 @@ def encode_documents(
 
     def flush(batch: list[str]) -> None:
         nonlocal total
-        encoded = encode_arrays(batch) if encode_arrays else tokenizer.encode_batch(batch)
+        # As prepare does by default: a literal <|endoftext|> inside a document is plain text.
+        if encode_arrays:
+            encoded = encode_arrays(batch, special="text")
+        else:
+            encoded = [tokenizer.encode(text, special="text") for text in batch]
         for ids in encoded:
             if parts:
                 if sep is None:
