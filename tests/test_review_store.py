@@ -176,3 +176,35 @@ def test_cli_prepare_summary_names_flags_not_python_arguments(tmp_path):
     for ln in lines:
         for py in ("val_fraction=", "split_by=", "special_text="):
             assert py not in ln, f"CLI line names a Python argument: {ln!r}"
+
+
+# --- validation split: the share asked for, for any corpus of two or more documents ------------
+
+
+def test_tail_split_share_with_repeated_documents(tmp_path):
+    """50 copies of one short line (boilerplate rows are common): val must not be 0 tokens."""
+    store = prepare(
+        None,
+        tmp_path / "store",
+        texts=["same line here"] * 50,
+        val_fraction=0.1,
+        workers=1,
+        quiet=True,
+    )
+    share = len(store.split("val")) / store.n_tokens
+    assert 0.05 <= share <= 0.15, f"val share {share:.1%} for val_fraction=0.1"
+
+
+def test_off_share_warning_does_not_recommend_the_policy_already_used(tmp_path, capsys):
+    prepare(
+        None,
+        tmp_path / "store",
+        texts=["same line here"] * 50,
+        val_fraction=0.1,
+        workers=1,
+        split_by="tail",
+    )
+    err = capsys.readouterr().err
+    warnings = [ln for ln in err.splitlines() if ln.startswith("warning:")]
+    for ln in warnings:
+        assert "split_by='tail' gives" not in ln, f"already split by tail: {ln!r}"
