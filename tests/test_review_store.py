@@ -208,3 +208,55 @@ def test_off_share_warning_does_not_recommend_the_policy_already_used(tmp_path, 
     warnings = [ln for ln in err.splitlines() if ln.startswith("warning:")]
     for ln in warnings:
         assert "split_by='tail' gives" not in ln, f"already split by tail: {ln!r}"
+
+
+# --- signals ---------------------------------------------------------------------------------
+
+
+def _corpus(folder: Path, files: int = 60, words: int = 60_000) -> Path:
+    import random
+
+    rng = random.Random(3)
+    folder.mkdir()
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = ["".join(rng.choice(letters) for _ in range(rng.randint(2, 9))) for _ in range(5000)]
+    for k in range(files):
+        (folder / f"f{k:03d}.txt").write_text(" ".join(rng.choices(vocab, k=words)))
+    return folder
+
+
+def _entry() -> list[str]:
+    """The installed console script when there is one (what a user runs), else python -m."""
+    script = Path(sys.executable).with_name("gptdata")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "gptdata"]
+
+
+def _signal_prepare(tmp_path: Path, corpus: Path, signum: int, delays: list[float]):
+    import shutil
+    import signal as _signal  # noqa: F401
+    import time
+
+    env = {**os.environ, "PYTHONPATH": SRC}
+    for d in delays:
+        shutil.rmtree(tmp_path / "out", ignore_errors=True)
+        shutil.rmtree(tmp_path / "out.partial", ignore_errors=True)
+        p = subprocess.Popen(
+            [*_entry(), "prepare", str(corpus), "-o", str(tmp_path / "out"), "--workers", "2"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(d)
+        p.send_signal(signum)
+        _, err = p.communicate(timeout=120)
+        yield d, p.returncode, err
+
+
+def test_ctrl_c_during_start_up_prints_no_traceback(tmp_path):
+    """The issue: 'Ctrl-C during start-up prints no traceback' (today: during the imports)."""
+    import signal
+
+    corpus = _corpus(tmp_path / "c", files=2, words=20_000)
+    for d, rc, err in _signal_prepare(tmp_path, corpus, signal.SIGINT, [0.1, 0.15, 0.2, 0.3]):
+        assert "Traceback" not in err, f"SIGINT after {d} s: rc={rc}\n{err[-400:]}"
