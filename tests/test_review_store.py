@@ -260,3 +260,23 @@ def test_ctrl_c_during_start_up_prints_no_traceback(tmp_path):
     corpus = _corpus(tmp_path / "c", files=2, words=20_000)
     for d, rc, err in _signal_prepare(tmp_path, corpus, signal.SIGINT, [0.1, 0.15, 0.2, 0.3]):
         assert "Traceback" not in err, f"SIGINT after {d} s: rc={rc}\n{err[-400:]}"
+
+
+def test_import_megatron_folder_never_puts_a_test_split_into_train(tmp_path):
+    """Megatron folders often hold train/valid/test prefixes: test documents must not be
+    trained on (refuse, or keep them out of train)."""
+    store = make_store(tmp_path / "store")
+    export_store(store, tmp_path / "meg", format="megatron", quiet=True)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    src = tmp_path / "meg" / "train_text_document"
+    for name in ("train", "valid", "test"):
+        for ext in (".bin", ".idx"):
+            (folder / f"{name}_text_document{ext}").write_bytes(src.with_suffix(ext).read_bytes())
+    n = store.split("train").n_documents
+    try:
+        back = import_store("megatron", folder, tmp_path / "back", quiet=True)
+    except (FormatError, ValueError) as exc:
+        assert "test" in str(exc)
+        return
+    assert back.split("train").n_documents == n, "test_text_document was imported as train"
