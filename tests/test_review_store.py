@@ -280,3 +280,20 @@ def test_import_megatron_folder_never_puts_a_test_split_into_train(tmp_path):
         assert "test" in str(exc)
         return
     assert back.split("train").n_documents == n, "test_text_document was imported as train"
+
+
+def test_prepare_force_keeps_files_the_user_put_inside_the_store(tmp_path):
+    """--force replaces a store, but files gptdata never wrote (notes, an export made with
+    -o STORE/nanogpt) are not its to delete: refuse, or keep them."""
+    store = make_store(tmp_path / "store")
+    (tmp_path / "store" / "my-notes.txt").write_text("precious")
+    export_store(store, tmp_path / "store" / "nanogpt", format="nanogpt", quiet=True)
+    try:
+        make_store_force = prepare(
+            None, tmp_path / "store", texts=["new text"], workers=1, quiet=True, force=True
+        )
+    except (FileExistsError, ValueError) as exc:
+        assert "my-notes.txt" in str(exc) or "nanogpt" in str(exc)
+        return
+    assert make_store_force.n_documents == 1
+    assert (tmp_path / "store" / "my-notes.txt").read_text() == "precious"
