@@ -85,7 +85,7 @@ def check_out(out: Path, *, force: bool) -> None:
             raise _not_ours(side, what)
 
 
-def _raise_if_locked(side: Path) -> None:
+def _raise_if_locked(side: Path, who: str = "prepare") -> None:
     """BusyError when another run holds ``side``'s lock (and so may be mid-way through it)."""
     try:
         fd = os.open(side / LOCK, os.O_RDONLY)
@@ -96,7 +96,7 @@ def _raise_if_locked(side: Path) -> None:
 
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise _busy(side) from None
+        raise _busy(side, who) from None
     finally:
         os.close(fd)
 
@@ -155,14 +155,15 @@ class SideLock:
             self.fd = -1
 
 
-def _lock(side: Path) -> int:
+def _lock(side: Path, who: str = "prepare") -> int:
+    """Hold ``side/lock`` (flock, non-blocking) or raise BusyError; ``who`` names the command."""
     import fcntl
 
     try:
         fd = os.open(side / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     except FileNotFoundError:  # another run renamed the side folder away between our steps
         raise BusyError(
-            f"another gptdata prepare just committed {side}; run the command again."
+            f"another gptdata {who} just committed {side}; run the command again."
         ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -171,13 +172,13 @@ def _lock(side: Path) -> int:
             raise BlockingIOError
     except (BlockingIOError, FileNotFoundError):
         os.close(fd)
-        raise _busy(side) from None
+        raise _busy(side, who) from None
     return fd
 
 
-def _busy(side: Path) -> BusyError:
+def _busy(side: Path, who: str = "prepare") -> BusyError:
     return BusyError(
-        f"another gptdata prepare is writing this output (it holds {side / LOCK}). "
+        f"another gptdata {who} is writing this output (it holds {side / LOCK}). "
         "Wait for it to finish or stop it; two runs never share an output."
     )
 
