@@ -81,3 +81,85 @@ def test_a_killed_export_of_ours_is_taken_over_and_no_lock_file_stays(tmp_path: 
         "train.bin",
     ]
     assert not side.exists()
+
+
+# --- import: Megatron prefixes, held-out splits, missing inputs --------------------------------
+
+
+def _vocab(tmp_path: Path) -> Path:
+    from gptdata import SimpleTokenizer
+    from plain_formats import TEXTS
+
+    tok = tmp_path / "vocab.json"
+    SimpleTokenizer.from_text(" ".join(TEXTS)).save(tok)
+    return tok
+
+
+def test_megatron_folder_with_dotted_prefixes_keeps_train_and_val(tmp_path: Path) -> None:
+    from gptdata.formats import import_store
+    from plain_formats import store_documents
+
+    store = make_store(tmp_path / "store")
+    export_store(store, tmp_path / "meg", format="megatron", quiet=True)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for split in ("train", "valid"):
+        for ext in (".bin", ".idx"):
+            src = tmp_path / "meg" / f"train_text_document{ext}"
+            (folder / f"c4.en_{split}_text_document{ext}").write_bytes(src.read_bytes())
+    back = import_store("megatron", folder, tmp_path / "back", tokenizer=_vocab(tmp_path))
+    assert store_documents(back, "train") == store_documents(store, "train")
+    assert store_documents(back, "val") == store_documents(store, "train")
+
+
+def test_held_out_split_is_refused_with_the_fix_and_nothing_written(tmp_path: Path) -> None:
+    from gptdata.formats import FormatError, import_store
+
+    store = make_store(tmp_path / "store")
+    export_store(store, tmp_path / "meg", format="megatron", quiet=True)
+    for ext in (".bin", ".idx"):
+        src = tmp_path / "meg" / f"train_text_document{ext}"
+        (tmp_path / "meg" / f"dev_text_document{ext}").write_bytes(src.read_bytes())
+    with pytest.raises(FormatError, match=r"dev_text_document looks like a 'dev' split.*Move it"):
+        import_store("megatron", tmp_path / "meg", tmp_path / "back", quiet=True)
+    assert not (tmp_path / "back").exists() and not (tmp_path / "back.partial").exists()
+    # Named alone, the prefix is the user's explicit choice: it is imported (as train).
+    one = import_store(
+        "megatron", tmp_path / "meg" / "dev_text_document", tmp_path / "one", quiet=True
+    )
+    assert one.split("train").n_documents == store.split("train").n_documents
+
+
+def test_llmc_folder_with_a_test_shard_is_refused(tmp_path: Path) -> None:
+    from gptdata.formats import FormatError, import_store
+
+    store = make_store(tmp_path / "store")
+    export_store(store, tmp_path / "llmc", format="llmc", quiet=True)
+    src = next((tmp_path / "llmc").glob("train_*.bin"))
+    (tmp_path / "llmc" / "test_000000.bin").write_bytes(src.read_bytes())
+    with pytest.raises(FormatError, match=r"test_000000.bin looks like a 'test' split"):
+        import_store("llmc", tmp_path / "llmc", tmp_path / "back", quiet=True)
+    assert not (tmp_path / "back.partial").exists()
+
+
+@pytest.mark.parametrize("fmt", ["megatron", "nanogpt", "llmc"])
+def test_cli_import_of_a_missing_path_is_one_line_and_leaves_nothing(tmp_path, fmt) -> None:
+    import os
+    import subprocess
+    import sys
+
+    import gptdata
+
+    src = str(Path(gptdata.__file__).resolve().parent.parent)
+    r = subprocess.run(
+        [sys.executable, "-m", "gptdata", "import", fmt, "nothere", "-o", "x"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": src},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode != 0
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: nothere")
+    assert "not found" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
