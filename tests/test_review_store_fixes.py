@@ -163,3 +163,47 @@ def test_cli_import_of_a_missing_path_is_one_line_and_leaves_nothing(tmp_path, f
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: nothere")
     assert "not found" in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+# --- prepare: Arrow and save_to_disk inputs met in a folder walk --------------------------------
+
+
+def _save(folder: Path, texts: list[str]) -> None:
+    datasets = pytest.importorskip("datasets")
+    datasets.disable_progress_bars()
+    datasets.Dataset.from_dict({"text": texts}).save_to_disk(str(folder))
+
+
+def test_walk_reads_a_dataset_dict_folder_listed_files_only(tmp_path: Path) -> None:
+    """A DatasetDict met in a walk: every split's listed files, never a stray cache-*.arrow."""
+    datasets = pytest.importorskip("datasets")
+    datasets.disable_progress_bars()
+    corpus = tmp_path / "corpus"
+    dd = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict({"text": ["a b", "c d"]}),
+            "test": datasets.Dataset.from_dict({"text": ["e f"]}),
+        }
+    )
+    dd.save_to_disk(str(corpus / "hf"))
+    stray = next((corpus / "hf" / "train").glob("*.arrow"))
+    (corpus / "hf" / "train" / "cache-123.arrow").write_bytes(stray.read_bytes())
+    (corpus / "state.json").write_text('{"not": "a dataset"}')  # another tool's state.json
+    (corpus / "notes.txt").write_text("notes")
+    store = prepare(corpus, tmp_path / "store", workers=1, quiet=True, val_fraction=0.0)
+    assert store.n_documents == 4
+    names = [Path(i["path"]).name for i in store.manifest["inputs"]]
+    assert "cache-123.arrow" not in names
+
+
+def test_truncated_arrow_in_a_folder_is_one_line_naming_it(tmp_path: Path) -> None:
+    from gptdata.sources import InputError
+
+    _save(tmp_path / "ds", [f"row {i} " * 30 for i in range(40)])
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    data = next((tmp_path / "ds").glob("*.arrow")).read_bytes()
+    (bare / "part.arrow").write_bytes(data[: len(data) // 3])
+    with pytest.raises((InputError, ValueError), match=r"part.arrow: truncated.*Write it again"):
+        prepare(bare, tmp_path / "store", workers=1, quiet=True)
+    assert not (tmp_path / "store.partial").exists()
