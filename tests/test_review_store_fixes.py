@@ -207,3 +207,30 @@ def test_truncated_arrow_in_a_folder_is_one_line_naming_it(tmp_path: Path) -> No
     with pytest.raises((InputError, ValueError), match=r"part.arrow: truncated.*Write it again"):
         prepare(bare, tmp_path / "store", workers=1, quiet=True)
     assert not (tmp_path / "store.partial").exists()
+
+
+# --- the summary names options as the caller knows them -----------------------------------------
+
+
+def test_python_summary_names_arguments_and_a_tail_warning_suggests_no_tail(tmp_path, capsys):
+    prepare(
+        None,
+        tmp_path / "s",
+        texts=["one <|endoftext|> two", "three"],
+        val_fraction=0.3,
+        split_by="documents",
+        seed=1,
+        workers=1,
+    )
+    err = capsys.readouterr().err
+    assert "(asked val_fraction=0.3)" in err
+    assert "(special_text='ordinary')" in err
+    from gptdata._progress import _summary
+    from gptdata.store import TokenStore
+
+    store = TokenStore.open(tmp_path / "s")
+    store.manifest["options"]["split_by"] = "tail"  # as if a tail split had come out off
+    assert len(store.split("val")) / store.n_tokens < 0.15  # off by more than half of 0.3
+    _summary(tmp_path / "s", store, 1.0)
+    err = capsys.readouterr().err
+    assert "too few tokens for a tail split" in err and "split_by='tail'" not in err

@@ -28,7 +28,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from ._executors import (
     LocalExecutor,
     _TermAsInterrupt,
 )
-from ._progress import _Progress, _summary
+from ._progress import _Progress, _summary, python_arg
 from ._shards import _retail
 from ._sidefolders import (
     check_out,
@@ -159,6 +159,7 @@ def prepare(
     engine: str = "local",
     ray_address: str | None = None,
     executor: Executor | None = None,
+    name_option: Callable[[str, object], str] = python_arg,
 ) -> TokenStore:
     """Tokenize files (or ``texts=``, an iterable of documents) into a token store at ``out``.
 
@@ -168,6 +169,8 @@ def prepare(
     ``special_text``: "ordinary" encodes a literal <|endoftext|> inside a document as text;
     "allow" makes it the separator ID, as the classic GPTDatasetV1 did.
     ``force=True`` replaces ``out`` only when it is a gptdata store; nothing else is deleted.
+    ``name_option(name, value)`` writes an option in the closing summary: ``val_fraction=0.1``
+    by default; the command line passes one that writes ``--val-fraction 0.1``.
     """
     workers = workers or os.cpu_count() or 1
     _check_options(val_fraction, workers, shard_tokens, errors)
@@ -283,7 +286,7 @@ def prepare(
     finally:
         lock.release()
     if not quiet:
-        _summary(out, store, time.perf_counter() - t0)
+        _summary(out, store, time.perf_counter() - t0, name_option)
     return store
 
 
