@@ -234,3 +234,56 @@ def test_python_summary_names_arguments_and_a_tail_warning_suggests_no_tail(tmp_
     _summary(tmp_path / "s", store, 1.0)
     err = capsys.readouterr().err
     assert "too few tokens for a tail split" in err and "split_by='tail'" not in err
+
+
+# --- tail split: identical documents share val_fraction, over the whole input --------------------
+
+
+def _jsonl_corpus(folder: Path) -> list[str]:
+    """Two ~1.3 MB JSONL files (so several work units), a short line repeated across them."""
+    import json
+
+    folder.mkdir()
+    texts = []
+    for f in range(2):
+        lines = []
+        for i in range(40000):
+            text = "same line here" if i % 3 == 0 else f"word{i % 50} other{f} " * (1 + i % 7)
+            lines.append(json.dumps({"text": text}))
+            texts.append(text)
+        (folder / f"part{f}.jsonl").write_text("\n".join(lines) + "\n")
+    return texts
+
+
+def test_tail_split_numbers_identical_documents_over_all_units(tmp_path: Path) -> None:
+    """The store equals a plain reference: copy number = identical documents before, in input
+    order, over the whole input (not per work unit), and the repeated line's val share ~ f."""
+    import numpy as np
+
+    from gptdata import SimpleTokenizer
+    from gptdata._splits import tail_tokens
+    from plain_formats import store_documents
+
+    texts = _jsonl_corpus(tmp_path / "c")
+    tok = SimpleTokenizer.from_text(" ".join(set(texts)))
+    store = prepare(
+        tmp_path / "c", tmp_path / "s", tokenizer=tok, split_by="tail", val_fraction=0.1,
+        workers=2, quiet=True,
+    )  # fmt: skip
+    assert len(store.manifest["inputs"]) == 2
+    seen: dict[bytes, int] = {}
+    want: dict[str, list[list[int]]] = {"train": [], "val": []}
+    for text in texts:
+        ids = np.array(tok.encode(text), dtype=store.dtype)
+        copy = seen.get(ids.tobytes(), 0)
+        seen[ids.tobytes()] = copy + 1
+        k = tail_tokens(ids, 0.1, 0, copy)
+        if k < len(ids):
+            want["train"].append(ids[: len(ids) - k].tolist())
+        if k:
+            want["val"].append(ids[len(ids) - k :].tolist())
+    assert store_documents(store, "train") == want["train"]
+    assert store_documents(store, "val") == want["val"]
+    same = tok.encode("same line here")
+    n_val = sum(1 for d in want["val"] if d == same[-len(d) :] and len(d) <= len(same))
+    assert 0.25 < n_val / 26668 < 0.35  # 3 tokens a copy, f=0.1: ~30 % of copies give 1 to val

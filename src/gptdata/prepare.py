@@ -41,7 +41,7 @@ from ._executors import (
     _TermAsInterrupt,
 )
 from ._progress import _Progress, _summary, python_arg
-from ._shards import _retail
+from ._shards import _fix_copies, _retail
 from ._sidefolders import (
     check_out,
     check_overlap,
@@ -101,6 +101,9 @@ def _resume_ok(side: Path, result: Any, itemsize: int, split_by: str) -> bool:
     order = side / "units" / f"{result['index']:05d}.order"
     if split_by == "auto" and not order.is_file() and result["tokens"]:
         return False
+    tail = side / "units" / f"{result['index']:05d}.tail"
+    if split_by == "tail" and not tail.is_file():
+        return False  # a unit of an earlier gptdata (no copy numbers): tokenize it again
     for parts in result["parts"].values():
         for p in parts:
             data, index = side / p["file"], side / p["index"]
@@ -354,6 +357,9 @@ def _commit(
         if options["split_by"] == "tail":
             _retail(side, results, tok, options)
             splits = {s: [p for r in results for p in r["parts"][s]] for s in ("train", "val")}
+    elif options["split_by"] == "tail" and options["val_fraction"] > 0 and len(results) > 1:
+        _fix_copies(side, results, tok, options)  # identical documents in different units
+        splits = {s: [p for r in results for p in r["parts"][s]] for s in ("train", "val")}
     manifest = {
         "format": FORMAT,
         "version": VERSION,
