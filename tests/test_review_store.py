@@ -244,21 +244,30 @@ def _signal_prepare(tmp_path: Path, corpus: Path, signum: int, delays: list[floa
     import signal as _signal  # noqa: F401
     import time
 
-    env = {**os.environ, "PYTHONPATH": SRC}
+    # The delay counts from the moment gptdata's own imports begin (the import-time line of
+    # gptdata._startup, which the package imports first): a signal that lands while the
+    # interpreter itself starts (site, encodings), before any line of gptdata has run, cannot be
+    # handled by gptdata, and on a loaded machine 0.1 s after Popen can be that early.
+    env = {**os.environ, "PYTHONPATH": SRC, "PYTHONPROFILEIMPORTTIME": "1"}
     for d in delays:
         shutil.rmtree(tmp_path / "out", ignore_errors=True)
         shutil.rmtree(tmp_path / "out.partial", ignore_errors=True)
-        p = subprocess.Popen(
-            [*_entry(), "prepare", str(corpus), "-o", str(tmp_path / "out"), "--workers", "2"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        time.sleep(d)
-        p.send_signal(signum)
-        _, err = p.communicate(timeout=120)
-        yield d, p.returncode, err
+        log = tmp_path / "stderr.txt"
+        with open(log, "w") as err_fh:
+            p = subprocess.Popen(
+                [*_entry(), "prepare", str(corpus), "-o", str(tmp_path / "out"), "--workers", "2"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=err_fh,
+            )
+            deadline = time.monotonic() + 60
+            while "gptdata._startup" not in log.read_text() and p.poll() is None:
+                assert time.monotonic() < deadline, "gptdata never started importing"
+                time.sleep(0.002)
+            time.sleep(d)
+            p.send_signal(signum)
+            p.wait(timeout=120)
+        yield d, p.returncode, log.read_text()
 
 
 def test_ctrl_c_during_start_up_prints_no_traceback(tmp_path):
