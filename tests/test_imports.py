@@ -21,7 +21,7 @@ PACKAGE = Path(gptdata.__file__).resolve().parent
 LAYERS: list[tuple[str, set[str]]] = [
     (
         "inputs and fixed files",
-        {"_layout", "sources", "_readers", "hf_input", "_gpt2files", "samples"},
+        {"_layout", "_startup", "sources", "_readers", "hf_input", "_gpt2files", "samples"},
     ),
     ("tokenizers", {"dialect", "_fast", "tokenizers", "booktokenizers"}),
     ("store", {"store", "_splitarray", "_manifest"}),
