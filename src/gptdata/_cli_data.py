@@ -128,6 +128,11 @@ def cmd_tokenize(a: argparse.Namespace) -> int:
     return 0
 
 
+def _flag(name: str, value: object) -> str:
+    """An option as the command line spells it: ('val_fraction', 0.3) -> '--val-fraction 0.3'."""
+    return f"--{name.replace('_', '-')} {value}"
+
+
 def cmd_prepare(a: argparse.Namespace) -> int:
     from .prepare import DEFAULT_SHARD_TOKENS, prepare
 
@@ -148,6 +153,7 @@ def cmd_prepare(a: argparse.Namespace) -> int:
         quiet=a.quiet,
         engine=a.engine,
         ray_address=a.ray_address,
+        name_option=_flag,  # the summary names --val-fraction, not val_fraction=
     )
     print(store.describe())
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .store import TokenStore
@@ -45,8 +46,19 @@ class _Progress:
             print(" " * 79, end="\r", file=sys.stderr, flush=True)
 
 
-def _summary(out: Path, store: TokenStore, secs: float) -> None:
-    """The closing lines on stderr: counts, speed, realized val share, special-text documents."""
+def python_arg(name: str, value: object) -> str:
+    """How the library names an option in what it prints: ``val_fraction=0.3``."""
+    return f"{name}={value!r}"
+
+
+def _summary(
+    out: Path, store: TokenStore, secs: float, arg: Callable[[str, object], str] = python_arg
+) -> None:
+    """The closing lines on stderr: counts, speed, realized val share, special-text documents.
+
+    ``arg(name, value)`` writes an option as the caller knows it: ``val_fraction=0.3`` from
+    Python (the default), ``--val-fraction 0.3`` from the command line.
+    """
     n_tok, n_docs = store.n_tokens, store.n_documents  # one definition: see README.md
     opts, counts = store.manifest["options"], store.manifest.get("counts", {})
     print(
@@ -59,19 +71,27 @@ def _summary(out: Path, store: TokenStore, secs: float) -> None:
         share = len(store.split("val")) / n_tok
         print(
             f"split by {opts['split_by']}: train {1 - share:.1%}, val {share:.1%} of tokens "
-            f"(asked val_fraction={f})",
+            f"(asked {arg('val_fraction', f)})",
             file=sys.stderr,
         )
         if abs(share - f) > f / 2:
+            if opts["split_by"] == "tail":  # already the policy that suits any corpus
+                fix = (
+                    "the corpus has too few tokens for a tail split to reach it (each "
+                    "document's tail is whole tokens): add text, or hold out a separate "
+                    "validation file instead"
+                )
+            else:
+                fix = f"{arg('split_by', 'tail')} gives a share close to it for any corpus"
             print(
                 f"warning: the val share {share:.1%} is off by more than half of "
-                f"val_fraction={f}; split_by='tail' gives a share close to it for any corpus.",
+                f"{arg('val_fraction', f)}; {fix}.",
                 file=sys.stderr,
             )
     if counts.get("special_text"):
         how = "the separator ID" if opts["special_text"] == "allow" else "ordinary text"
         print(
             f"{counts['special_text']:,} documents contain a literal {ENDOFTEXT}, encoded as {how}"
-            f" (special_text={opts['special_text']!r}).",
+            f" ({arg('special_text', opts['special_text'])}).",
             file=sys.stderr,
         )

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._splits import tail_tokens
+from ._splits import tail_count, tail_key
 from .store import dtype_for
 from .tokenizers import Tokenizer
 
@@ -79,13 +80,34 @@ class _PartWriter:
         return self.parts
 
 
-def _add_tail(writers: dict[str, _PartWriter], ids: np.ndarray, options: dict[str, Any]) -> None:
-    """Split by tail: the document's head to train, its last ~val_fraction tokens to val."""
-    k = min(tail_tokens(ids, options["val_fraction"], options["seed"]), len(ids))
+TAIL_DTYPE = np.dtype([("key", "<u8"), ("length", "<u8")])  # units/NNNNN.tail, per document
+
+
+def _add_tail(
+    writers: dict[str, _PartWriter],
+    ids: np.ndarray,
+    options: dict[str, Any],
+    seen: dict[int, int],
+    copy: int | None = None,
+) -> int:
+    """Split by tail: the document's head to train, its last ~val_fraction tokens to val.
+
+    ``seen`` counts the identical documents met so far (by ``tail_key``): the copy number that
+    draws the rounding, unless ``copy`` gives it. Returns the key (0 when no rounding is drawn).
+    """
+    f = options["val_fraction"]
+    key = 0
+    if (len(ids) * f) % 1:
+        key = tail_key(ids, options["seed"])
+        if copy is None:
+            copy = seen.get(key, 0)
+        seen[key] = seen.get(key, 0) + 1
+    k = min(tail_count(len(ids), f, key, copy or 0), len(ids))
     if k < len(ids):
         writers["train"].add(ids[: len(ids) - k])
     if k:
         writers["val"].add(ids[len(ids) - k :])
+    return key
 
 
 def _docs(side: Path, parts: list[dict[str, Any]], dtype: np.dtype) -> Iterator[np.ndarray]:
@@ -109,6 +131,7 @@ def _retail(
     dtype = dtype_for(tok.vocab_size)
     scratch = side / "retail"
     scratch.mkdir(exist_ok=True)
+    seen: dict[int, int] = {}  # copies of each document so far, over all units in order
     for r in results:
         stem = f"{r['index']:05d}"
         (side / "units" / f"{stem}.json").unlink(missing_ok=True)
@@ -120,7 +143,7 @@ def _retail(
             for s in ("train", "val")
         }
         for to_val in order.tolist():
-            _add_tail(writers, next(streams["val" if to_val else "train"]), options)
+            _add_tail(writers, next(streams["val" if to_val else "train"]), options, seen)
         r["parts"] = {s: w.finish() for s, w in writers.items()}
         for entry in os.scandir(side / "shards"):
             if entry.name.startswith(stem + "."):
@@ -128,3 +151,85 @@ def _retail(
         for entry in os.scandir(scratch):
             os.replace(entry.path, side / "shards" / entry.name)
     scratch.rmdir()
+
+
+def _fix_copies(
+    side: Path, results: list[dict[str, Any]], tok: Tokenizer, options: dict[str, Any]
+) -> None:
+    """A tail split's workers number identical documents within their unit; the rule numbers
+    them over the whole input. Rewrite the (rare) units where that changes a rounding.
+
+    Each unit left ``units/NNNNN.tail`` (key and length per document, 16 bytes). Ranks in a
+    stable sort of the keys give every document its copy number, globally and per unit.
+    """
+    f = options["val_fraction"]
+    tails = [
+        np.fromfile(side / "units" / f"{r['index']:05d}.tail", dtype=TAIL_DTYPE) for r in results
+    ]
+    if not tails or f <= 0:
+        return
+    keys = np.concatenate([t["key"] for t in tails])
+    unit = np.repeat(np.arange(len(tails)), [len(t) for t in tails])
+    glob, local = _ranks(keys, (keys,)), _ranks(keys, (keys, unit))
+    moved = np.flatnonzero((glob != local) & (keys != 0))
+    if not moved.size:
+        return
+    firsts = np.cumsum([0] + [len(t) for t in tails])
+    dtype = dtype_for(tok.vocab_size)
+    scratch = side / "recopy"
+    shutil.rmtree(scratch, ignore_errors=True)  # parts of a rewrite a kill cut short
+    scratch.mkdir()
+    for u in np.unique(unit[moved]).tolist():
+        lo, hi = int(firsts[u]), int(firsts[u + 1])
+        lengths, ukeys = tails[u]["length"].tolist(), tails[u]["key"].tolist()
+        old = [
+            tail_count(n, f, k, c)
+            for n, k, c in zip(lengths, ukeys, local[lo:hi].tolist(), strict=True)
+        ]
+        new = [
+            tail_count(n, f, k, c)
+            for n, k, c in zip(lengths, ukeys, glob[lo:hi].tolist(), strict=True)
+        ]
+        if old == new:
+            continue
+        r = results[u]
+        stem = f"{r['index']:05d}"
+        (side / "units" / f"{stem}.json").unlink(missing_ok=True)  # a kill: redo this unit
+        streams = {s: _docs(side, r["parts"][s], dtype) for s in ("train", "val")}
+        writers = {
+            s: _PartWriter(scratch, f"{stem}.{s}", dtype, tok.eot_id, options["shard_tokens"])
+            for s in ("train", "val")
+        }
+        empty = np.empty(0, dtype=dtype)
+        for n, k_old, k_new in zip(lengths, old, new, strict=True):
+            k_old = min(k_old, n)
+            head = next(streams["train"]) if k_old < n else empty
+            tail = next(streams["val"]) if k_old else empty
+            ids = np.concatenate([head, tail])
+            k = min(k_new, n)
+            if k < n:
+                writers["train"].add(ids[: n - k])
+            if k:
+                writers["val"].add(ids[n - k :])
+        r["parts"] = {s: w.finish() for s, w in writers.items()}
+        for entry in os.scandir(side / "shards"):
+            if entry.name.startswith(stem + "."):
+                os.unlink(entry.path)
+        for entry in os.scandir(scratch):
+            os.replace(entry.path, side / "shards" / entry.name)
+    scratch.rmdir()
+
+
+def _ranks(keys: np.ndarray, by: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Each entry's number among the entries equal to it in ``by``, counted in input order."""
+    order = np.lexsort(by[::-1])  # stable: equal entries keep input order
+    n = len(keys)
+    same = np.ones(n, dtype=bool)
+    for b in by:
+        sb = b[order]
+        same[1:] &= sb[1:] == sb[:-1]
+    same[0] = False
+    start = np.maximum.accumulate(np.where(same, 0, np.arange(n)))
+    ranks = np.empty(n, dtype=np.int64)
+    ranks[order] = np.arange(n) - start
+    return ranks

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,55 @@ def _not_ours(path: Path, what: str) -> FileExistsError:
     )
 
 
+_SHARD_NAME = re.compile(r"\d+\.\w+\.\d+\.(bin|idx)")  # what _shards._PartWriter names a part
+
+
+def foreign_entry(store: Path) -> str | None:
+    """The first entry of ``store`` that a store of ours does not hold, or None.
+
+    A store holds ``manifest.json`` and ``shards/`` with the parts its manifest lists (or
+    that carry our part names); ``units/``, the side marker and the lock only while a marker
+    says a commit of ours was cut short. Anything else (``my-notes.txt``, an export made with
+    ``-o STORE/nanogpt``) is the user's, so ``force`` may not replace the folder.
+
+        >>> foreign_entry(Path("store"))       # after: echo hi > store/my-notes.txt
+        'my-notes.txt'
+    """
+    listed: set[str] = set()
+    try:
+        with open(store / MANIFEST, "rb") as fh:
+            doc = json.loads(fh.read(1 << 24))
+        for sp in doc.get("splits", {}).values():
+            for shard in sp.get("shards", []):
+                listed.update(str(shard.get(k)) for k in ("file", "index"))
+    except (OSError, ValueError, RecursionError, AttributeError, TypeError):
+        pass  # a damaged manifest lists nothing: only our part names are then accepted
+    marked = side_marker(store) is not None
+    for entry in sorted(os.scandir(store), key=lambda e: e.name):
+        name = entry.name
+        if name in (MANIFEST, MANIFEST + ".tmp") and entry.is_file(follow_symlinks=False):
+            continue
+        if marked and name in (SIDE_MARKER, LOCK, "units"):
+            continue
+        if name == "shards" and entry.is_dir(follow_symlinks=False):
+            for part in sorted(os.scandir(entry.path), key=lambda e: e.name):
+                rel = f"shards/{part.name}"
+                ours = rel in listed or _SHARD_NAME.fullmatch(part.name) is not None
+                if not (ours and part.is_file(follow_symlinks=False)):
+                    return rel
+            continue
+        return name
+    return None
+
+
+def _foreign_error(out: Path, entry: str) -> FileExistsError:
+    return FileExistsError(
+        f"{out} is a gptdata store but also holds {out / entry}, which gptdata did not write; "
+        "force=True replaces only a folder holding nothing but a store, so nothing was "
+        "deleted. Move that out of the store, or choose another out=."
+    )
+
+
 def check_out(out: Path, *, force: bool) -> None:
     """Refuse, before any work, an ``out`` that gptdata may not fill or replace."""
     if os.path.islink(out):
@@ -72,6 +122,9 @@ def check_out(out: Path, *, force: bool) -> None:
                 raise FileExistsError(
                     f"{out} already exists. Pass force=True to replace it, or choose another out=."
                 )
+            entry = foreign_entry(out)
+            if entry is not None:
+                raise _foreign_error(out, entry)
         elif any(os.scandir(out)):
             raise FileExistsError(
                 f"{out} is a folder that is not a gptdata store (no {MANIFEST} of ours); "
@@ -85,7 +138,7 @@ def check_out(out: Path, *, force: bool) -> None:
             raise _not_ours(side, what)
 
 
-def _raise_if_locked(side: Path) -> None:
+def _raise_if_locked(side: Path, who: str = "prepare") -> None:
     """BusyError when another run holds ``side``'s lock (and so may be mid-way through it)."""
     try:
         fd = os.open(side / LOCK, os.O_RDONLY)
@@ -96,7 +149,7 @@ def _raise_if_locked(side: Path) -> None:
 
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise _busy(side) from None
+        raise _busy(side, who) from None
     finally:
         os.close(fd)
 
@@ -155,14 +208,15 @@ class SideLock:
             self.fd = -1
 
 
-def _lock(side: Path) -> int:
+def _lock(side: Path, who: str = "prepare") -> int:
+    """Hold ``side/lock`` (flock, non-blocking) or raise BusyError; ``who`` names the command."""
     import fcntl
 
     try:
         fd = os.open(side / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     except FileNotFoundError:  # another run renamed the side folder away between our steps
         raise BusyError(
-            f"another gptdata prepare just committed {side}; run the command again."
+            f"another gptdata {who} just committed {side}; run the command again."
         ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -171,13 +225,13 @@ def _lock(side: Path) -> int:
             raise BlockingIOError
     except (BlockingIOError, FileNotFoundError):
         os.close(fd)
-        raise _busy(side) from None
+        raise _busy(side, who) from None
     return fd
 
 
-def _busy(side: Path) -> BusyError:
+def _busy(side: Path, who: str = "prepare") -> BusyError:
     return BusyError(
-        f"another gptdata prepare is writing this output (it holds {side / LOCK}). "
+        f"another gptdata {who} is writing this output (it holds {side / LOCK}). "
         "Wait for it to finish or stop it; two runs never share an output."
     )
 
@@ -226,6 +280,9 @@ def swap_in(side: Path, out: Path, *, force: bool, plan_id: str) -> None:
     old = old_path(out)
     if os.path.lexists(out):
         if is_store(out) and force and not os.path.islink(out):
+            entry = foreign_entry(out)
+            if entry is not None:  # the user put something in it while this run worked
+                raise _foreign_error(out, entry)
             if os.path.lexists(old):
                 if side_marker(old) is None:
                     raise _not_ours(old, "replaced store")

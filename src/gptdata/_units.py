@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ._shards import _add_tail, _PartWriter
+from ._shards import TAIL_DTYPE, _add_tail, _PartWriter
 from ._splits import split_of
 from .sources import ReadStats, WorkUnit, read_documents
 from .store import dtype_for, write_json_atomic
@@ -83,6 +83,8 @@ def tokenize_unit(
     by_tail = options["split_by"] == "tail" and options["val_fraction"] > 0
     f, seed = options["val_fraction"], options["seed"]
     order: list[str] = []  # each document's split, so that auto can still choose a tail split
+    seen: dict[int, int] = {}  # tail split: copies of each document so far in this unit
+    tail_meta: list[tuple[int, int]] = []  # tail split: (key, length) per document
 
     def flush(batch: list[str]) -> None:
         nonlocal tokens, documents
@@ -95,7 +97,7 @@ def tokenize_unit(
                 if arr.size and (arr.max() >= vocab_size or arr.min() < 0):
                     _out_of_range(tokenizer, arr)
                 tokens += arr.size
-                _add_tail(writers, arr.astype(dtype), options)
+                tail_meta.append((_add_tail(writers, arr.astype(dtype), options, seen), arr.size))
             return
         for text, ids in zip(batch, encoded, strict=True):
             arr = np.asarray(ids)
@@ -118,6 +120,10 @@ def tokenize_unit(
             batch, size = [], 0
     flush(batch)
     units = Path(side) / "units"
+    if options["split_by"] == "tail":  # copy numbers over the whole input: see _fix_copies
+        tails = np.array(tail_meta, dtype=TAIL_DTYPE)
+        (units / f"{unit.index:05d}.tail.tmp").write_bytes(tails.tobytes())
+        os.replace(units / f"{unit.index:05d}.tail.tmp", units / f"{unit.index:05d}.tail")
     if order:
         bits = np.packbits(np.array(order) == "val").tobytes()
         (units / f"{unit.index:05d}.order.tmp").write_bytes(bits)

@@ -8,15 +8,16 @@ does: a closed pipe is the reader's choice, not an error, and ``set -o pipefail`
 
 from __future__ import annotations
 
-import argparse
 import os
-import re
 import sys
 from collections.abc import Sequence
 
 from ._startup import quiet_interrupt, running_as_command
 
 with quiet_interrupt():  # Ctrl-C while the command starts: one line, no traceback
+    import argparse  # not loaded by `import gptdata`: inside, so no unguarded window is left
+    import re
+
     from . import _cli_data as data
     from . import _cli_model as model
     from ._cli_options import EPILOGS as EPILOGS  # re-exported: the pieces cli.py used to hold

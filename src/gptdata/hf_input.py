@@ -29,6 +29,19 @@ class HFInputError(ValueError):
     """A Hugging Face folder or .arrow file that cannot be read; names the file."""
 
 
+def is_hf_folder(folder: str) -> bool:
+    """Whether ``folder`` was written by ``save_to_disk``: a ``dataset_dict.json``, or a
+    ``state.json`` naming ``_data_files`` (another tool's ``state.json`` does not count)."""
+    if os.path.isfile(os.path.join(folder, DATASET_DICT)):
+        return True
+    try:
+        with open(os.path.join(folder, STATE), encoding="utf-8") as fh:
+            state = json.load(fh)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return isinstance(state, dict) and "_data_files" in state
+
+
 def hf_data_files(folder: str) -> list[str] | None:
     """The .arrow files of a save_to_disk folder in row order, or None for another folder."""
     if os.path.isfile(os.path.join(folder, DATASET_DICT)):
@@ -97,9 +110,19 @@ def _batches(path: str) -> Iterator[Any]:
         yield from ipc.open_stream(source)
     except pa.ArrowInvalid as exc:
         raise HFInputError(
-            f"{path}: not an Arrow IPC stream or file ({exc}). Hugging Face datasets writes "
-            "these with save_to_disk."
+            f"{path}: not an Arrow IPC stream or file ({_first_line(exc)}). Hugging Face "
+            "datasets writes these with save_to_disk; remove it from the inputs or rewrite it."
         ) from None
+    except OSError as exc:  # pyarrow's ArrowIOError: the file ends inside a record batch
+        raise HFInputError(
+            f"{path}: truncated or unreadable Arrow file ({_first_line(exc)}). Write it again "
+            "(e.g. save_to_disk once more) or remove it from the inputs."
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def arrow_batch_count(path: str) -> int:

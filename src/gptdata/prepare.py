@@ -28,7 +28,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +40,8 @@ from ._executors import (
     LocalExecutor,
     _TermAsInterrupt,
 )
-from ._progress import _Progress, _summary
-from ._shards import _retail
+from ._progress import _Progress, _summary, python_arg
+from ._shards import _fix_copies, _retail
 from ._sidefolders import (
     check_out,
     check_overlap,
@@ -101,6 +101,9 @@ def _resume_ok(side: Path, result: Any, itemsize: int, split_by: str) -> bool:
     order = side / "units" / f"{result['index']:05d}.order"
     if split_by == "auto" and not order.is_file() and result["tokens"]:
         return False
+    tail = side / "units" / f"{result['index']:05d}.tail"
+    if split_by == "tail" and not tail.is_file():
+        return False  # a unit of an earlier gptdata (no copy numbers): tokenize it again
     for parts in result["parts"].values():
         for p in parts:
             data, index = side / p["file"], side / p["index"]
@@ -159,6 +162,7 @@ def prepare(
     engine: str = "local",
     ray_address: str | None = None,
     executor: Executor | None = None,
+    name_option: Callable[[str, object], str] = python_arg,
 ) -> TokenStore:
     """Tokenize files (or ``texts=``, an iterable of documents) into a token store at ``out``.
 
@@ -168,6 +172,8 @@ def prepare(
     ``special_text``: "ordinary" encodes a literal <|endoftext|> inside a document as text;
     "allow" makes it the separator ID, as the classic GPTDatasetV1 did.
     ``force=True`` replaces ``out`` only when it is a gptdata store; nothing else is deleted.
+    ``name_option(name, value)`` writes an option in the closing summary: ``val_fraction=0.1``
+    by default; the command line passes one that writes ``--val-fraction 0.1``.
     """
     workers = workers or os.cpu_count() or 1
     _check_options(val_fraction, workers, shard_tokens, errors)
@@ -283,7 +289,7 @@ def prepare(
     finally:
         lock.release()
     if not quiet:
-        _summary(out, store, time.perf_counter() - t0)
+        _summary(out, store, time.perf_counter() - t0, name_option)
     return store
 
 
@@ -351,6 +357,9 @@ def _commit(
         if options["split_by"] == "tail":
             _retail(side, results, tok, options)
             splits = {s: [p for r in results for p in r["parts"][s]] for s in ("train", "val")}
+    elif options["split_by"] == "tail" and options["val_fraction"] > 0 and len(results) > 1:
+        _fix_copies(side, results, tok, options)  # identical documents in different units
+        splits = {s: [p for r in results for p in r["parts"][s]] for s in ("train", "val")}
     manifest = {
         "format": FORMAT,
         "version": VERSION,

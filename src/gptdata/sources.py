@@ -6,7 +6,8 @@
 * ``.arrow`` and Hugging Face ``save_to_disk`` folders: one row = one document, the string
   column ``text_field``, read with pyarrow's IPC reader (see ``hf_input``).
 
-Folders are searched recursively for those suffixes; globs are expanded; the final list is sorted,
+Folders are searched recursively for those suffixes (a ``save_to_disk`` folder met on the way
+gives the data files its ``state.json`` lists); globs are expanded; the final list is sorted,
 so the plan of work units depends on the inputs alone. A ``.jsonl`` file is cut at line starts
 into byte ranges of about ``unit_bytes``; a ``.parquet`` file into row groups; small files are
 grouped. Deliberately left out: cutting one huge ``.txt`` document (BPE would see other pieces).
@@ -35,7 +36,7 @@ from ._readers import Piece as Piece
 from ._readers import ReadStats as ReadStats
 from ._readers import parquet_file, read_arrow, read_jsonl, read_parquet, read_txt
 
-FOLDER_SUFFIXES = (".txt", ".md", ".jsonl", ".jsonl.gz", ".parquet")
+FOLDER_SUFFIXES = (".txt", ".md", ".jsonl", ".jsonl.gz", ".parquet", ".arrow")
 
 
 class InputFile(NamedTuple):
@@ -85,6 +86,10 @@ def _walk(top: str, cache: dict[str, bool]) -> list[str]:
         dirs[:] = [
             d for d in dirs if not d.startswith(".") and not _ours(os.path.join(root, d), cache)
         ]
+        for d in [d for d in dirs if hf_input.is_hf_folder(os.path.join(root, d))]:
+            # a save_to_disk folder: the data files its state.json lists, never its cache-*.arrow
+            hits += hf_input.hf_data_files(os.path.join(root, d)) or []
+            dirs.remove(d)
         hits += [
             os.path.join(root, name)
             for name in names
@@ -111,7 +116,8 @@ def resolve_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[InputFile]:
     cache: dict[str, bool] = {}
     for item in inputs:
         text = os.fspath(item)
-        if os.path.isdir(text) and (hf_files := hf_input.hf_data_files(text)) is not None:
+        if os.path.isdir(text) and hf_input.is_hf_folder(text):
+            hf_files = hf_input.hf_data_files(text) or []
             found.update(hf_files)  # a save_to_disk folder: the data files its state.json lists
         elif os.path.isdir(text):
             if _ours(text, cache):

@@ -4,7 +4,8 @@ Output safety (export): everything is written into ``OUT.exporting/`` beside ``O
 carries a marker file ``gptdata-export.json`` from its first moment; the marker is rewritten with
 ``"complete": true`` and the list of files at the end, and only then is the folder renamed to
 ``OUT``. A killed export therefore leaves no ``OUT`` that looks complete. ``force=True`` replaces
-an existing ``OUT`` only when its marker says gptdata wrote it and it holds nothing else.
+an existing ``OUT`` only when its marker says gptdata wrote it and it holds nothing else, checked
+again at commit; ``flock`` on ``OUT.exporting/lock`` keeps a second export out of the same ``OUT``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from .._sidefolders import LOCK, _lock, _raise_if_locked
 from ..store import Split, write_json_atomic
 
 MARKER = "gptdata-export.json"
@@ -48,39 +50,64 @@ def _read_marker(folder: Path) -> dict[str, Any] | None:
 
 
 class ExportFolder:
-    """``OUT.exporting/`` while writing; ``commit()`` renames it to ``OUT``.
+    """``OUT.exporting/`` while writing, under a lock; ``commit()`` renames it to ``OUT``.
 
-    >>> folder = ExportFolder(Path("out"), force=False)   # creates out.exporting/
+    The side folder is claimed like prepare's ``OUT.partial`` (see ``_sidefolders``): it is
+    ours only with our marker, and ``flock`` on ``OUT.exporting/lock`` makes a second export
+    into the same ``OUT`` fail at once. At commit ``OUT`` is checked again: a folder that
+    appeared meanwhile is replaced only under the same rule as at the start (an export of ours
+    and ``force=True``), never deleted otherwise.
+
+    >>> folder = ExportFolder(Path("out"), force=False)   # creates out.exporting/ and locks it
     >>> (folder.path / "train.bin").write_bytes(b"...")
     >>> folder.commit({"export_format": "nanogpt"})        # out/ now exists, complete
     """
 
     def __init__(self, out: Path, *, force: bool) -> None:
-        self.out = out
+        self.out, self.force = out, force
         if out.exists() or out.is_symlink():
-            if not force:
-                raise FileExistsError(
-                    f"{out} already exists. Pass force=True to replace an earlier "
-                    "export, or choose another output folder."
-                )
-            self._check_replaceable(out)
+            self._check_replaceable(out, force=force, when="already exists")
         self.path = out.with_name(out.name + ".exporting")
-        if self.path.exists():
-            if _read_marker(self.path) is None:
-                raise FileExistsError(
-                    f"{self.path} exists and was not started by gptdata export; refusing to "
-                    "delete it. Move it away or choose another output folder."
-                )
-            shutil.rmtree(self.path)  # a killed export of ours: start over
-        self.path.mkdir(parents=True)
-        write_json_atomic(self.path / MARKER, {"format": MARKER_FORMAT, "complete": False})
+        if os.path.islink(self.path) or (self.path.exists() and not self.path.is_dir()):
+            raise self._not_ours()
+        if self.path.is_dir() and not self._ours_or_empty():
+            _raise_if_locked(self.path, "export")  # a run just setting it up holds the lock
+            raise self._not_ours()
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._fd = _lock(self.path, "export")
+        try:
+            if not self._ours_or_empty():  # again: it may have changed before we held the lock
+                raise self._not_ours()
+            write_json_atomic(self.path / MARKER, {"format": MARKER_FORMAT, "complete": False})
+            for entry in os.scandir(self.path):  # a killed export of ours: start over
+                if entry.name in (LOCK, MARKER):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
+        except BaseException:
+            self._release()
+            raise
+
+    def _ours_or_empty(self) -> bool:
+        if _read_marker(self.path) is not None:
+            return True
+        return all(e.name in (LOCK, MARKER + ".tmp") for e in os.scandir(self.path))
+
+    def _not_ours(self) -> FileExistsError:
+        return FileExistsError(
+            f"{self.path} exists and was not started by gptdata export (no {MARKER}); "
+            "refusing to delete it. Move it away or choose another output folder."
+        )
 
     @staticmethod
-    def _check_replaceable(out: Path) -> None:
+    def _check_replaceable(out: Path, *, force: bool, when: str) -> None:
+        """Raise unless ``out`` is a complete export of ours, holding nothing else, and force."""
         marker = _read_marker(out) if out.is_dir() and not out.is_symlink() else None
         if marker is None or not marker.get("complete"):
             raise FileExistsError(
-                f"{out} exists and was not written by gptdata export (no complete {MARKER}); "
+                f"{out} {when} and was not written by gptdata export (no complete {MARKER}); "
                 "refusing to replace it even with force=True. Remove it yourself or "
                 "choose another output folder."
             )
@@ -92,22 +119,38 @@ class ExportFolder:
                 f"{foreign[0]!r}); refusing to replace it even with force=True. Move "
                 "them away or choose another output folder."
             )
+        if not force:
+            raise FileExistsError(
+                f"{out} {when}. Pass force=True to replace an earlier export, or choose "
+                "another output folder."
+            )
 
     def commit(self, info: dict[str, Any]) -> None:
-        files = [f for f in _files_under(self.path) if f != MARKER]
+        files = [f for f in _files_under(self.path) if f not in (MARKER, LOCK)]
         doc = {"format": MARKER_FORMAT, "complete": True, **info, "files": files}
         write_json_atomic(self.path / MARKER, doc)
-        if self.out.exists():  # replaceable: checked in __init__
+        if os.path.lexists(self.out):  # checked at the start, but it may have appeared since
+            self._check_replaceable(self.out, force=self.force, when="appeared during the export")
             # A fresh name of our own: nothing the user made can be in the way and deleted.
             trash = Path(tempfile.mkdtemp(prefix=self.out.name + ".old-", dir=self.out.parent))
             os.replace(self.out, trash)  # onto the empty folder mkdtemp made
             os.replace(self.path, self.out)
             shutil.rmtree(trash)
         else:
-            os.replace(self.path, self.out)
+            os.replace(self.path, self.out)  # fails, deleting nothing, if OUT appeared non-empty
+        (self.out / LOCK).unlink(missing_ok=True)
+        self._release()
+
+    def _release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = -1
 
     def abort(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        """Remove our side folder (nothing half-written stays) and drop the lock."""
+        if getattr(self, "_fd", -1) >= 0:
+            shutil.rmtree(self.path, ignore_errors=True)
+        self._release()
 
 
 class Progress:

@@ -4,7 +4,8 @@
     TokenStore(...)   # store/manifest.json, store/shards/00000.train.000.bin, ...
 
 * ``megatron``: a ``.bin``/``.idx`` prefix (or a folder of ``*_document`` pairs: ``val``/``valid``
-  in the name -> val split); documents from its document index, a trailing end-of-text dropped.
+  in the name -> val split; a ``test``/``dev``/``eval`` pair is refused, never trained on);
+  documents from its document index, a trailing end-of-text dropped.
 * ``nanogpt``: ``train.bin``/``val.bin`` (or one of them), cut at end-of-text.
 * ``llmc``: a folder of shards (or one), headers checked, cut at end-of-text.
 
@@ -15,6 +16,7 @@ the store is written with prepare's own shard writer and commit (side folder, re
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,7 +31,7 @@ from ..store import TokenStore, dtype_for
 from ..tokenizers import Tokenizer, get_tokenizer
 from ._common import FormatError, Progress, TokenReader, check_ids
 from .llmc import llmc_documents, llmc_files
-from .megatron import megatron_documents, open_megatron, prefix_of
+from .megatron import MegatronIndex, megatron_documents, open_megatron, prefix_of
 from .nanogpt import nanogpt_documents, nanogpt_files
 
 IMPORT_FORMATS = ("megatron", "nanogpt", "llmc")
@@ -53,23 +55,47 @@ def _checker(tok: Tokenizer) -> Checker:
     return for_file
 
 
+_VAL_WORDS = ("val", "valid", "validation")
+_HELD_OUT_WORDS = ("test", "testing", "eval", "heldout", "dev")  # never silently train
+
+
+def _split_word(name: str) -> str | None:
+    """'valid_text_document' -> 'val'; 'test_text_document' -> 'test'; others -> None (train)."""
+    words = re.split(r"[_.\-]", name.lower())
+    if any(w in words for w in _VAL_WORDS):
+        return "val"
+    return next((w for w in _HELD_OUT_WORDS if w in words), None)
+
+
+def _refuse_held_out(folder: Path, names: list[str], example: str) -> None:
+    """A folder's test/dev files have no split in a store: refuse rather than train on them."""
+    for name in names:
+        word = _split_word(name)
+        if word not in (None, "val"):
+            raise FormatError(
+                f"{folder}: {name} looks like a {word!r} split, and a store holds only train "
+                f"and val; gptdata never puts it into train. Move it out of {folder}, or "
+                f"import what you want one at a time (e.g. {example})."
+            )
+
+
 def _megatron_prefixes(path: Path) -> dict[str, list[Path]]:
     if path.is_dir():
         found = sorted({prefix_of(p) for p in path.glob("*.idx")})
         if not found:
             raise FormatError(f"{path}: no Megatron .idx/.bin pairs in this folder.")
+        example = next((p for p in found if _split_word(p.name) is None), found[0])
+        _refuse_held_out(path, [p.name for p in found], f"the prefix {example}")
         groups: dict[str, list[Path]] = {}
         for p in found:
-            val = any(w in p.name.split("_") for w in ("val", "valid", "validation"))
-            groups.setdefault("val" if val else "train", []).append(p)
+            groups.setdefault("val" if _split_word(p.name) == "val" else "train", []).append(p)
         return groups
     return {"train": [prefix_of(path)]}
 
 
 def _megatron_docs(
-    prefixes: list[Path], tok: Tokenizer, check: Checker, stats: dict[str, int]
+    indexes: list[MegatronIndex], tok: Tokenizer, check: Checker, stats: dict[str, int]
 ) -> Iterator[np.ndarray]:
-    indexes = [open_megatron(p) for p in prefixes]  # all checked before anything is imported
     for index in indexes:
         reader = TokenReader(
             index.bin,
@@ -100,14 +126,10 @@ def _inputs(
             f"tokenizer {tok.name} has no end-of-text ID, which {format} files are cut at."
         )
     if format == "megatron":
-        groups = _megatron_prefixes(path)
-        files = [
-            f
-            for ps in groups.values()
-            for p in ps
-            for f in (p.with_suffix(".bin"), p.with_suffix(".idx"))
-        ]
-        return {s: _megatron_docs(ps, tok, check, stats) for s, ps in groups.items()}, files
+        # Every pair is opened and checked before anything is written.
+        indexes = {s: [open_megatron(p) for p in ps] for s, ps in _megatron_prefixes(path).items()}
+        files = [f for ixs in indexes.values() for ix in ixs for f in (ix.bin, ix.idx)]
+        return {s: _megatron_docs(ixs, tok, check, stats) for s, ixs in indexes.items()}, files
     if format == "nanogpt":
         groups = nanogpt_files(path)
         docs = {
@@ -116,6 +138,9 @@ def _inputs(
         }
         return docs, [f for fs in groups.values() for f in fs]
     groups = llmc_files(path)
+    if path.is_dir():
+        names = [f.name for fs in groups.values() for f in fs]
+        _refuse_held_out(path, names, f"the shard {path / names[0]}")
     docs = {s: llmc_documents(fs, eot_id=eot, check=check) for s, fs in groups.items()}  # type: ignore[arg-type]
     return docs, [f for fs in groups.values() for f in fs]
 
@@ -145,12 +170,12 @@ def import_store(
     # The same rules as prepare: never replace what is not a store, one run per output.
     check_overlap(out, [str(f) for f in files], [])  # only the named files are read
     check_out(out, force=force)
+    total = sum(f.stat().st_size for f in files)  # every input exists: checked by _inputs
     plan_id = f"import:{format}:{os.urandom(8).hex()}"  # an import never resumes
     lock = claim_side(partial_path(out), plan_id)
     side = lock.side
     dtype = dtype_for(tok.vocab_size)
     parts: dict[str, list[dict[str, Any]]] = {"train": [], "val": []}
-    total = sum(f.stat().st_size for f in files)
     progress = Progress(f"import {format}", total // 2, 2, quiet=quiet)
     try:
         for name, stream in docs.items():

@@ -59,9 +59,21 @@ def megatron_dtype(vocab_size: int) -> tuple[np.dtype, int]:
 
 
 def prefix_of(path: str | Path) -> Path:
-    """'data/train_text_document.idx' or '.bin' or the bare prefix -> the prefix."""
+    """'data/train_text_document.idx' or '.bin' or the bare prefix -> the prefix.
+
+    A prefix is a string to which Megatron appends '.bin'/'.idx', so a dot inside it stays:
+    'data/c4.en_text_document' and 'data/c4.en_text_document.idx' -> 'data/c4.en_text_document'.
+    A name ending in '.bin'/'.idx' is kept whole when it is itself the prefix of a pair.
+    """
     p = Path(path)
-    return p.with_suffix("") if p.suffix in (".bin", ".idx") else p
+    if p.name.endswith((".bin", ".idx")) and not with_ext(p, ".idx").is_file():
+        return p.with_name(p.name[:-4])
+    return p
+
+
+def with_ext(prefix: Path, ext: str) -> Path:
+    """``prefix`` + ``ext``, as Megatron builds its file names (never a suffix swap)."""
+    return prefix.with_name(prefix.name + ext)
 
 
 def write_megatron(
@@ -75,7 +87,7 @@ def write_megatron(
     dtype, code = megatron_dtype(vocab_size)
     eot = np.array([split.eot_id], dtype=dtype).tobytes()
     n_docs = split.n_documents
-    bin_path, idx_path = prefix.with_suffix(".bin"), prefix.with_suffix(".idx")
+    bin_path, idx_path = with_ext(prefix, ".bin"), with_ext(prefix, ".idx")
     tokens = 0
     with open(bin_path, "wb", buffering=0) as out:
         for shard in split.shards:
@@ -137,11 +149,11 @@ class MegatronIndex:
 
     @property
     def idx(self) -> Path:
-        return self.prefix.with_suffix(".idx")
+        return with_ext(self.prefix, ".idx")
 
     @property
     def bin(self) -> Path:
-        return self.prefix.with_suffix(".bin")
+        return with_ext(self.prefix, ".bin")
 
     def _array(self, dtype: str, offset: int, count: int) -> np.ndarray:
         if count == 0:
@@ -161,12 +173,12 @@ class MegatronIndex:
 def open_megatron(path: str | Path) -> MegatronIndex:
     """Read and check a ``.idx``/``.bin`` pair: header, sizes, document index, pointers."""
     prefix = prefix_of(path)
-    idx, binf = prefix.with_suffix(".idx"), prefix.with_suffix(".bin")
+    idx, binf = with_ext(prefix, ".idx"), with_ext(prefix, ".bin")
     for f in (idx, binf):
         if not f.is_file():
             raise FormatError(
-                f"{f}: not found. Give the prefix of a Megatron .bin/.idx pair, "
-                "e.g. data/train_text_document."
+                f"{f}: not found. Give the prefix of a Megatron .bin/.idx pair (the path "
+                "without .bin/.idx, e.g. data/train_text_document) or a folder of pairs."
             )
     size = idx.stat().st_size
     if size < HEADER.size:
