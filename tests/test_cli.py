@@ -31,8 +31,9 @@ def test_inspect_exact_pairs(capsys, tmp_path, verdict_text) -> None:
 
 
 def test_inspect_marks_eot_and_escapes(capsys, tmp_path) -> None:
-    path = tmp_path / "t.txt"
-    path.write_text("a\nb<|endoftext|>c")
+    # Two documents: the separator between them is gptdata's (a literal in a file is text).
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"text": "a\\nb"}\n{"text": "c"}\n')
     code, out, _ = run(capsys, "inspect", str(path), "--max-length", "4")
     assert code == 0
     assert out.splitlines()[4:] == [

@@ -49,14 +49,30 @@ def test_dataset_dict_reads_every_split(tmp_path):
     dd = datasets.DatasetDict(
         {
             "train": datasets.Dataset.from_dict({"content": ["a b", "c"]}),
-            "test": datasets.Dataset.from_dict({"content": ["d e f"]}),
+            "extra": datasets.Dataset.from_dict({"content": ["d e f"]}),
         }
     )
     dd.save_to_disk(str(tmp_path / "dd"))
     files = resolve_inputs([tmp_path / "dd"])
-    assert [os.path.basename(os.path.dirname(f.path)) for f in files] == ["test", "train"]
+    assert [os.path.basename(os.path.dirname(f.path)) for f in files] == ["extra", "train"]
     docs = [d for u in plan_units(files) for d in read_documents(u, text_field="content")]
     assert docs == ["d e f", "a b", "c"]
+
+
+def test_dataset_dict_with_a_held_out_split_is_refused(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    dd = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict({"content": ["a b", "c"]}),
+            "test": datasets.Dataset.from_dict({"content": ["d e f"]}),
+        }
+    )
+    dd.save_to_disk(str(tmp_path / "dd"))
+    with pytest.raises(ValueError, match=r"held-out split\(s\) test: .* Point at .*dd/train"):
+        resolve_inputs([tmp_path / "dd"])
+    files = resolve_inputs([tmp_path / "dd" / "train"])  # one split, named: read
+    docs = [d for u in plan_units(files) for d in read_documents(u, text_field="content")]
+    assert docs == ["a b", "c"]
 
 
 def _write_arrow(path, table, *, batch_rows, file_format=False):

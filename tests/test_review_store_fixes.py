@@ -182,7 +182,7 @@ def test_walk_reads_a_dataset_dict_folder_listed_files_only(tmp_path: Path) -> N
     dd = datasets.DatasetDict(
         {
             "train": datasets.Dataset.from_dict({"text": ["a b", "c d"]}),
-            "test": datasets.Dataset.from_dict({"text": ["e f"]}),
+            "extra": datasets.Dataset.from_dict({"text": ["e f"]}),
         }
     )
     dd.save_to_disk(str(corpus / "hf"))

@@ -3,8 +3,9 @@
 * a folder written by ``Dataset.save_to_disk``: ``state.json`` lists its ``data-XXXXX-of-XXXXX.arrow``
   files, in row order; they are Arrow IPC *stream* files.
 * a folder written by ``DatasetDict.save_to_disk``: ``dataset_dict.json`` names one such folder per
-  split; every split is read (gptdata makes its own train/val split by content hash). Point at
-  ``folder/train`` to take one split only.
+  split; every split is read (gptdata makes its own train/val split by content hash), unless one
+  is held out (test, validation, dev, ...): then the folder is refused, since reading it would
+  train on held-out text. Point at ``folder/train`` to take one split only.
 * bare ``.arrow`` files (IPC stream, as ``datasets`` writes, or IPC file format).
 
 Rows are documents, the string column ``text_field`` as for JSONL and Parquet; a null is an empty
@@ -23,6 +24,8 @@ from typing import Any
 
 STATE = "state.json"
 DATASET_DICT = "dataset_dict.json"
+# Split names that mean "not for training": reading them into a corpus would train on them.
+HELD_OUT = {"test", "testing", "validation", "valid", "val", "eval", "evaluation", "dev", "heldout"}
 
 
 class HFInputError(ValueError):
@@ -49,6 +52,15 @@ def hf_data_files(folder: str) -> list[str] | None:
         splits = meta.get("splits") if isinstance(meta, dict) else None
         if not isinstance(splits, list) or not splits:
             raise HFInputError(f"{folder}/{DATASET_DICT}: no 'splits' list; not a DatasetDict.")
+        held = [str(x) for x in splits if str(x).lower() in HELD_OUT]
+        if held:
+            rest = [str(x) for x in splits if str(x) not in held]
+            hint = f"{os.path.join(folder, rest[0])}" if rest else "one split's folder"
+            raise HFInputError(
+                f"{folder} is a DatasetDict with held-out split(s) {', '.join(held)}: reading it "
+                "whole would train on them (gptdata makes its own val split). Point at "
+                f"{hint} instead."
+            )
         files: list[str] = []
         for split in splits:
             sub = hf_data_files(os.path.join(folder, str(split)))
