@@ -145,12 +145,17 @@ def _retail(
         for to_val in order.tolist():
             _add_tail(writers, next(streams["val" if to_val else "train"]), options, seen)
         r["parts"] = {s: w.finish() for s, w in writers.items()}
-        for entry in os.scandir(side / "shards"):
-            if entry.name.startswith(stem + "."):
-                os.unlink(entry.path)
-        for entry in os.scandir(scratch):
-            os.replace(entry.path, side / "shards" / entry.name)
+        _replace_unit_shards(side, scratch, stem)
     scratch.rmdir()
+
+
+def _replace_unit_shards(side: Path, scratch: Path, stem: str) -> None:
+    """Swap a unit's rewritten shards (in ``scratch``) for its old ones in ``side/shards``."""
+    for entry in os.scandir(side / "shards"):
+        if entry.name.startswith(stem + "."):
+            os.unlink(entry.path)
+    for entry in os.scandir(scratch):
+        os.replace(entry.path, side / "shards" / entry.name)
 
 
 def _fix_copies(
@@ -212,11 +217,7 @@ def _fix_copies(
             if k:
                 writers["val"].add(ids[n - k :])
         r["parts"] = {s: w.finish() for s, w in writers.items()}
-        for entry in os.scandir(side / "shards"):
-            if entry.name.startswith(stem + "."):
-                os.unlink(entry.path)
-        for entry in os.scandir(scratch):
-            os.replace(entry.path, side / "shards" / entry.name)
+        _replace_unit_shards(side, scratch, stem)
     scratch.rmdir()
 
 
