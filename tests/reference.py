@@ -47,3 +47,23 @@ def classic_dataloader_v1(
 
     dataset = ClassicGPTDatasetV1(txt, tokenizer, max_length, stride)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last)
+
+
+def joined(tok, texts: list[str]) -> list[int]:
+    """Documents as a store split holds them: each encoded, end-of-text between them."""
+    out: list[int] = []
+    for t in texts:
+        if out:
+            out.append(tok.eot_id)
+        out += tok.encode(t)
+    return out
+
+
+def eot_heavy_ids(eot_id: int = 50256) -> list[int]:
+    """3,000 IDs, about 5 % of them end-of-text: many short documents per window."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 1000, size=3000)
+    ids[rng.random(3000) < 0.05] = eot_id
+    return ids.tolist()

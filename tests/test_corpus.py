@@ -13,6 +13,7 @@ import torch
 
 from gptdata import SimpleTokenizer, TokenStore, get_tokenizer, load_tokens, prepare
 from gptdata.corpus import ArrayTokens, Corpus
+from reference import joined
 
 TEXTS = ["The cat sat on the mat.", "A second document, with commas.", "Third one: 12345."]
 
@@ -20,15 +21,6 @@ TEXTS = ["The cat sat on the mat.", "A second document, with commas.", "Third on
 @pytest.fixture(scope="module")
 def gpt2():
     return get_tokenizer("gpt2")
-
-
-def joined(tok, texts: list[str]) -> list[int]:
-    out: list[int] = []
-    for t in texts:
-        if out:
-            out.append(tok.eot_id)
-        out += tok.encode(t)
-    return out
 
 
 def test_txt_file_is_one_document(tmp_path, gpt2) -> None:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from gptdata import SimpleTokenizer, SlidingWindowDataset, create_dataloader, prepare
 from gptdata.documents import Format
 from gptdata.loader import GPTDataLoader
+from reference import eot_heavy_ids
 
 E = 50256  # GPT-2's <|endoftext|>
 
@@ -225,10 +226,7 @@ FORMATS = [
 
 @pytest.fixture(scope="module")
 def doc_ids_corpus() -> list[int]:
-    rng = np.random.default_rng(0)
-    ids = rng.integers(0, 1000, size=3000)
-    ids[rng.random(3000) < 0.05] = E
-    return ids.tolist()
+    return eot_heavy_ids(E)
 
 
 @pytest.mark.parametrize(("documents", "batch_format"), FORMATS)

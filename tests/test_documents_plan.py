@@ -7,16 +7,14 @@ import pytest
 
 from gptdata import SimpleTokenizer, SlidingWindowDataset
 from gptdata.documents import document_stats
+from reference import eot_heavy_ids
 
 E = 50256
 
 
 @pytest.fixture(scope="module")
 def doc_ids_corpus() -> list[int]:
-    rng = np.random.default_rng(0)
-    ids = rng.integers(0, 1000, size=3000)
-    ids[rng.random(3000) < 0.05] = E
-    return ids.tolist()
+    return eot_heavy_ids(E)
 
 
 @pytest.mark.parametrize(("max_length", "stride"), [(8, 1), (8, 8), (5, 7), (1, 1), (16, 3)])

@@ -14,6 +14,7 @@ from conftest import kill_after_first_unit
 from gptdata import InputError, StoreError, TokenStore, get_tokenizer, prepare
 from gptdata.prepare import split_of
 from gptdata.store import dtype_for
+from reference import joined
 
 TEXTS = [
     "The cat sat on the mat.",
@@ -39,15 +40,6 @@ def store_bytes(root: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
     }
-
-
-def joined(tok, texts: list[str]) -> list[int]:
-    out: list[int] = []
-    for t in texts:
-        if out:
-            out.append(tok.eot_id)
-        out += tok.encode(t)
-    return out
 
 
 def test_one_document_store_equals_encode(tmp_path, gpt2, verdict_text) -> None:

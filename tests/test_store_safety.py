@@ -521,3 +521,16 @@ def test_one_input_file_is_one_document(tmp_path, capsys) -> None:
     assert ", 1 documents\n" in capsys.readouterr().out
     assert main(["verify", str(tmp_path / "s")]) == 0
     assert ", 1 documents, structure" in capsys.readouterr().out
+
+
+def test_reading_tokenizer_is_the_one_that_made_the_ids(tmp_path: Path) -> None:
+    from gptdata import SimpleTokenizer, prepare
+
+    tok = SimpleTokenizer.from_text("a b c")
+    kw = {"val_fraction": 0, "workers": 1, "quiet": True}
+    store = prepare(None, tmp_path / "s", texts=["a b c"], tokenizer=tok, **kw)
+    assert store.reading_tokenizer(tok).fingerprint == store.fingerprint
+    with pytest.raises(ValueError, match=r"made with tokenizer .* tokenizer=PATH"):
+        store.reading_tokenizer("gpt2")
+    gpt2_store = prepare(None, tmp_path / "g", texts=["x"], **kw)
+    assert gpt2_store.reading_tokenizer(tok).name == "gpt2"  # GPT-2 IDs read as GPT-2

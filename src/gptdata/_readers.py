@@ -238,9 +238,3 @@ def read_arrow(piece: Piece, stats: ReadStats, text_field: str) -> Iterator[str]
         text = value or ""
         stats.bytes += len(text)
         yield text
-
-
-# Defined here to keep sources free of the decoding code; named where callers import them from.
-for _cls in (InputError, Piece, ReadStats):
-    _cls.__module__ = "gptdata.sources"
-del _cls

@@ -236,6 +236,17 @@ def _busy(side: Path, who: str = "prepare") -> BusyError:
     )
 
 
+def clear_folder(folder: Path, *, keep: tuple[str, ...]) -> None:
+    """Empty a side folder of ours (a killed run's leftovers), keeping its lock and marker."""
+    for entry in os.scandir(folder):
+        if entry.name in keep:
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+
+
 def claim_side(side: Path, plan_id: str) -> SideLock:
     """Create or take over ``side`` under its lock; keep its units only for the same plan."""
     if side.is_dir() and side_marker(side) is None and not _empty_but_lock(side):
@@ -250,13 +261,7 @@ def claim_side(side: Path, plan_id: str) -> SideLock:
         resume = marker is not None and marker.get("plan") == plan_id
         write_marker(side, "partial", plan_id)  # first: from here on the folder is marked ours
         if not resume:
-            for entry in os.scandir(side):
-                if entry.name in (LOCK, SIDE_MARKER):
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path)
-                else:
-                    os.unlink(entry.path)
+            clear_folder(side, keep=(LOCK, SIDE_MARKER))
         (side / "shards").mkdir(exist_ok=True)
         (side / "units").mkdir(exist_ok=True)
     except BaseException:

@@ -225,9 +225,3 @@ class Split:
     def iter_chunks(self, chunk: int = 1 << 24) -> Iterator[np.ndarray]:
         for start in range(0, self.n_tokens, chunk):
             yield self._slice(start, min(start + chunk, self.n_tokens))
-
-
-# Defined here to keep store.py short; named where callers import them from.
-for _cls in (StoreError, Shard, Split):
-    _cls.__module__ = "gptdata.store"
-del _cls

@@ -150,21 +150,9 @@ def _from_texts(texts: Sequence[str], tokenizer: Tokenizer, name: str) -> EvalDa
     return EvalData(seq, offsets, lengths, nbytes, words, tokenizer, prefix, name, "text")
 
 
-def _store_tokenizer(store: TokenStore, tokenizer: Tokenizer | str | None) -> Tokenizer:
-    tok = get_tokenizer(tokenizer or "gpt2")
-    if tok.fingerprint != store.fingerprint:
-        if store.tokenizer_name != "gpt2":
-            raise ValueError(
-                f"{store.root} was made with tokenizer {store.tokenizer_name}; pass the same one "
-                "(tokenizer=...)."
-            )
-        tok = get_tokenizer("gpt2")
-    return tok
-
-
 def _from_split(split: Split, tokenizer: Tokenizer | str | None) -> EvalData:
     store = TokenStore.open(split.root)
-    tok = _store_tokenizer(store, tokenizer)
+    tok = store.reading_tokenizer(tokenizer)
     where = f"{split.root} split {split.name!r}"
     if split.n_tokens == 0:
         raise ValueError(

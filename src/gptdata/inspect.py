@@ -54,18 +54,6 @@ class Loaded:
     documents: dict[str, np.ndarray]  # name -> document lengths in tokens
 
 
-def _store_tokenizer(store: TokenStore, tokenizer: str | Tokenizer) -> Tokenizer:
-    tok = get_tokenizer(tokenizer)
-    if tok.fingerprint != store.fingerprint:
-        if store.tokenizer_name != "gpt2":
-            raise ValueError(
-                f"{store.root} was made with tokenizer {store.tokenizer_name}; pass "
-                "the same one with --tokenizer."
-            )
-        tok = get_tokenizer("gpt2")
-    return tok
-
-
 def _lengths(ends: np.ndarray) -> np.ndarray:
     """Cumulative document ends (a separator after each but the last) -> tokens per document."""
     starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
@@ -94,7 +82,7 @@ def load_source(
         source = TokenStore.open(source)
     if isinstance(source, (TokenStore, Split)):
         store = source if isinstance(source, TokenStore) else TokenStore.open(source.root)
-        tok = _store_tokenizer(store, tokenizer)
+        tok = store.reading_tokenizer(tokenizer)
         if isinstance(source, Split):
             splits = {source.name: source}
         else:

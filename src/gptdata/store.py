@@ -43,6 +43,7 @@ from ._manifest import store_id_for as store_id_for  # re-exported: prepare writ
 from ._splitarray import Shard as Shard  # re-exported: a split's files and reads live there
 from ._splitarray import Split as Split
 from ._splitarray import StoreError as StoreError
+from .tokenizers import Tokenizer, get_tokenizer
 
 VERSION = 1
 
@@ -226,6 +227,22 @@ class TokenStore:
                     raise StoreError(
                         f"{self.root / s.file}: token ID {top} >= vocab_size {self.vocab_size}."
                     )
+
+    def reading_tokenizer(self, tokenizer: str | Tokenizer | None = None) -> Tokenizer:
+        """The tokenizer that reads this store's IDs: ``tokenizer`` when it made them.
+
+        A GPT-2 store reads with GPT-2 whatever is passed (its IDs have one meaning); any other
+        store needs the tokenizer that made it: "vocab.json" for a store prepared with it.
+        """
+        tok = get_tokenizer(tokenizer or "gpt2")
+        if tok.fingerprint == self.fingerprint:
+            return tok
+        if self.tokenizer_name == "gpt2":
+            return get_tokenizer("gpt2")
+        raise ValueError(
+            f"{self.root} was made with tokenizer {self.tokenizer_name}; pass the same one with "
+            f"tokenizer=PATH (it has vocab_size {self.vocab_size:,})."
+        )
 
     def describe(self) -> str:
         """The manifest in human terms (what ``gptdata info`` prints)."""

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .._sidefolders import LOCK, _lock, _raise_if_locked
+from .._sidefolders import LOCK, _lock, _raise_if_locked, clear_folder
 from ..store import Split, write_json_atomic
 
 MARKER = "gptdata-export.json"
@@ -79,13 +79,7 @@ class ExportFolder:
             if not self._ours_or_empty():  # again: it may have changed before we held the lock
                 raise self._not_ours()
             write_json_atomic(self.path / MARKER, {"format": MARKER_FORMAT, "complete": False})
-            for entry in os.scandir(self.path):  # a killed export of ours: start over
-                if entry.name in (LOCK, MARKER):
-                    continue
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path)
-                else:
-                    os.unlink(entry.path)
+            clear_folder(self.path, keep=(LOCK, MARKER))  # a killed export of ours: start over
         except BaseException:
             self._release()
             raise
