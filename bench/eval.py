@@ -32,9 +32,9 @@ from torch import nn  # noqa: E402
 
 import gptdata  # noqa: E402
 from _common import prose_file, row  # noqa: E402
-from gptdata.baselines import Bigram  # noqa: E402
-from gptdata.evaldata import load_eval_data  # noqa: E402
-from gptdata.evaluation import window_table  # noqa: E402
+from gptdata.evaluation.baselines import Bigram  # noqa: E402
+from gptdata.evaluation.data import load_eval_data  # noqa: E402
+from gptdata.evaluation.scoring import window_table  # noqa: E402
 
 
 class Block(nn.Module):

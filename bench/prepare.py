@@ -35,7 +35,7 @@ import numpy as np
 
 from _common import OUT, make_corpus, row, run_with_peak_rss, timed  # noqa: E402
 from gptdata import get_tokenizer  # noqa: E402
-from gptdata.sources import plan_units, read_documents, resolve_inputs  # noqa: E402
+from gptdata.prepare.sources import plan_units, read_documents, resolve_inputs  # noqa: E402
 
 
 def documents(path: Path) -> list[str]:

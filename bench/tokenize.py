@@ -27,8 +27,9 @@ import os
 os.environ["RAYON_NUM_THREADS"] = "1"  # per core: before fastokens starts its thread pool
 
 from _common import make_corpus, prose_file, row, timed  # noqa: E402
-from gptdata import _fast, get_tokenizer  # noqa: E402
-from gptdata.sources import plan_units, read_documents, resolve_inputs  # noqa: E402
+from gptdata import get_tokenizer  # noqa: E402
+from gptdata.prepare.sources import plan_units, read_documents, resolve_inputs  # noqa: E402
+from gptdata.tokenizers import fast as _fast  # noqa: E402
 
 
 def corpus_docs(size: str) -> list[str]:

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import gptdata
-from gptdata._gpt2files import source_files
+from gptdata.tokenizers.gpt2files import source_files
 
 lm_eval = pytest.importorskip("lm_eval")
 transformers = pytest.importorskip("transformers")

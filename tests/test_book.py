@@ -20,8 +20,8 @@ from gptdata import (
     build_vocab,
     create_dataloader_v1,
 )
-from gptdata._gpt2files import load_gpt2_encoding
-from gptdata.booktokenizers import split_words
+from gptdata.tokenizers.book import split_words
+from gptdata.tokenizers.gpt2files import load_gpt2_encoding
 from reference import ClassicGPTDatasetV1, classic_dataloader_v1
 
 VOCAB_HEAD = (

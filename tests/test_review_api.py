@@ -108,7 +108,7 @@ def test_inspect_mask_target_text_hides_masked_targets() -> None:
     # Issue 13 / README: `inspect --windows --documents mask` shows targets masked (-100). The ID
     # line does, but the text line under it still prints the masked token ("second"), so the
     # window reads as if the model learns to guess the next document's first word.
-    from gptdata.inspect import window_rows
+    from gptdata.inspect.pairs import window_rows
 
     tok = gptdata.get_tokenizer("gpt2")
     ids = tok.encode("hello world<|endoftext|>second doc here")  # E at input position 2

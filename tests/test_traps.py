@@ -23,7 +23,7 @@ from gptdata import (
     get_tokenizer,
     prepare,
 )
-from gptdata.loader import GPTDataLoader
+from gptdata.windows.loader import GPTDataLoader
 
 TEXT = " ".join(f"Sentence number {i} says something new about item {i * 7}." for i in range(300))
 

@@ -11,44 +11,36 @@ from typing import TYPE_CHECKING, Any
 from ._startup import quiet_interrupt
 
 with quiet_interrupt():  # Ctrl-C while the gptdata command starts: one line, no traceback
-    from .booktokenizers import SimpleTokenizerV1, SimpleTokenizerV2, build_vocab, split_words
-    from .corpus import Corpus, load_tokens
     from .formats import FormatError, export_store, import_store
-    from .prepare import prepare
-    from .sources import InputError
+    from .prepare import Corpus, InputError, load_tokens, prepare
     from .store import Split, StoreError, TokenStore
-    from .tokenizers import (
-        GPT2Tokenizer,
-        HFTokenizer,
-        SimpleTokenizer,
-        Tokenizer,
-        get_tokenizer,
-    )
+    from .tokenizers import GPT2Tokenizer, HFTokenizer, SimpleTokenizer, Tokenizer, get_tokenizer
+    from .tokenizers.book import SimpleTokenizerV1, SimpleTokenizerV2, build_vocab, split_words
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "SlidingWindowDataset": "windows",
-    "create_dataloader": "loader",
-    "GPTDataLoader": "loader",
+    "SlidingWindowDataset": "windows.dataset",
+    "create_dataloader": "windows.loader",
+    "GPTDataLoader": "windows.loader",
     "GPTEmbedding": "embeddings",
     "RotaryEmbedding": "embeddings",
     "GPTDatasetV1": "book",
     "create_dataloader_v1": "book",
-    "causal_document_mask": "attention",
-    "flex_document_mask": "attention",
-    "cu_seqlens": "attention",
-    "evaluate": "evaluation",
-    "EvalResult": "evaluation",
+    "causal_document_mask": "windows.attention",
+    "flex_document_mask": "windows.attention",
+    "cu_seqlens": "windows.attention",
+    "evaluate": "evaluation.scoring",
+    "EvalResult": "evaluation.scoring",
 }
 
 if TYPE_CHECKING:
-    from .attention import causal_document_mask, cu_seqlens, flex_document_mask
     from .book import GPTDatasetV1, create_dataloader_v1
     from .embeddings import GPTEmbedding, RotaryEmbedding
-    from .evaluation import EvalResult, evaluate
-    from .loader import GPTDataLoader, create_dataloader
-    from .windows import SlidingWindowDataset
+    from .evaluation.scoring import EvalResult, evaluate
+    from .windows.attention import causal_document_mask, cu_seqlens, flex_document_mask
+    from .windows.dataset import SlidingWindowDataset
+    from .windows.loader import GPTDataLoader, create_dataloader
 
 
 def __getattr__(name: str) -> Any:

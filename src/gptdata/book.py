@@ -20,9 +20,9 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from .loader import GPTDataLoader, create_dataloader
 from .tokenizers import Tokenizer
-from .windows import SlidingWindowDataset
+from .windows.dataset import SlidingWindowDataset
+from .windows.loader import GPTDataLoader, create_dataloader
 
 
 class _Column:

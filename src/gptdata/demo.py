@@ -9,7 +9,8 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from .inspect import context_pairs, escape, sample_text
+from .inspect.pairs import context_pairs, escape
+from .samples import sample_text
 from .tokenizers import SimpleTokenizer, get_tokenizer
 
 
@@ -56,7 +57,7 @@ def run_demo(
     import torch
 
     from .embeddings import GPTEmbedding
-    from .loader import create_dataloader
+    from .windows.loader import create_dataloader
 
     heading(
         f"4. First batch: batch_size={batch_size}, max_length={max_length}, "

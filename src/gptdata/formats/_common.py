@@ -22,8 +22,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .._sidefolders import LOCK, _lock, _raise_if_locked, clear_folder
 from ..store import Split, write_json_atomic
+from ..store.sidefolders import LOCK, _lock, _raise_if_locked, clear_folder
 
 MARKER = "gptdata-export.json"
 MARKER_FORMAT = "gptdata-export"

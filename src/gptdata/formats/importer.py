@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from .._shards import _PartWriter
-from .._sidefolders import check_out, check_overlap, claim_side, discard_side, partial_path
-from ..prepare import DEFAULT_SHARD_TOKENS, _commit
+from ..prepare.driver import DEFAULT_SHARD_TOKENS, _commit
 from ..store import TokenStore, dtype_for
+from ..store.shards import _PartWriter
+from ..store.sidefolders import check_out, check_overlap, claim_side, discard_side, partial_path
 from ..tokenizers import Tokenizer, get_tokenizer
 from ._common import FormatError, Progress, TokenReader, check_ids
 from .llmc import llmc_documents, llmc_files

@@ -1,0 +1,253 @@
+"""The model-side verbs of ``gptdata``: inspect, plan, eval and demo.
+
+Each verb is an ``add_<verb>`` that adds its subparser to ``cli.build_parser`` and a
+``cmd_<verb>`` that runs it; ``cli.main`` dispatches and turns errors into one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .options import SOURCE_HELP, TOKENIZER_HELP, add_backend, add_reading, add_verb, whole
+
+
+def add_inspect(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """``gptdata inspect SOURCE``: next-token pairs or windows."""
+    i = add_verb(sub, "inspect", "show next-token pairs or windows of a text file or store", common)
+    i.add_argument("source", help=SOURCE_HELP)
+    i.add_argument("--tokenizer", default="gpt2", help=TOKENIZER_HELP)
+    add_backend(i)
+    i.add_argument(
+        "--max-length", type=whole(1), default=4, help="tokens of context per window (default 4)"
+    )
+    i.add_argument("--start", type=whole(0), default=0, help="token offset to start from")
+    i.add_argument(
+        "--stride", type=whole(1), default=None, help="stride for --windows (default max-length)"
+    )
+    i.add_argument("--windows", action="store_true", help="show dataset (input, target) rows")
+    i.add_argument("-n", type=whole(1), default=4, help="number of windows to show (default 4)")
+    i.add_argument("--split", default=None, help="store split (default: the first)")
+    add_reading(i)
+    i.add_argument(
+        "--documents",
+        choices=["concat", "mask"],
+        default="concat",
+        help="mask: show targets masked (-100) and positions restarted after each end-of-text",
+    )
+    i.add_argument(
+        "--model",
+        default=None,
+        metavar="SPEC",
+        help="also show a model's P(desired) and top 3 (hf:DIR, unigram:STORE, bigram:STORE)",
+    )
+
+
+def add_plan(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """``gptdata plan SOURCE --max-length N ...``: sizes before training."""
+    pl = add_verb(sub, "plan", "windows, batches and embedding sizes before training", common)
+    pl.add_argument("source", help=SOURCE_HELP)
+    pl.add_argument("--tokenizer", default="gpt2", help=TOKENIZER_HELP)
+    add_backend(pl)
+    pl.add_argument(
+        "--max-length", type=whole(1), required=True, help="tokens of context per window"
+    )
+    pl.add_argument("--stride", type=whole(1), required=True, help="tokens between window starts")
+    pl.add_argument("--batch-size", type=whole(1), required=True, help="windows per batch")
+    pl.add_argument(
+        "--world-size", type=whole(1), default=1, help="data-parallel ranks (default 1)"
+    )
+    pl.add_argument(
+        "--emb-dim",
+        type=whole(1),
+        nargs="+",
+        default=[256],
+        help="embedding widths to size the tables for (default 256)",
+    )
+    pl.add_argument(
+        "--plot",
+        default=None,
+        metavar="FILE.png",
+        help="also draw document lengths and token frequencies into FILE.png",
+    )
+    add_reading(pl)
+    pl.add_argument(
+        "--documents",
+        choices=["concat", "mask"],
+        default="concat",
+        help="mask: also count masked targets and documents per window",
+    )
+
+
+def add_eval(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """``gptdata eval SOURCE --model SPEC ...``: loss, perplexity, bpb."""
+    ev = add_verb(sub, "eval", "loss, perplexity and bits per byte of models on a source", common)
+    ev.add_argument("source", help="a token store, or a text/JSONL/Parquet file")
+    ev.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="SPEC",
+        help="hf:DIR, unigram:STORE or bigram:STORE; repeat to compare models",
+    )
+    ev.add_argument("--tokenizer", default=None, help="default: the store's, else gpt2")
+    ev.add_argument(
+        "--max-length",
+        type=whole(1),
+        default=None,
+        help="window length (default: the models' context)",
+    )
+    ev.add_argument("--stride", type=whole(1), default=None, help="tokens scored per later window")
+    ev.add_argument("--batch-size", type=whole(1), default=8, help="windows per forward pass")
+    ev.add_argument(
+        "--by",
+        choices=["document", "stream"],
+        default=None,
+        help="document: each on its own (default); stream: the split as stored, one sequence",
+    )
+    ev.add_argument("--split", default=None, help="store split (default: val)")
+    ev.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cpu)")
+    ev.add_argument("--json", action="store_true", help="machine-readable results on stdout")
+    ev.add_argument("--per-document", default=None, metavar="FILE", help=".csv or .jsonl")
+    ev.add_argument("--bootstrap", type=whole(1), default=1000, help="bootstrap samples")
+    ev.add_argument("--seed", type=whole(0), default=0, help="seed of the bootstrap")
+    ev.add_argument(
+        "--plot", default=None, metavar="FILE.png", help="loss by position, bpb per document"
+    )
+    ev.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+
+def add_demo(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """``gptdata demo [FILE]``: every stage from text to embeddings."""
+    d = add_verb(sub, "demo", "every stage from text to input embeddings", common)
+    d.add_argument("file", nargs="?", default=None, help="your text file (default: the sample)")
+
+
+def cmd_inspect(a: argparse.Namespace) -> int:
+    from ..inspect.pairs import context_pairs, window_rows
+    from ..inspect.plan import source_splits
+    from ..tokenizers import get_tokenizer
+
+    loaded = source_splits(
+        Path(a.source),  # a path: the CLI never takes raw text here (tokenize does)
+        tokenizer=get_tokenizer(a.tokenizer, backend=a.backend),
+        text_field=a.text_field,
+        errors=a.errors,
+    )
+    name = a.split or next(iter(loaded.splits))
+    if name not in loaded.splits:
+        raise ValueError(f"no split {name!r}; choose from {list(loaded.splits)}.")
+    tokens = loaded.splits[name]
+    if a.start > len(tokens) - 2:  # a pair needs the token at --start and the one after it
+        raise ValueError(
+            f"--start {a.start:,} is beyond the data: split {name!r} of {a.source} has "
+            f"{len(tokens):,} tokens, so --start can be at most {max(len(tokens) - 2, 0):,}."
+        )
+    if a.model:
+        from ..evaluation.models import load_model
+        from ..inspect.pairs import model_pairs
+
+        ids = tokens[a.start : a.start + a.max_length + 1]
+        scorer = load_model(a.model)
+        scorer.check(max_length=max(len(ids) - 1, 1), tokenizer=loaded.tokenizer)
+        print("\n".join(model_pairs(scorer, [int(t) for t in ids], loaded.tokenizer)))
+        return 0
+    if a.windows:
+        end = a.start + (a.n - 1) * (a.stride or a.max_length) + a.max_length + 1
+        ids = tokens[: min(end, len(tokens))]
+        lines = window_rows(
+            ids,
+            loaded.tokenizer,
+            max_length=a.max_length,
+            stride=a.stride or a.max_length,
+            start=a.start,
+            count=a.n,
+            documents=a.documents,
+        )
+    else:
+        lines = context_pairs(
+            tokens[a.start : a.start + a.max_length + 1], loaded.tokenizer, max_length=a.max_length
+        )
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_plan(a: argparse.Namespace) -> int:
+    from ..inspect.plan import plan_report, plot, source_splits
+    from ..tokenizers import get_tokenizer
+
+    loaded = source_splits(
+        Path(a.source),  # a path: the CLI never takes raw text here (tokenize does)
+        tokenizer=get_tokenizer(a.tokenizer, backend=a.backend),
+        text_field=a.text_field,
+        errors=a.errors,
+    )
+    report, ok = plan_report(
+        loaded,
+        max_length=a.max_length,
+        stride=a.stride,
+        batch_size=a.batch_size,
+        world_size=a.world_size,
+        emb_dims=tuple(a.emb_dim),
+        documents=a.documents,
+    )
+    print(report)
+    if a.plot:
+        plot(loaded, a.plot)
+        print(f"wrote {a.plot}", file=sys.stderr)
+    if not ok:
+        print("error: a split yields zero batches; see the fix above.", file=sys.stderr)
+    return 0 if ok else 2
+
+
+def cmd_eval(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..evaluation.compare import plot, report, write_per_document
+    from ..evaluation.data import load_eval_data
+    from ..evaluation.models import load_model
+    from ..evaluation.scoring import evaluate
+
+    data = load_eval_data(Path(a.source), tokenizer=a.tokenizer, split=a.split)
+    scorers = [load_model(spec, device=a.device) for spec in a.model]
+    max_length = a.max_length
+    if max_length is None:
+        known = [s.max_positions for s in scorers if s.max_positions]
+        if not known:
+            raise ValueError("no model states its context length; pass --max-length.")
+        max_length = min(known)
+    results = []
+    for scorer in scorers:
+        if not a.quiet:
+            print(f"eval: {scorer.name} on {data.name}", file=sys.stderr)
+        results.append(
+            evaluate(
+                scorer,
+                data,
+                max_length=max_length,
+                stride=a.stride,
+                batch_size=a.batch_size,
+                by=a.by,
+                progress=not a.quiet,
+            )
+        )
+    print(report(results, samples=a.bootstrap, seed=a.seed, as_json=a.json))
+    if a.per_document:
+        write_per_document(results, a.per_document)
+        print(f"wrote {a.per_document}", file=sys.stderr)
+    if a.plot:
+        plot(results, a.plot)
+        print(f"wrote {a.plot}", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from ..demo import run_demo
+
+    text = None
+    if a.file:
+        with open(a.file, encoding="utf-8") as fh:
+            text = fh.read()
+    run_demo(text)
+    return 0

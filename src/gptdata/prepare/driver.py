@@ -1,0 +1,389 @@
+"""``gptdata prepare``: corpus in, token store out, as plan -> execute -> commit.
+
+* plan: the sorted inputs are cut into work units (``sources.plan_units``); the cut depends on the
+  inputs alone, never on ``workers``, so the store is byte-identical for any worker count.
+* execute: each unit is tokenized into its own shard files in the side folder ``OUT.partial/``,
+  written as ``*.tmp`` and renamed, then a small JSON marker records the unit as done. Executors
+  are pluggable (``local`` processes here; ``ray`` in ``gptdata._ray``) and run the same function.
+* commit: only the driver writes ``manifest.json``, last, and renames the side folder to ``OUT``.
+  A killed run leaves no complete-looking store; the same command resumes from the done units.
+  It also resolves ``split_by="auto"`` (``_splits``) and, for a tail split, rewrites the parts.
+
+What may be replaced or deleted, the side-folder markers and the lock: ``_sidefolders``. How the
+units run, SIGTERM and worker death: ``_executors``. What a worker does: ``_units``.
+
+Memory stays flat: a unit streams documents in batches of about 1 MB and writes as it goes.
+
+    >>> store = prepare(["corpus/"], "store/", val_fraction=0.1)
+    >>> store.split("train")
+    Split('train', tokens=..., documents=..., shards=...)
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..store.shards import _fix_copies, _retail
+from ..store.sidefolders import (
+    check_out,
+    check_overlap,
+    claim_side,
+    discard_side,
+    partial_path,
+    swap_in,
+)
+from ..store.splits import check_split_by, choose_split, split_of  # noqa: F401 - re-exported
+from ..store.tokenstore import (
+    FORMAT,
+    MANIFEST,
+    VERSION,
+    TokenStore,
+    dtype_for,
+    store_id_for,
+    write_json_atomic,
+)
+from ..tokenizers import Tokenizer, get_tokenizer
+from .executors import (
+    Executor,
+    InlineExecutor,
+    LocalExecutor,
+    _TermAsInterrupt,
+)
+from .progress import _Progress, _summary, python_arg
+from .sources import (
+    Errors,
+    InputError,
+    WorkUnit,
+    chunk_texts,
+    plan_units,
+    resolve_inputs,
+)
+from .units import BATCH_CHARS, _UnitTask, tokenize_unit  # noqa: F401 - re-exported
+
+DEFAULT_SHARD_TOKENS = 100_000_000  # 200 MB of uint16 per shard file at most
+
+
+def unit_bytes_for(total_bytes: int) -> int:
+    """Work-unit size from the corpus size alone: ~64 units, each 1-64 MB.
+
+    Small corpora still spread over every core and report progress often; huge ones do not
+    drown the file system in tiny shards. 100 MB -> 1.6 MB units; 1 TB -> 64 MB units.
+    """
+    return int(min(max(total_bytes // 64, 1 << 20), 64 << 20))
+
+
+def _check_options(val_fraction: float, workers: int, shard_tokens: int, errors: str) -> None:
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction={val_fraction} must be in [0, 1), e.g. 0.1 for 10 % val.")
+    if workers < 1:
+        raise ValueError(f"workers={workers} must be >= 1.")
+    if shard_tokens < 1:
+        raise ValueError(f"shard_tokens={shard_tokens} must be >= 1.")
+    if errors not in ("strict", "replace", "skip"):
+        raise ValueError(f"errors={errors!r} must be one of strict, replace, skip.")
+
+
+def _resume_ok(side: Path, result: Any, itemsize: int, split_by: str) -> bool:
+    """A recorded unit counts as done only if all its shard files are there at full size."""
+    if not isinstance(result, dict) or not isinstance(result.get("index"), int):
+        return False
+    order = side / "units" / f"{result['index']:05d}.order"
+    if split_by == "auto" and not order.is_file() and result["tokens"]:
+        return False
+    tail = side / "units" / f"{result['index']:05d}.tail"
+    if split_by == "tail" and not tail.is_file():
+        return False  # a unit of an earlier gptdata (no copy numbers): tokenize it again
+    for parts in result["parts"].values():
+        for p in parts:
+            data, index = side / p["file"], side / p["index"]
+            if not data.is_file() or data.stat().st_size != p["tokens"] * itemsize:
+                return False
+            if not index.is_file() or index.stat().st_size != p["documents"] * 8:
+                return False
+    return True
+
+
+def _load_done(side: Path, itemsize: int, split_by: str) -> dict[int, dict[str, Any]]:
+    """The units a killed run finished; a marker that does not parse means 'not done'."""
+    done: dict[int, dict[str, Any]] = {}
+    for marker in sorted((side / "units").glob("*.json")):
+        try:
+            result = json.loads(marker.read_bytes())
+            if _resume_ok(side, result, itemsize, split_by):
+                done[result["index"]] = result
+                continue
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
+            pass
+        marker.unlink(missing_ok=True)  # redo the unit
+    return done
+
+
+def _disk_full(exc: OSError, side: Path) -> OSError:
+    return OSError(
+        exc.errno,
+        f"no space left on the disk of {side} ({os.strerror(exc.errno or errno.ENOSPC)}). "
+        "Free some space and run the same command again: finished units are kept and resume.",
+    )
+
+
+def _input_folders(inputs: Any) -> list[str]:
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs or [])
+    return [os.fspath(i) for i in items if os.path.isdir(i)]
+
+
+def prepare(
+    inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None,
+    out: str | os.PathLike[str],
+    *,
+    texts: Iterable[str] | None = None,
+    tokenizer: str | os.PathLike[str] | Tokenizer = "gpt2",
+    workers: int | None = None,
+    val_fraction: float = 0.1,
+    split_by: str = "auto",
+    special_text: str = "ordinary",
+    shard_tokens: int = DEFAULT_SHARD_TOKENS,
+    text_field: str = "text",
+    errors: Errors = "strict",
+    seed: int = 0,
+    force: bool = False,
+    quiet: bool = False,
+    backend: str = "auto",
+    engine: str = "local",
+    ray_address: str | None = None,
+    executor: Executor | None = None,
+    name_option: Callable[[str, object], str] = python_arg,
+) -> TokenStore:
+    """Tokenize files (or ``texts=``, an iterable of documents) into a token store at ``out``.
+
+    ["a.txt", "b.txt"], "store/" -> store/manifest.json, store/shards/00000.train.000.bin, ...
+
+    ``split_by``: "auto", "documents" or "tail" (see README, "Validation split").
+    ``special_text``: "ordinary" encodes a literal <|endoftext|> inside a document as text;
+    "allow" makes it the separator ID, as the classic GPTDatasetV1 did.
+    ``force=True`` replaces ``out`` only when it is a gptdata store; nothing else is deleted.
+    ``name_option(name, value)`` writes an option in the closing summary: ``val_fraction=0.1``
+    by default; the command line passes one that writes ``--val-fraction 0.1``.
+    """
+    workers = workers or os.cpu_count() or 1
+    _check_options(val_fraction, workers, shard_tokens, errors)
+    check_split_by(split_by)
+    if special_text not in ("ordinary", "allow"):
+        raise ValueError(f"special_text={special_text!r} must be 'ordinary' or 'allow'.")
+    out = Path(out)
+    if (inputs is None) == (texts is None):
+        raise ValueError("give either inputs (files, folders, globs) or texts=, not both/neither.")
+    files = None if texts is not None else resolve_inputs(inputs)  # type: ignore[arg-type]
+    if files is not None:
+        check_overlap(out, [f.path for f in files], _input_folders(inputs))
+    check_out(out, force=force)
+    tok = get_tokenizer(tokenizer, backend=backend)
+    warm: threading.Thread | None = None
+    if engine == "local" and executor is None and hasattr(tok, "prewarm"):
+        # Build the encoder (0.25 s, GIL released) while the inputs are listed and planned;
+        # forked workers then inherit it. Not a daemon: a Ctrl-C while it builds must let it
+        # finish before the interpreter exits, or its native code aborts the process
+        # ("FATAL: exception not rethrown", seen in CI).
+        warm = threading.Thread(target=tok.prewarm, daemon=False)
+        warm.start()
+    options = {
+        "tokenizer": tok.name,
+        "val_fraction": val_fraction,
+        "split_by": split_by,
+        "special_text": special_text,
+        "seed": seed,
+        "shard_tokens": shard_tokens,
+        "text_field": text_field,
+        "errors": errors,
+    }
+
+    if files is None:
+        total_bytes = None
+        inputs_meta: list[dict[str, Any]] = [{"path": "<python iterable>"}]
+        # An iterable cannot be compared with the one a killed run saw: never resume from it.
+        plan_ident: Any = {"texts": os.urandom(8).hex()}
+        units: Iterable[WorkUnit] = chunk_texts(iter(texts))  # type: ignore[arg-type]
+    else:
+        total_bytes = sum(f.size for f in files)
+        planned = plan_units(files, unit_bytes=unit_bytes_for(total_bytes))
+        units = planned
+        # A file name that is not valid UTF-8 is kept readable (and JSON-safe) in the manifest.
+        inputs_meta = [{"path": _printable(f.path), "bytes": f.size} for f in files]
+        plan_ident = {
+            "units": [[[_printable(p.path), *p[1:]] for p in u.pieces] for u in planned],
+            "mtimes": [f.mtime_ns for f in files],
+        }
+    plan_doc = {
+        "format": FORMAT,
+        "version": VERSION,
+        "fingerprint": tok.fingerprint,
+        "options": options,
+        "plan": plan_ident,
+    }
+    plan_id = hashlib.sha256(json.dumps(plan_doc, sort_keys=True).encode()).hexdigest()
+
+    if executor is None:
+        if engine == "ray":
+            from .ray_engine import RayExecutor
+
+            executor = RayExecutor(workers=workers, address=ray_address, quiet=quiet)
+        elif engine == "local":
+            executor = InlineExecutor() if workers == 1 else LocalExecutor(workers)
+        else:
+            raise ValueError(f"engine={engine!r}: choose 'local' or 'ray'.")
+
+    side = partial_path(out)
+    itemsize = dtype_for(tok.vocab_size).itemsize
+    lock = claim_side(side, plan_id)
+    try:
+        with _TermAsInterrupt():
+            done = _load_done(side, itemsize, split_by) if lock.resume else {}
+            if lock.resume and not quiet:
+                print(f"resuming {side}: {len(done):,} units already done", file=sys.stderr)
+            if warm is not None:
+                warm.join()  # before any fork: no thread may be mid-build when workers fork
+            progress = _Progress(total_bytes, quiet)
+            for r in done.values():
+                progress.update(r["stats"]["bytes"], r["tokens"])
+            results = dict(done)
+            fn = _UnitTask(tok, options, str(side))
+            todo = (u for u in units if u.index not in done)
+            t0 = time.perf_counter()
+            try:
+                for result in executor.run(fn, todo):
+                    results[result["index"]] = result
+                    progress.update(result["stats"]["bytes"], result["tokens"])
+            finally:
+                progress.close()
+            store = _commit(
+                out,
+                side,
+                tok,
+                options,
+                inputs_meta,
+                [results[i] for i in sorted(results)],
+                force=force,
+                plan_id=plan_id,
+            )
+    except (InputError, UnicodeError, ValueError, RecursionError) as exc:
+        # Bad input: nothing half-written stays behind; fixing the input means a new plan anyway.
+        discard_side(lock)
+        if isinstance(exc, RecursionError):
+            raise InputError(f"input nested too deeply to read ({exc}).") from None
+        raise
+    except OSError as exc:
+        lock.release()
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _disk_full(exc, side) from None
+        raise
+    finally:
+        lock.release()
+    if not quiet:
+        _summary(out, store, time.perf_counter() - t0, name_option)
+    return store
+
+
+def _printable(path: str) -> str:
+    """A path as text that always encodes: undecodable bytes of a file name as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _sum_squared_lengths(side: Path, splits: dict[str, list[dict[str, Any]]]) -> int:
+    """Sum of squared document lengths, from the parts' document indexes (8 bytes a document)."""
+    total = 0
+    for parts in splits.values():
+        for part in parts:
+            ends = np.fromfile(side / part["index"], dtype="<u8").astype(np.int64)
+            lengths = np.diff(ends, prepend=-1) - 1  # one separator between documents
+            total += int((lengths.astype(np.float64) ** 2).sum())
+    return total
+
+
+def _commit(
+    out: Path,
+    side: Path,
+    tok: Tokenizer,
+    options: dict[str, Any],
+    inputs_meta: list[dict[str, Any]],
+    results: list[dict[str, Any]],
+    *,
+    force: bool,
+    plan_id: str,
+) -> TokenStore:
+    splits: dict[str, list[dict[str, Any]]] = {"train": [], "val": []}
+    for r in results:
+        for s in splits:
+            splits[s] += r["parts"][s]
+    stats: dict[str, int] = {}  # documents skipped, by reason
+    counts = {"documents": 0, "special_text": 0}  # documents read; with a literal <|endoftext|>
+    for r in results:
+        for k, v in r["stats"].items():
+            if k in counts:
+                counts[k] += v
+            elif k != "bytes":
+                stats[k] = stats.get(k, 0) + v
+    n_docs = sum(p["documents"] for parts in splits.values() for p in parts)
+    if n_docs == 0:
+        skipped = ", ".join(f"{v:,} {k}" for k, v in stats.items() if v) or "nothing"
+        raise InputError(
+            f"empty corpus: no non-empty documents in the inputs (skipped: {skipped}). "
+            "Check the paths and text_field=."
+        )
+    if tok.eot_id is None and any(
+        len(p) > 1 or (p and p[0]["documents"] > 1) for p in splits.values()
+    ):
+        raise ValueError(
+            f"tokenizer {tok.name} has no <|endoftext|> token to put between "
+            "documents. Add it to the tokenizer's vocabulary."
+        )
+    options = dict(options)
+    if options["split_by"] == "auto":
+        tokens = sum(r["tokens"] for r in results)
+        val_tokens = sum(p["tokens"] - p["documents"] + 1 for p in splits["val"])
+        sum_sq = _sum_squared_lengths(side, splits)
+        options["split_by"] = choose_split(
+            "auto", options["val_fraction"], tokens, sum_sq, val_tokens
+        )
+        if options["split_by"] == "tail":
+            _retail(side, results, tok, options)
+            splits = {s: [p for r in results for p in r["parts"][s]] for s in ("train", "val")}
+    elif options["split_by"] == "tail" and options["val_fraction"] > 0 and len(results) > 1:
+        _fix_copies(side, results, tok, options)  # identical documents in different units
+        splits = {s: [p for r in results for p in r["parts"][s]] for s in ("train", "val")}
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "tokenizer": {
+            "name": tok.name,
+            "fingerprint": tok.fingerprint,
+            "vocab_size": tok.vocab_size,
+            "eot_id": tok.eot_id,
+        },
+        "dtype": dtype_for(tok.vocab_size).name,
+        "splits": {
+            name: {
+                "tokens": sum(p["tokens"] for p in parts) + max(len(parts) - 1, 0),
+                "documents": sum(p["documents"] for p in parts),
+                "shards": parts,
+            }
+            for name, parts in splits.items()
+        },
+        "options": options,
+        "inputs": inputs_meta,
+        "stats": stats,
+        "counts": counts,
+    }
+    manifest["store_id"] = store_id_for(manifest)  # readers notice a replaced store
+    write_json_atomic(side / MANIFEST, manifest)
+    swap_in(side, out, force=force, plan_id=plan_id)
+    return TokenStore.open(out)

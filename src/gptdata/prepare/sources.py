@@ -1,0 +1,282 @@
+"""Corpus inputs: which files, how they are cut into work units, and the documents inside.
+
+* ``.txt`` (and any file named directly with another suffix): one file = one document.
+* ``.jsonl`` / ``.jsonl.gz``: one line = one document, the string in ``text_field``.
+* ``.parquet``: one row = one document, the string column ``text_field`` (needs pyarrow).
+* ``.arrow`` and Hugging Face ``save_to_disk`` folders: one row = one document, the string
+  column ``text_field``, read with pyarrow's IPC reader (see ``hf_input``).
+
+Folders are searched recursively for those suffixes (a ``save_to_disk`` folder met on the way
+gives the data files its ``state.json`` lists); globs are expanded; the final list is sorted,
+so the plan of work units depends on the inputs alone. A ``.jsonl`` file is cut at line starts
+into byte ranges of about ``unit_bytes``; a ``.parquet`` file into row groups; small files are
+grouped. Deliberately left out: cutting one huge ``.txt`` document (BPE would see other pieces).
+How each kind is decoded (invalid UTF-8, binary files, a BOM) is ``_readers``; this module
+resolves the inputs, plans the units and yields their documents (``read_documents``).
+
+    >>> plan_units([InputFile("a.txt", "txt", 10), InputFile("b.txt", "txt", 10)], unit_bytes=64)
+    [WorkUnit(index=0, pieces=(Piece('a.txt', 'txt', 0, 10), Piece('b.txt', 'txt', 0, 10)))]
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import stat
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from ..store.layout import is_gptdata_folder
+from . import hf_input
+from .readers import Errors as Errors  # re-exported: the reading side lives in _readers
+from .readers import InputError as InputError
+from .readers import Kind as Kind
+from .readers import Piece as Piece
+from .readers import ReadStats as ReadStats
+from .readers import parquet_file, read_arrow, read_jsonl, read_parquet, read_txt
+
+FOLDER_SUFFIXES = (".txt", ".md", ".jsonl", ".jsonl.gz", ".parquet", ".arrow")
+
+
+class InputFile(NamedTuple):
+    path: str
+    kind: Kind
+    size: int
+    mtime_ns: int = 0  # only to notice a changed input when resuming
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """One worker's share: pieces read in order, written to its own shard files."""
+
+    index: int
+    pieces: tuple[Piece, ...]
+    texts: tuple[str, ...] | None = field(default=None, repr=False)  # Python-API documents
+
+
+def kind_of(path: str) -> Kind:
+    name = path.lower()
+    if name.endswith(".jsonl.gz"):
+        return "jsonl.gz"
+    if name.endswith(".jsonl"):
+        return "jsonl"
+    if name.endswith(".parquet"):
+        return "parquet"
+    if name.endswith(".arrow"):
+        return "arrow"
+    return "txt"
+
+
+def _ours(folder: str, cache: dict[str, bool]) -> bool:
+    """Whether ``folder`` is a gptdata store or side folder, or lies inside one (shards/)."""
+    for d in (folder, os.path.dirname(folder)):
+        if d not in cache:
+            cache[d] = is_gptdata_folder(d or ".")
+        if cache[d]:
+            return True
+    return False
+
+
+def _walk(top: str, cache: dict[str, bool]) -> list[str]:
+    """Corpus files under ``top``: hidden folders and gptdata stores (or side folders) skipped."""
+    hits = []
+    # os.walk (scandir) is ~3x faster than Path.rglob on 5,000-file folders
+    for root, dirs, names in os.walk(top):
+        dirs[:] = [
+            d for d in dirs if not d.startswith(".") and not _ours(os.path.join(root, d), cache)
+        ]
+        for d in [d for d in dirs if hf_input.is_hf_folder(os.path.join(root, d))]:
+            # a save_to_disk folder: the data files its state.json lists, never its cache-*.arrow
+            hits += hf_input.hf_data_files(os.path.join(root, d)) or []
+            dirs.remove(d)
+        hits += [
+            os.path.join(root, name)
+            for name in names
+            if name.lower().endswith(FOLDER_SUFFIXES) and not name.startswith(".")
+        ]
+    return hits
+
+
+def resolve_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[InputFile]:
+    """Files, folders and globs -> the sorted list of input files, each real file once.
+
+    ["corpus/"] -> [InputFile("corpus/a.txt", "txt", 120), InputFile("corpus/b.jsonl", ...)]
+
+    Only regular files are read (a FIFO would block forever); a file reached twice (a folder and
+    a file in it, a relative and an absolute path, a symlink, a hard link: one device and inode)
+    is read once, under its first name in sorted order. A gptdata store, or its side folder, is never read as input.
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    if not inputs:
+        raise InputError("no inputs given. Pass files, folders or globs, e.g. 'corpus/*.txt'.")
+    found: set[str] = set()
+    named: set[str] = set()  # named directly: must be a regular file, or it is an error
+    cache: dict[str, bool] = {}
+    for item in inputs:
+        text = os.fspath(item)
+        if os.path.isdir(text) and hf_input.is_hf_folder(text):
+            hf_files = hf_input.hf_data_files(text) or []
+            found.update(hf_files)  # a save_to_disk folder: the data files its state.json lists
+        elif os.path.isdir(text):
+            if _ours(text, cache):
+                raise InputError(
+                    f"folder '{text}' is a gptdata store (or its side folder), not a corpus. "
+                    "Point at the text files instead."
+                )
+            hits = _walk(text, cache)
+            if not hits:
+                raise InputError(
+                    f"folder '{text}' holds no {', '.join(FOLDER_SUFFIXES)} files. "
+                    "Point at the files themselves or use a glob."
+                )
+            found.update(hits)
+        elif os.path.lexists(text) and not glob.has_magic(text):
+            if _ours(os.path.dirname(text), cache):
+                raise InputError(
+                    f"'{text}' lies inside a gptdata store (or its side folder), which is never "
+                    "read as input. Point at the text files instead."
+                )
+            found.add(text)
+            named.add(text)
+        elif glob.has_magic(text):
+            hits = [
+                h
+                for h in glob.glob(text, recursive=True)
+                if os.path.isfile(h) and not _ours(os.path.dirname(h), cache)
+            ]
+            if not hits:
+                raise InputError(f"no files match '{text}'. Check the pattern and quote it.")
+            found.update(hits)
+        else:
+            raise InputError(f"input '{text}' does not exist. Check the path.")
+    files = []
+    seen: set[tuple[int, int]] = set()
+    for p in sorted(found):
+        try:
+            st = os.stat(p)
+        except OSError as exc:
+            raise InputError(
+                f"input '{p}' cannot be read ({exc.strerror}). Check the path."
+            ) from None
+        if not stat.S_ISREG(st.st_mode):
+            if p in named:
+                raise InputError(
+                    f"input '{p}' is not a regular file (a pipe, device or socket); gptdata "
+                    "reads only regular files. Copy its content into a file first."
+                )
+            continue  # a FIFO or device met in a folder or glob: skipped, never opened
+        key = (st.st_dev, st.st_ino)  # the same file by any name or link: one inode
+        if key in seen:
+            continue
+        seen.add(key)
+        files.append(InputFile(p, kind_of(p), st.st_size, st.st_mtime_ns))
+    return files
+
+
+def _jsonl_cuts(path: str, size: int, unit_bytes: int) -> list[int]:
+    """Byte offsets of line starts near every multiple of unit_bytes, plus 0 and size."""
+    cuts = [0]
+    with open(path, "rb") as fh:
+        target = unit_bytes
+        while target < size:
+            fh.seek(target)
+            fh.readline()  # move to the start of the next line
+            pos = fh.tell()
+            if pos >= size:
+                break
+            if pos > cuts[-1]:
+                cuts.append(pos)
+            target = pos + unit_bytes
+    cuts.append(size)
+    return cuts
+
+
+def _parquet_groups(path: str) -> list[int]:
+    meta = parquet_file(path).metadata
+    return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+
+
+def plan_units(files: Sequence[InputFile], *, unit_bytes: int = 16 << 20) -> list[WorkUnit]:
+    """Cut the files into work units of about ``unit_bytes`` input bytes, deterministically."""
+    pieces: list[tuple[Piece, int]] = []  # (piece, its byte weight)
+    for f in files:
+        if f.kind == "jsonl" and f.size > unit_bytes:
+            cuts = _jsonl_cuts(f.path, f.size, unit_bytes)
+            pieces += [
+                (Piece(f.path, f.kind, a, b), b - a) for a, b in zip(cuts, cuts[1:], strict=False)
+            ]
+        elif f.kind == "parquet":
+            groups = _parquet_groups(f.path)
+            weight = f.size // max(len(groups), 1)
+            pieces += [(Piece(f.path, f.kind, i, i + 1), weight) for i in range(len(groups))]
+        elif f.kind == "arrow":
+            batches = hf_input.arrow_batch_count(f.path)
+            per = max(1, unit_bytes * batches // max(f.size, 1))  # record batches per piece
+            pieces += [
+                (Piece(f.path, f.kind, i, j), f.size * (j - i) // batches)
+                for i in range(0, batches, per)
+                for j in [min(i + per, batches)]
+            ]
+        else:
+            pieces.append((Piece(f.path, f.kind, 0, f.size), f.size))
+    units: list[WorkUnit] = []
+    current: list[Piece] = []
+    weight = 0
+    for piece, w in pieces:
+        if current and weight + w > unit_bytes:
+            units.append(WorkUnit(len(units), tuple(current)))
+            current, weight = [], 0
+        current.append(piece)
+        weight += w
+    if current:
+        units.append(WorkUnit(len(units), tuple(current)))
+    return units
+
+
+def read_documents(
+    unit: WorkUnit,
+    *,
+    text_field: str = "text",
+    errors: Errors = "strict",
+    stats: ReadStats | None = None,
+) -> Iterator[str]:
+    """The non-empty documents of one unit, in order; skipped ones are counted in ``stats``."""
+    stats = stats if stats is not None else ReadStats()
+    if unit.texts is not None:
+        streams: list[Iterator[str]] = [iter(unit.texts)]
+    else:
+        streams = []
+        for piece in unit.pieces:
+            if piece.kind == "txt":
+                streams.append(read_txt(piece, stats, errors))
+            elif piece.kind == "parquet":
+                streams.append(read_parquet(piece, stats, text_field))
+            elif piece.kind == "arrow":
+                streams.append(read_arrow(piece, stats, text_field))
+            else:
+                streams.append(read_jsonl(piece, stats, errors, text_field))
+    for stream in streams:
+        for text in stream:
+            if text:
+                yield text
+            else:
+                stats.empty += 1
+
+
+def chunk_texts(texts: Iterator[str], *, unit_bytes: int = 16 << 20) -> Iterator[WorkUnit]:
+    """Python-API documents -> work units of about ``unit_bytes`` characters."""
+    batch: list[str] = []
+    size = 0
+    index = 0
+    for text in texts:
+        if not isinstance(text, str):
+            raise InputError(f"document {index} is {type(text).__name__}, not str.")
+        batch.append(text)
+        size += len(text)
+        if size >= unit_bytes:
+            yield WorkUnit(index, (), tuple(batch))
+            index, batch, size = index + 1, [], 0
+    if batch:
+        yield WorkUnit(index, (), tuple(batch))

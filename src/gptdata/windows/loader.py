@@ -1,0 +1,433 @@
+"""The data loader: batches of sliding windows, seeded, distributed, resumable mid-epoch.
+
+``create_dataloader`` has the classic ``create_dataloader_v1`` defaults and, with ``seed=None``,
+its exact batches: the shuffle draws from torch's global generator the way
+``DataLoader(dataset, shuffle=True)`` does, so after ``torch.manual_seed(123)`` both loaders give
+the same batches. With ``seed=int`` the order comes from ``(seed, epoch)`` alone.
+
+A sampler in the main process draws every epoch's order, so the order never depends on
+``num_workers`` and a resume only has to skip indices. Each batch is one vectorized gather from the
+token array: in-process with ``num_workers=0``; with workers, torch's ``DataLoader`` fetches
+~1 MiB of rows per transfer (several batches), which the main process cuts into batches.
+
+    >>> loader = create_dataloader("some text ...", batch_size=2, max_length=4, stride=4)
+    >>> inputs, targets = next(iter(loader))           # (2, 4), (2, 4), int64
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..tokenizers import Tokenizer
+from .dataset import SlidingWindowDataset
+from .documents import Batch, BatchFormat, Documents, pin
+from .loaderstate import STATE_VERSION, check_state, epoch_seed, is_int
+
+
+def _accelerator_available() -> bool:
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None:
+        return bool(accelerator.is_available())
+    return bool(torch.cuda.is_available())
+
+
+class _BatchSampler:
+    """Yields this rank's window indices for the current epoch, ``per_item`` batches at a time.
+
+    Each item is an int64 array of up to ``per_item * batch_size`` window indices, batch-aligned.
+    """
+
+    def __init__(self, loader: GPTDataLoader, skip: int, per_item: int = 1) -> None:
+        self.loader, self.skip, self.per_item = loader, skip, per_item
+
+    def __len__(self) -> int:
+        return math.ceil((len(self.loader) - self.skip) / self.per_item)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        # A generator, so the permutation is drawn at the first batch, as RandomSampler does.
+        order = self.loader._epoch_order()
+        bs, end = self.loader.batch_size, len(self.loader)
+        for b in range(self.skip, end, self.per_item):
+            yield order[b * bs : min(b + self.per_item, end) * bs]
+
+
+class _Rows:
+    """What a worker fetches: window indices -> one (n, max_length + 1) int64 block of rows."""
+
+    def __init__(self, dataset: SlidingWindowDataset) -> None:
+        self.dataset = dataset
+
+    def __getitem__(self, indices: np.ndarray) -> torch.Tensor:
+        rows = self.dataset.tokens.gather(
+            indices * self.dataset.stride, self.dataset.max_length + 1
+        )
+        return torch.from_numpy(rows.astype(np.int64, copy=False))  # (n, L + 1)
+
+
+# Worker results cross processes through shared memory, at a fixed cost per transfer (~0.8 ms
+# here); sending ~1 MiB of rows at a time instead of one small batch made 2 workers 10x faster.
+WORKER_TRANSFER_BYTES = 1 << 20
+
+
+class GPTDataLoader:
+    """Iterable of ``(inputs, targets)``, each ``(batch_size, max_length)`` int64.
+
+    Distributed (``world_size > 1``): every epoch's order is shared by all ranks (``seed``
+    defaults to 0 there), then cut so each rank gets a disjoint, equal-size share: with
+    ``drop_last=True`` the last ``len(dataset) % world_size`` windows of the order are dropped
+    (and each rank drops its partial batch); with ``drop_last=False`` the order is padded with
+    its own first windows, like ``DistributedSampler``, so together the ranks cover every window.
+
+    ``for x, y in loader`` is one pass (an epoch); ``loader.forever()`` is an endless stream of
+    batches across epochs for loops that count steps. See ``state_dict`` for what is saved.
+
+    ``documents``, ``batch_format``, ``eot_id``: when given, override the dataset's (see
+    ``SlidingWindowDataset``); the order, ranks and resume do not depend on them.
+    """
+
+    def __init__(
+        self,
+        dataset: SlidingWindowDataset,
+        *,
+        batch_size: int = 4,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        num_workers: int = 0,
+        seed: int | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+        pin_memory: bool = False,
+        multiprocessing_context: Any = None,
+        documents: Documents | None = None,
+        batch_format: BatchFormat | None = None,
+        eot_id: int | None = None,
+    ) -> None:
+        if not (hasattr(dataset, "tokens") and hasattr(dataset, "max_length")):
+            raise TypeError(
+                f"GPTDataLoader takes a SlidingWindowDataset, got {type(dataset).__name__}. For "
+                "a Path, store, split, IDs or text use create_dataloader(source, max_length=..., "
+                "stride=...)."
+            )
+        if documents is not None or batch_format is not None or eot_id is not None:
+            dataset = dataset.with_format(
+                documents=documents, batch_format=batch_format, eot_id=eot_id
+            )
+        if (
+            rank is None
+            and world_size is None
+            and torch.distributed.is_available()
+            and torch.distributed.is_initialized()
+        ):
+            rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        for name, value, low in (
+            ("batch_size", batch_size, 1),
+            ("num_workers", num_workers, 0),
+            ("world_size", world_size, 1),
+            ("rank", rank, 0),
+        ):
+            if value is None and name in ("rank", "world_size"):
+                continue
+            if not is_int(value) or value < low:
+                raise ValueError(f"{name}={value!r} must be an integer >= {low}.")
+        if seed is not None and not is_int(seed):
+            raise ValueError(f"seed={seed!r} must be an integer or None.")
+        rank, world_size = int(rank or 0), int(world_size or 1)
+        batch_size, num_workers = int(batch_size), int(num_workers)
+        seed = None if seed is None else int(seed)
+        if not 0 <= rank < world_size:
+            raise ValueError(
+                f"rank={rank} must be in 0..{world_size - 1} for world_size={world_size}."
+            )
+        if world_size > 1 and seed is None:
+            seed = 0  # every rank must draw the same order
+        self.dataset, self.batch_size, self.shuffle = dataset, batch_size, shuffle
+        self.drop_last, self.num_workers, self.seed = drop_last, num_workers, seed
+        self.rank, self.world_size, self.pin_memory = rank, world_size, pin_memory
+        self.multiprocessing_context = multiprocessing_context
+        if pin_memory and not _accelerator_available():
+            # As torch's DataLoader does: pinning needs an accelerator; go on without it.
+            warnings.warn(
+                "pin_memory=True, but no accelerator is available: batches are not pinned. "
+                "Pass pin_memory=False on machines without a GPU.",
+                stacklevel=2,
+            )
+            self.pin_memory = False
+        n = len(dataset)
+        self.per_rank = n // world_size if drop_last else math.ceil(n / world_size)
+        self.n_batches = (
+            self.per_rank // batch_size if drop_last else math.ceil(self.per_rank / batch_size)
+        )
+        if self.n_batches == 0:
+            where = f" per rank (world_size={world_size})" if world_size > 1 else ""
+            raise ValueError(
+                f"batch_size={batch_size} with drop_last={drop_last} gives 0 batches: there are "
+                f"{self.per_rank:,} windows{where} ({len(dataset.tokens):,} tokens, "
+                f"max_length={dataset.max_length}, stride={dataset.stride}). Lower batch_size, "
+                "max_length or stride, add text, or pass drop_last=False."
+            )
+        self.epoch = 0
+        self._batches_done = 0  # batches of the current epoch handed out so far
+        self._perm_seed: int | None = None  # seed=None: what the global RNG gave this epoch
+        self._skip = 0
+        self._owner: object | None = None  # the live iterator whose pass state_dict() follows
+        self._warned: object | None = None  # the abandoned pass last warned about
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start epoch ``epoch`` at the next iteration (reshuffles when ``seed`` is set)."""
+        self.epoch, self._batches_done, self._skip, self._perm_seed = int(epoch), 0, 0, None
+
+    def _epoch_order(self) -> np.ndarray:
+        n = len(self.dataset)
+        if not self.shuffle:
+            order = torch.arange(n)
+        else:
+            if self.seed is None:
+                if self._perm_seed is None:
+                    # Exactly RandomSampler's draw from the global generator.
+                    self._perm_seed = int(torch.empty((), dtype=torch.int64).random_().item())
+                seed = self._perm_seed
+            else:
+                seed = epoch_seed(self.seed, self.epoch)
+            g = torch.Generator()
+            g.manual_seed(seed)
+            order = torch.randperm(n, generator=g)
+        order_np = order.numpy()
+        if self.world_size > 1:
+            total = self.per_rank * self.world_size
+            if total > n:  # drop_last=False: pad with the order's own start
+                order_np = np.concatenate([order_np, order_np[: total - n]])
+            order_np = order_np[:total][self.rank :: self.world_size]
+        return order_np
+
+    def __iter__(self) -> Iterator[Batch]:
+        """One pass: the rest of the current epoch, or the next epoch when it was finished."""
+        return self._iterate(forever=False)
+
+    def forever(self) -> Iterator[Batch]:
+        """Batches without end, epoch after epoch (each reshuffled as ``set_epoch`` does).
+
+        For training loops that count steps, not epochs; ``state_dict()`` at any step resumes
+        the stream exactly, across epoch ends too. With ``seed=None`` the first epoch's order
+        comes from torch's global generator (as the classic loader's) and each later epoch's
+        from the one before, so the saved state alone fixes every later epoch.
+
+            >>> stream = loader.forever()
+            >>> for step in range(10_000):
+            ...     inputs, targets = next(stream)             # (B, L), (B, L)
+        """
+        return self._iterate(forever=True)
+
+    def _iterate(self, *, forever: bool) -> Iterator[Batch]:
+        token = object()  # identifies this iterator; its batches count only while it owns state
+        try:
+            while True:
+                self._begin_pass(token, chain=forever)
+                yield from self._pass(token)
+                if not forever:
+                    return
+                if self._owner is not token:  # another pass took the state over meanwhile
+                    raise RuntimeError(
+                        "this loader.forever() stream was abandoned when another pass over the "
+                        "loader started; its position is lost. Use one stream for training and "
+                        "a second loader for evaluation."
+                    )
+        finally:
+            if self._owner is token:
+                self._owner = None
+
+    def _begin_pass(self, token: object, *, chain: bool) -> None:
+        if (
+            self._owner is not None
+            and self._owner is not token
+            and self._skip == 0
+            and 0 < self._batches_done < self.n_batches
+            and self._warned is not self._owner
+        ):
+            # Once per abandoned pass: a pass loses the state once, so the book's chapter-5 loop
+            # (evaluation on the training loader inside each epoch) warns once per epoch, not
+            # at every evaluation; a later epoch's abandoned pass warns again.
+            self._warned = self._owner
+            warnings.warn(
+                f"a new pass over this loader started while another is unfinished (epoch "
+                f"{self.epoch}, batch {self._batches_done} of {self.n_batches}): that pass is "
+                "abandoned, and state_dict() now follows the new one. To evaluate inside a "
+                "training loop, iterate a second loader over the evaluation data "
+                "(eval_loader = create_dataloader(...)), not the training loader.",
+                stacklevel=3,  # the line that started the new pass
+            )
+        chained = None
+        if self._batches_done >= self.n_batches:  # the last epoch was finished
+            prev = self._perm_seed
+            self.set_epoch(self.epoch + 1)
+            if chain and prev is not None:  # forever(), seed=None: from the last epoch's seed
+                chained = epoch_seed(prev, self.epoch)
+        skip, self._skip = self._skip, 0
+        if skip == 0 and self.seed is None:
+            self._perm_seed = chained
+        self._batches_done = skip
+        self._owner = token
+
+    def _pass(self, token: object) -> Iterator[Batch]:
+        skip = self._batches_done
+        if self.num_workers == 0:
+            # In-process: gather straight from the sampler's indices; DataLoader's per-batch
+            # machinery cost 3-4x the gather itself (bench/loader.py). Draw the base seed that
+            # DataLoader's iterator draws, so the global RNG stream matches the classic loader.
+            torch.empty((), dtype=torch.int64).random_()
+            stride = self.dataset.stride
+            for indices in _BatchSampler(self, skip):
+                batch = self.dataset.batch_at(indices * stride)
+                if self.pin_memory:
+                    batch = pin(batch)
+                if self._owner is token:
+                    self._batches_done += 1
+                yield batch
+            return
+        bs, row_bytes = self.batch_size, (self.dataset.max_length + 1) * 8
+        per_item = max(1, WORKER_TRANSFER_BYTES // (bs * row_bytes))
+        loader = DataLoader(
+            _Rows(self.dataset),
+            batch_size=None,
+            sampler=_BatchSampler(self, skip, per_item),
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            multiprocessing_context=self.multiprocessing_context,
+        )
+        fmt = None if self.dataset.format.plain else self.dataset.format
+        for block in loader:  # (up to per_item * B, L + 1)
+            for start in range(0, len(block), bs):
+                rows = block[start : start + bs]  # (B, L + 1)
+                if self._owner is token:
+                    self._batches_done += 1
+                if fmt is not None:  # documents="mask" or another batch_format
+                    yield pin(fmt(rows)) if self.pin_memory else fmt(rows)
+                    continue
+                yield rows[:, :-1], rows[:, 1:]  # (B, L), (B, L)
+
+    # The protocol torchdata's StatefulDataLoader calls.
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "max_length": self.dataset.max_length,
+            "stride": self.dataset.stride,
+            "batch_size": self.batch_size,
+            "shuffle": self.shuffle,
+            "drop_last": self.drop_last,
+            "seed": self.seed,
+            "rank": self.rank,
+            "world_size": self.world_size,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the loader is: enough for a new loader to yield exactly the remaining batches.
+
+        The state is the position of the current pass: ``epoch``, the batches of that epoch
+        handed out so far (``batches_done``) and the epoch's shuffle seed. Several passes:
+
+        * a pass that runs to its end leaves ``batches_done == len(loader)``; the next pass
+          (``for``, ``iter`` or ``forever()``) starts epoch ``epoch + 1``;
+        * starting a new pass while a live iterator's pass is unfinished abandons that pass
+          (with a warning naming it): the state follows the new pass, which restarts the epoch;
+          the old iterator still yields its batches but no longer moves the state. Evaluate
+          with a second loader, never by iterating the training loader mid-pass;
+        * ``forever()`` is one stream across epochs: its state resumes it exactly, mid-epoch or
+          at an epoch's end.
+
+            >>> state = loader.state_dict()                      # after 7 of 18 batches
+            >>> fresh = create_dataloader(same_source, ...)      # same settings
+            >>> fresh.load_state_dict(state)                     # yields batches 8..18
+        """
+        return {
+            "version": STATE_VERSION,
+            "epoch": self.epoch,
+            "batches_done": self._batches_done,
+            "perm_seed": self._perm_seed,
+            "data": self.dataset.tokens.fingerprint,
+            "settings": self._settings(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state``: the next iteration yields the batches not yet handed out."""
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            raise ValueError(f"not a gptdata loader state (version {STATE_VERSION} expected).")
+        check_state(state, self.n_batches, ranges=False)
+        if state["data"] != self.dataset.tokens.fingerprint:
+            raise ValueError(
+                "this loader state was saved over other token data (fingerprint "
+                f"{state['data'][:19]}..., this loader has "
+                f"{self.dataset.tokens.fingerprint[:19]}...). Load it into a loader "
+                "over the same store split or tokens."
+            )
+        mine = self._settings()
+        diff = {k: (v, mine.get(k)) for k, v in state["settings"].items() if mine.get(k) != v}
+        if diff:
+            shown = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in diff.items())
+            raise ValueError(
+                f"this loader state was saved with other settings ({shown}). "
+                "Create the loader with the saved settings."
+            )
+        check_state(state, self.n_batches, ranges=True)
+        self.epoch = int(state["epoch"])
+        self._batches_done = self._skip = int(state["batches_done"])
+        self._perm_seed = state["perm_seed"]
+        self._owner = None  # iterators from before the load no longer move the state
+
+
+def create_dataloader(
+    source: Any,
+    *,
+    batch_size: int = 4,
+    max_length: int = 256,
+    stride: int = 128,
+    shuffle: bool = True,
+    drop_last: bool = True,
+    num_workers: int = 0,
+    seed: int | None = None,
+    rank: int | None = None,
+    world_size: int | None = None,
+    pin_memory: bool = False,
+    tokenizer: str | Tokenizer = "gpt2",
+    split: str = "train",
+    documents: Documents = "concat",
+    batch_format: BatchFormat = "tuple",
+    eot_id: int | None = None,
+) -> GPTDataLoader:
+    """Sliding-window batches from a Path (file, folder or store), store, split, IDs or text.
+
+    ``source`` is anything ``SlidingWindowDataset`` takes; ``split`` picks a store's split.
+
+    "In the heart of the city ...", batch_size=8, max_length=4, stride=4
+        -> (inputs, targets), each (8, 4) int64, targets = inputs shifted by one token.
+    documents="mask", batch_format="dict" -> {"input_ids", "targets", "position_ids",
+        "doc_ids"}, each (8, 4), targets -100 after each end-of-text (see gptdata.documents).
+    """
+    dataset = SlidingWindowDataset(
+        source,
+        max_length=max_length,
+        stride=stride,
+        tokenizer=tokenizer,
+        split=split,
+        documents=documents,
+        batch_format=batch_format,
+        eot_id=eot_id,
+    )
+    return GPTDataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=drop_last,
+        num_workers=num_workers,
+        seed=seed,
+        rank=rank,
+        world_size=world_size,
+        pin_memory=pin_memory,
+    )
