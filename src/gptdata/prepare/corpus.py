@@ -25,10 +25,8 @@ here; a tensor is recognised only when torch is already loaded.
 from __future__ import annotations
 
 import glob
-import hashlib
 import os
 import re
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ import numpy as np
 
 from ..store import MANIFEST, Split, TokenStore, dtype_for
 from ..tokenizers import Tokenizer, get_tokenizer, token_byte_lengths
+from .arrays import ArrayTokens, ids_array
 from .sources import Errors, InputError, ReadStats, plan_units, read_documents, resolve_inputs
 from .units import encode_texts
 
@@ -54,41 +53,6 @@ def count_words(text: str) -> int:
     '' -> 0 (no document, no word; the harness never sees an empty one)
     """
     return len(_WS.split(text)) if text else 0
-
-
-class ArrayTokens:
-    """A 1-D in-memory token array with the same ``gather`` as a store ``Split``.
-
-    The array is kept as given (uint16 stays uint16); only gathered rows are new memory.
-
-        >>> ArrayTokens(np.array([5, 6, 7, 8], dtype=np.uint16)).gather(np.array([1]), 3)
-        array([[6, 7, 8]], dtype=uint16)
-    """
-
-    def __init__(self, array: np.ndarray) -> None:
-        self.array = array
-        self._fingerprint: str | None = None
-
-    def __len__(self) -> int:
-        return len(self.array)
-
-    def __repr__(self) -> str:
-        return f"ArrayTokens(tokens={len(self.array):,}, dtype={self.array.dtype})"
-
-    def gather(self, starts: np.ndarray, length: int) -> np.ndarray:
-        return self.array[np.asarray(starts)[:, None] + np.arange(length)]  # (B, length)
-
-    @property
-    def fingerprint(self) -> str:
-        """sha256 of the IDs as little-endian int64, so the same IDs in any dtype match."""
-        if self._fingerprint is None:
-            digest = hashlib.sha256()
-            step = 1 << 20  # hash 1M tokens at a time: an int64 copy of one chunk, not the array
-            for start in range(0, len(self.array), step):
-                chunk = np.asarray(self.array[start : start + step]).astype("<i8")
-                digest.update(chunk.tobytes())
-            self._fingerprint = f"sha256:{digest.hexdigest()}"
-        return self._fingerprint
 
 
 Tokens = Split | ArrayTokens
@@ -206,31 +170,6 @@ def _names_existing_path(text: str) -> bool:
         return os.path.exists(text)
     except (OSError, ValueError):  # e.g. an embedded NUL: not a path
         return False
-
-
-def _tensor_to_numpy(source: Any) -> np.ndarray | None:
-    torch = sys.modules.get("torch")  # a tensor can only exist if torch is loaded
-    if torch is not None and isinstance(source, torch.Tensor):
-        return source.detach().cpu().numpy()  # shares memory for CPU tensors
-    return None
-
-
-def _ids_array(source: Any) -> ArrayTokens:
-    array = _tensor_to_numpy(source)
-    if array is None:
-        array = np.asarray(source)
-        if array.dtype == object:
-            raise TypeError(
-                f"cannot read token IDs from {type(source).__name__} holding mixed values. Pass "
-                "a list of ints, a NumPy array, a 1-D tensor, a Path, or text."
-            )
-    if array.ndim != 1:
-        raise ValueError(f"token IDs must be 1-D, got shape {array.shape}. Flatten them first.")
-    if array.size == 0:
-        array = array.astype(np.int64)
-    elif not np.issubdtype(array.dtype, np.integer):
-        raise ValueError(f"token IDs must be integers, got dtype {array.dtype}.")
-    return ArrayTokens(array)
 
 
 def encode_documents(
@@ -413,4 +352,4 @@ def load_tokens(
         raise TypeError(
             "source is bytes: decode it to text first (data.decode('utf-8')), or pass a Path."
         )
-    return Corpus(_ids_array(source), tokenizer=tokenizer, description="the source")
+    return Corpus(ids_array(source), tokenizer=tokenizer, description="the source")
