@@ -49,8 +49,8 @@ crosscheck:
 	$(XVENV)/bin/python -m pytest crosscheck -q
 
 lint: setup
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench examples
+	$(VENV)/bin/ruff format --check src tests bench examples
 
 clean:
 	rm -rf $(VENV) $(XVENV) build dist src/*.egg-info .pytest_cache

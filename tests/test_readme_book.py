@@ -7,6 +7,7 @@ import shutil
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -66,3 +67,78 @@ def test_book_names_import_from_gptdata(name) -> None:
     import gptdata
 
     assert callable(getattr(gptdata, name)) and name in gptdata.__all__
+
+
+# --- chapters 4-5 --------------------------------------------------------------------------
+
+EXAMPLE = README.parent / "examples" / "train_gpt.py"
+
+
+def chapter_5_column() -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Coming from the book, chapters 4-5", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")][2:]
+    lines = []
+    for row in rows:
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]]
+        code = re.fullmatch(r"`([^`]+)`", cells[1])
+        assert len(cells) == 2 and code, row
+        lines.append(code.group(1))
+    return lines
+
+
+def calc_loss_loader(data_loader, model, num_batches=None) -> float:
+    """The book's chapter-5 average, written from its description: the mean of batch means."""
+    total, n = 0.0, 0
+    for i, (inputs, targets) in enumerate(data_loader):
+        if num_batches is not None and i >= num_batches:
+            break
+        logits = model(inputs)  # (B, T, V)
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        total, n = total + loss.item(), n + 1
+    return total / n if n else float("nan")
+
+
+@pytest.fixture
+def in_tmp_with_example(tmp_path, monkeypatch):
+    from conftest import corpus
+
+    shutil.copy(corpus("the-verdict.txt"), tmp_path / "the-verdict.txt")
+    shutil.copy(EXAMPLE, tmp_path / "train_gpt.py")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_chapter_5_column_runs(in_tmp_with_example) -> None:
+    import gptdata
+
+    ns: dict = {"torch": torch, "gptdata": gptdata, "Path": Path}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exec(compile("\n".join(chapter_5_column()), "README.md", "exec"), ns)
+    assert ns["inputs"].shape == ns["targets"].shape == (2, 32)
+    assert 9 < ns["loss"].item() < 13  # an untrained model: about ln(50257) = 10.8
+    assert ns["result"].tokens == ns["store"].split("val").n_tokens
+    assert ns["perplexity"] == pytest.approx(float(np.exp(ns["val_loss"])))
+    assert torch.load("ckpt.pt", weights_only=True)["loader"]["batches_done"] == 1
+
+
+def test_calc_loss_loader_and_evaluate_agree_when_configured_alike(in_tmp_with_example) -> None:
+    from train_gpt import GPT_CONFIG_124M, GPTModel
+
+    import gptdata
+
+    L, B, k = 16, 2, 8  # k windows of L targets each: 4 equal batches
+    cfg = dict(GPT_CONFIG_124M, context_length=L, emb_dim=32, n_heads=2, n_layers=1)
+    torch.manual_seed(0)
+    model = GPTModel(cfg).eval()
+    body = gptdata.get_tokenizer("gpt2").encode(Path("the-verdict.txt").read_text())[: k * L]
+    ids = [50256, *body]  # begins with end-of-text, as an llm.c shard does
+    loader = gptdata.create_dataloader(ids, batch_size=B, max_length=L, stride=L, shuffle=False)
+    assert len(loader) == k // B
+    with torch.no_grad():
+        book = calc_loss_loader(loader, model)
+    ours = gptdata.evaluate(model, body, max_length=L, stride=L, progress=False)
+    assert ours.tokens == k * L
+    assert ours.loss == pytest.approx(book, rel=1e-5)

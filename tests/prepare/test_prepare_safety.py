@@ -348,8 +348,9 @@ def test_sigkill_of_a_ray_driver_leaves_no_ray_process(tmp_path) -> None:
     import glob
     import tempfile
 
-    from conftest import kill_after_first_unit
     from test_ray import ray_processes
+
+    from conftest import kill_after_first_unit
 
     folder = _many_units(tmp_path / "c")
     out = tmp_path / "s"

@@ -81,6 +81,7 @@ class Corpus:
         self.texts = texts  # each document's original text, when read with keep_text=True
         self.description = description  # for messages: "'notes.txt'", "store/ split 'train'"
         self._tokenizer = tokenizer
+        self._tokenizer_resolved = isinstance(tokenizer, Tokenizer) and store_root is None
         self._document_ends = document_ends
         self._store_root = store_root
 
@@ -92,15 +93,25 @@ class Corpus:
 
     @property
     def tokenizer(self) -> Tokenizer | None:
-        if self._tokenizer is not None and not isinstance(self._tokenizer, Tokenizer):
-            self._tokenizer = get_tokenizer(self._tokenizer)  # a name or an Encoding, first asked
-        if self._tokenizer is None and self._store_root is not None:
-            store = TokenStore.open(self._store_root)
-            if store.tokenizer_name == "gpt2":
+        """Resolved when first asked: a store is opened only by those who need its tokenizer.
+
+        A store's: the tokenizer passed when it made the store (GPT-2 reads any GPT-2 store;
+        another one raises, naming both), else the store's own when it is GPT-2, else None.
+        """
+        if self._tokenizer_resolved:
+            return self._tokenizer
+        spec, root = self._tokenizer, self._store_root
+        if root is not None:
+            store = TokenStore.open(root)
+            if spec is not None:
+                spec = store.reading_tokenizer(spec)
+            elif store.tokenizer_name == "gpt2":
                 tok = get_tokenizer("gpt2")
-                if tok.fingerprint == store.fingerprint:
-                    self._tokenizer = tok
-        return self._tokenizer
+                spec = tok if tok.fingerprint == store.fingerprint else None
+        elif spec is not None and not isinstance(spec, Tokenizer):
+            spec = get_tokenizer(spec)  # a name or an Encoding
+        self._tokenizer, self._tokenizer_resolved = spec, True
+        return spec
 
     @property
     def document_ends(self) -> np.ndarray | None:
@@ -267,12 +278,10 @@ def _is_store(path: Path) -> bool:
 
 
 def _store_corpus(split: Split, tokenizer: Any) -> Corpus:
-    """A store's split; a tokenizer passed in must be the one that made it (GPT-2 reads any
-    GPT-2 store); none passed: the store's own, looked up when first asked."""
-    tok = TokenStore.open(split.root).reading_tokenizer(tokenizer) if tokenizer else None
+    """A store's split; its tokenizer is resolved when first asked (see ``Corpus.tokenizer``)."""
     return Corpus(
         split,
-        tokenizer=tok,
+        tokenizer=tokenizer,
         description=f"split {split.name!r} of {split.root}",
         store_root=split.root,
     )
