@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..prepare.corpus import ArrayTokens, Corpus, count_words, load_tokens
-from ..store import Split, TokenStore
+from ..store import MANIFEST, Split, TokenStore
 from ..tokenizers import Tokenizer, get_tokenizer
 
 __all__ = ["EvalData", "count_words", "load_eval_data"]
@@ -149,15 +149,8 @@ def load_eval_data(
         source = source.tokens.array  # type: ignore[union-attr]
     name = split or "val"
     store = source if isinstance(source, TokenStore) else None
-    if (
-        isinstance(source, os.PathLike)
-        and (os.path.isdir(source))
-        and not isinstance(source, Split)
-    ):
-        from ..store import MANIFEST
-
-        if os.path.isfile(os.path.join(source, MANIFEST)):
-            store = TokenStore.open(source)
+    if isinstance(source, os.PathLike) and os.path.isfile(os.path.join(source, MANIFEST)):
+        store = TokenStore.open(source)  # a store's folder: its val split unless told
     if store is not None:
         if name not in store.splits:
             raise ValueError(
