@@ -21,7 +21,8 @@ PACKAGE = Path(gptdata.__file__).resolve().parent
 LAYERS: list[tuple[str, set[str]]] = [
     (
         "inputs and fixed files",
-        {"_startup", "_layout", "sources", "_readers", "hf_input", "_gpt2files", "samples"},
+        {"_startup", "_layout", "sources", "_readers", "hf_input", "heldout", "_gpt2files"}
+        | {"samples"},
     ),
     ("tokenizers", {"dialect", "_fast", "tokenizers", "booktokenizers"}),
     ("store", {"store", "_splitarray", "_manifest"}),

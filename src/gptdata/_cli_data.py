@@ -109,7 +109,12 @@ def add_import(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     im.add_argument("format", metavar="FORMAT", help="megatron, nanogpt or llmc")
     im.add_argument("path", metavar="PATH", help="a .bin/.idx prefix, a .bin file or a folder")
     im.add_argument("-o", "--out", required=True, help="the store folder to create")
-    im.add_argument("--tokenizer", default="gpt2", help="the tokenizer that made the IDs")
+    im.add_argument(
+        "--tokenizer",
+        default=None,
+        help="the tokenizer that made the IDs (default: the one a gptdata export recorded, "
+        "else gpt2, said in the summary)",
+    )
     im.add_argument("--shard-tokens", type=whole(1), default=None, help="max tokens per shard file")
     im.add_argument("--force", action="store_true", help="replace an existing store")
     im.add_argument("--quiet", action="store_true", help="no progress on stderr")

@@ -3,20 +3,21 @@
     >>> import_store("megatron", "data/train_text_document", "store/")
     TokenStore(...)   # store/manifest.json, store/shards/00000.train.000.bin, ...
 
-* ``megatron``: a ``.bin``/``.idx`` prefix (or a folder of ``*_document`` pairs: ``val``/``valid``
-  in the name -> val split; a ``test``/``dev``/``eval`` pair is refused, never trained on);
+* ``megatron``: a ``.bin``/``.idx`` prefix (or a folder of ``*_document`` pairs).
+  For every format a file named with a word ``val``/``valid``/``validation`` goes to the val
+  split; ``test``/``dev``/``eval``/``heldout`` is refused, never trained on (``heldout.py``);
   documents from its document index, a trailing end-of-text dropped.
 * ``nanogpt``: ``train.bin``/``val.bin`` (or one of them), cut at end-of-text.
 * ``llmc``: a folder of shards (or one), headers checked, cut at end-of-text.
 
-Every ID is checked against the tokenizer named by ``tokenizer`` (default GPT-2) as it is read;
+Every ID is checked against the tokenizer that made them (recorded by a gptdata export, else
+``tokenizer``, else GPT-2 assumed and said) as it is read;
 the store is written with prepare's own shard writer and commit (side folder, rename at the end).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,10 +27,12 @@ import numpy as np
 
 from .._shards import _PartWriter
 from .._sidefolders import check_out, check_overlap, claim_side, discard_side, partial_path
+from ..heldout import VAL_WORDS, held_out_word
 from ..prepare import DEFAULT_SHARD_TOKENS, _commit
 from ..store import TokenStore, dtype_for
-from ..tokenizers import Tokenizer, get_tokenizer
+from ..tokenizers import Tokenizer
 from ._common import FormatError, Progress, TokenReader, check_ids
+from ._recorded import choose_tokenizer
 from .llmc import llmc_documents, llmc_files
 from .megatron import MegatronIndex, megatron_documents, open_megatron, prefix_of
 from .nanogpt import nanogpt_documents, nanogpt_files
@@ -55,16 +58,10 @@ def _checker(tok: Tokenizer) -> Checker:
     return for_file
 
 
-_VAL_WORDS = ("val", "valid", "validation")
-_HELD_OUT_WORDS = ("test", "testing", "eval", "heldout", "dev")  # never silently train
-
-
 def _split_word(name: str) -> str | None:
     """'valid_text_document' -> 'val'; 'test_text_document' -> 'test'; others -> None (train)."""
-    words = re.split(r"[_.\-]", name.lower())
-    if any(w in words for w in _VAL_WORDS):
-        return "val"
-    return next((w for w in _HELD_OUT_WORDS if w in words), None)
+    word = held_out_word(name)
+    return "val" if word in VAL_WORDS else word
 
 
 def _refuse_held_out(folder: Path, names: list[str], example: str) -> None:
@@ -79,18 +76,24 @@ def _refuse_held_out(folder: Path, names: list[str], example: str) -> None:
             )
 
 
+def _route(files: list[Path], what: str) -> dict[str, list[Path]]:
+    """Files -> {'train': [...], 'val': [...]} by name; a test/dev/eval file is refused."""
+    if files:
+        example = next((f for f in files if _split_word(f.name) is None), files[0])
+        _refuse_held_out(files[0].parent, [f.name for f in files], f"the {what} {example}")
+    groups: dict[str, list[Path]] = {}
+    for f in files:
+        groups.setdefault("val" if _split_word(f.name) == "val" else "train", []).append(f)
+    return groups
+
+
 def _megatron_prefixes(path: Path) -> dict[str, list[Path]]:
     if path.is_dir():
         found = sorted({prefix_of(p) for p in path.glob("*.idx")})
         if not found:
             raise FormatError(f"{path}: no Megatron .idx/.bin pairs in this folder.")
-        example = next((p for p in found if _split_word(p.name) is None), found[0])
-        _refuse_held_out(path, [p.name for p in found], f"the prefix {example}")
-        groups: dict[str, list[Path]] = {}
-        for p in found:
-            groups.setdefault("val" if _split_word(p.name) == "val" else "train", []).append(p)
-        return groups
-    return {"train": [prefix_of(path)]}
+        return _route(found, "prefix")
+    return _route([prefix_of(path)], "prefix")
 
 
 def _megatron_docs(
@@ -132,15 +135,13 @@ def _inputs(
         return {s: _megatron_docs(ixs, tok, check, stats) for s, ixs in indexes.items()}, files
     if format == "nanogpt":
         groups = nanogpt_files(path)
+        groups = _route([f for fs in groups.values() for f in fs], "file")
         docs = {
             s: (d for f in fs for d in nanogpt_documents(f, eot_id=eot, check=check))  # type: ignore[arg-type]
             for s, fs in groups.items()
         }
         return docs, [f for fs in groups.values() for f in fs]
-    groups = llmc_files(path)
-    if path.is_dir():
-        names = [f.name for fs in groups.values() for f in fs]
-        _refuse_held_out(path, names, f"the shard {path / names[0]}")
+    groups = _route(llmc_files(path), "shard")
     docs = {s: llmc_documents(fs, eot_id=eot, check=check) for s, fs in groups.items()}  # type: ignore[arg-type]
     return docs, [f for fs in groups.values() for f in fs]
 
@@ -150,7 +151,7 @@ def import_store(
     path: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
-    tokenizer: str | os.PathLike[str] | Tokenizer = "gpt2",
+    tokenizer: str | os.PathLike[str] | Tokenizer | None = None,
     shard_tokens: int = DEFAULT_SHARD_TOKENS,
     force: bool = False,
     quiet: bool = False,
@@ -158,13 +159,17 @@ def import_store(
     """Read ``path`` in ``format`` into a new token store at ``out``; every ID is checked.
 
     "nanogpt", "data/shakespeare/" (train.bin + val.bin) -> store with train and val splits
+
+    ``tokenizer``: the one that made the IDs. A gptdata export records it (and it is used); a
+    different one is refused. With nothing recorded and none given, GPT-2 is assumed and the
+    summary says so.
     """
     if format not in IMPORT_FORMATS:
         raise ValueError(f"unknown format {format!r}: choose one of {', '.join(IMPORT_FORMATS)}.")
     if shard_tokens < 1:
         raise ValueError(f"shard_tokens={shard_tokens} must be >= 1.")
-    tok = get_tokenizer(tokenizer)
     src, out = Path(path), Path(out)
+    tok, assumed = choose_tokenizer(src, tokenizer)
     stats = {"empty": 0, "invalid_utf8": 0, "binary": 0}
     docs, files = _inputs(format, src, tok, stats)
     # The same rules as prepare: never replace what is not a store, one run per output.
@@ -209,4 +214,6 @@ def import_store(
         n = {s: store.split(s) for s in store.splits}
         summary = ", ".join(f"{s}: {v.n_documents:,} documents" for s, v in n.items())
         print(f"imported {src} ({format}) into {out}: {summary}", file=sys.stderr)
+        if assumed:
+            print(f"tokenizer: {assumed}", file=sys.stderr)
     return store
