@@ -50,6 +50,31 @@ def _folders_under(root: Path) -> list[str]:
     )
 
 
+def check_output_path(out: Path, *, reads: list[Path], flag: str = "out") -> None:
+    """Refuse, before any work, an output that cannot be written or would sit inside an input.
+
+    The nearest existing folder above ``out`` must be a writable folder, and ``out`` must not be
+    (or be inside) a folder that is read: an export into its own store would change what it reads.
+    """
+    real = Path(os.path.realpath(out))
+    for src in reads:
+        s = Path(os.path.realpath(src))
+        if real == s or s in real.parents:
+            raise ValueError(
+                f"{flag}={out} is inside {src}, which this command reads; choose an output "
+                "folder outside it."
+            )
+    parent = real.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(
+            errno.EACCES,
+            f"{flag}={out}: cannot create it, {parent} is not a writable folder. Choose "
+            "another output folder.",
+        )
+
+
 def disk_error(exc: OSError, writing: Path) -> OSError:
     """An OSError while writing, as one line naming the path; a full disk says what to do."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..store import TokenStore, write_json_atomic
 from ..tokenizers import Tokenizer, get_tokenizer
-from ._common import ExportFolder, FormatError, Progress, disk_error
+from ._common import ExportFolder, FormatError, Progress, check_output_path, disk_error
 from ._recorded import save_tokenizer
 from .hf import write_dataset_dict, write_hf
 from .llmc import llmc_variant, shard_sizes, write_llmc
@@ -57,6 +57,7 @@ def export_store(
     check_format(format)
     out = Path(out)
     st = store if isinstance(store, TokenStore) else TokenStore.open(store)
+    check_output_path(out, reads=[st.root])
     tok = None
     if tokenizer is not None:
         tok = get_tokenizer(tokenizer)

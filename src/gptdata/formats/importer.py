@@ -31,8 +31,9 @@ from ..heldout import VAL_WORDS, held_out_word
 from ..prepare import DEFAULT_SHARD_TOKENS, _commit
 from ..store import TokenStore, dtype_for
 from ..tokenizers import Tokenizer
-from ._common import FormatError, Progress, TokenReader, check_ids
+from ._common import FormatError, Progress, TokenReader, check_ids, check_output_path
 from ._recorded import choose_tokenizer
+from ._stream import DocumentFeed
 from .llmc import llmc_documents, llmc_files
 from .megatron import MegatronIndex, megatron_documents, open_megatron, prefix_of
 from .nanogpt import nanogpt_documents, nanogpt_files
@@ -121,7 +122,8 @@ def _megatron_docs(
 
 def _inputs(
     format: str, path: Path, tok: Tokenizer, stats: dict[str, int]
-) -> tuple[dict[str, Iterator[np.ndarray]], list[Path]]:
+) -> tuple[dict[str, Iterator[tuple[np.ndarray, bool]]], list[Path]]:
+    """Per split, (piece, ends_a_document) pairs (see ``_stream``), and the files read."""
     check = _checker(tok)
     eot = tok.eot_id
     if format != "megatron" and eot is None:
@@ -132,7 +134,10 @@ def _inputs(
         # Every pair is opened and checked before anything is written.
         indexes = {s: [open_megatron(p) for p in ps] for s, ps in _megatron_prefixes(path).items()}
         files = [f for ixs in indexes.values() for ix in ixs for f in (ix.bin, ix.idx)]
-        return {s: _megatron_docs(ixs, tok, check, stats) for s, ixs in indexes.items()}, files
+        return {
+            s: ((d, True) for d in _megatron_docs(ixs, tok, check, stats))
+            for s, ixs in indexes.items()
+        }, files
     if format == "nanogpt":
         groups = nanogpt_files(path)
         groups = _route([f for fs in groups.values() for f in fs], "file")
@@ -169,12 +174,14 @@ def import_store(
     if shard_tokens < 1:
         raise ValueError(f"shard_tokens={shard_tokens} must be >= 1.")
     src, out = Path(path), Path(out)
+    # The output first, before any input is read: the same rules as prepare (never replace
+    # what is not a store, one run per output), and a folder that can be written.
+    check_out(out, force=force)
+    check_output_path(out, reads=[])  # only named files are read: check_overlap, below
     tok, assumed = choose_tokenizer(src, tokenizer)
     stats = {"empty": 0, "invalid_utf8": 0, "binary": 0}
     docs, files = _inputs(format, src, tok, stats)
-    # The same rules as prepare: never replace what is not a store, one run per output.
     check_overlap(out, [str(f) for f in files], [])  # only the named files are read
-    check_out(out, force=force)
     total = sum(f.stat().st_size for f in files)  # every input exists: checked by _inputs
     plan_id = f"import:{format}:{os.urandom(8).hex()}"  # an import never resumes
     lock = claim_side(partial_path(out), plan_id)
@@ -185,9 +192,10 @@ def import_store(
     try:
         for name, stream in docs.items():
             writer = _PartWriter(side / "shards", f"00000.{name}", dtype, tok.eot_id, shard_tokens)
-            for doc in stream:
-                writer.add(doc.astype(dtype, copy=False))
-                progress.update(len(doc) + 1)
+            feed = DocumentFeed(writer)
+            for piece, last in stream:
+                feed.add(piece.astype(dtype, copy=False), last=last)
+                progress.update(len(piece) + last)
             parts[name] = writer.finish()
         options = {
             "tokenizer": tok.name,

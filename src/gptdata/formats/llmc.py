@@ -17,7 +17,8 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ..store import Split
-from ._common import FormatError, Progress, StoreBlocks, TokenReader, split_on, write_all
+from ._common import FormatError, Progress, StoreBlocks, TokenReader, write_all
+from ._stream import pieces
 
 HEADER_INTS = 256
 HEADER_BYTES = 4 * HEADER_INTS
@@ -179,8 +180,10 @@ def read_llmc_header(path: Path) -> tuple[np.dtype, int]:
     return dtype, count
 
 
-def llmc_documents(files: list[Path], *, eot_id: int, check: Any) -> Iterator[np.ndarray]:
-    """The documents of one split's shards, in order: the stream cut at end-of-text."""
+def llmc_documents(
+    files: list[Path], *, eot_id: int, check: Any
+) -> Iterator[tuple[np.ndarray, bool]]:
+    """One split's documents, as ``_stream.pieces``: its shards' stream cut at end-of-text."""
     headers = [read_llmc_header(f) for f in files]  # all checked before anything is imported
 
     def blocks() -> Iterator[np.ndarray]:
@@ -191,4 +194,4 @@ def llmc_documents(files: list[Path], *, eot_id: int, check: Any) -> Iterator[np
             finally:
                 reader.close()
 
-    yield from split_on(blocks(), eot_id)
+    yield from pieces(blocks(), eot_id)

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from ..store import Split
-from ._common import FormatError, Progress, StoreBlocks, TokenReader, split_on, write_all
+from ._common import FormatError, Progress, StoreBlocks, TokenReader, write_all
+from ._stream import pieces
 
 DTYPE = np.dtype("<u2")
 
@@ -79,8 +80,10 @@ def nanogpt_files(path: Path) -> dict[str, list[Path]]:
     return {"file": [path]}
 
 
-def nanogpt_documents(path: Path, *, eot_id: int, check: Any) -> Iterator[np.ndarray]:
-    """The documents of one nanoGPT file: the stream cut at end-of-text, empty pieces dropped."""
+def nanogpt_documents(
+    path: Path, *, eot_id: int, check: Any
+) -> Iterator[tuple[np.ndarray, bool]]:
+    """One nanoGPT file's documents, as ``_stream.pieces``: the stream cut at end-of-text."""
     size = path.stat().st_size
     if size % DTYPE.itemsize:
         raise FormatError(
@@ -89,6 +92,6 @@ def nanogpt_documents(path: Path, *, eot_id: int, check: Any) -> Iterator[np.nda
         )
     reader = TokenReader(path, DTYPE, offset=0, count=size // DTYPE.itemsize, check=check(path))
     try:
-        yield from split_on(reader.blocks(), eot_id)
+        yield from pieces(reader.blocks(), eot_id)
     finally:
         reader.close()
