@@ -17,13 +17,16 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 
 from gptdata import SimpleTokenizer, TokenStore, prepare
 from gptdata.formats import FormatError, export_store, import_store
+from gptdata.formats._stream import pieces
 from gptdata.formats.llmc import shard_sizes
 from gptdata.formats.megatron import megatron_dtype
 from gptdata.store import StoreError
-from plain_formats import make_store, read_llmc, read_megatron, store_documents
+from plain_formats import make_store, read_llmc, read_megatron, split_stream, store_documents
 
 TEXTS = [f"{w} " * (1 + i % 9) + "end ." for i, w in enumerate(["the", "cat", "a", "dog"] * 21)]
 ENV = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
@@ -76,7 +79,9 @@ def test_test_files_are_refused(tmp_path, fmt):
         _llmc_shard(tmp_path / "fineweb_test_000000.bin", [50256, 4])
     else:
         np.array([4, 50256], dtype=np.uint16).tofile(tmp_path / "fineweb_test_000000.bin")
-    with pytest.raises(FormatError, match=r"looks like a 'test' split, .* never puts it into train"):
+    with pytest.raises(
+        FormatError, match=r"looks like a 'test' split, .* never puts it into train"
+    ):
         import_store(fmt, tmp_path / "fineweb_test_000000.bin", tmp_path / "s", quiet=True)
     assert not (tmp_path / "s").exists()
 
@@ -354,3 +359,46 @@ def test_megatron_export_of_a_65500_vocab_is_int32(tmp_path):
     export_store(store, tmp_path / "m", format="megatron", quiet=True)
     got = read_megatron(tmp_path / "m" / "train_text_document")
     assert got["code"] == 4 and got["sequences"][1] == [65497, tok.eot_id]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    stream=hst.lists(hst.integers(0, 3), max_size=40),
+    block=hst.integers(1, 7),
+)
+def test_pieces_join_to_the_list_reference(stream, block):
+    """Streaming pieces, joined at each document end, are the plain list-slicing documents."""
+    arr = np.array(stream, dtype=np.int64)
+    blocks = (arr[i : i + block] for i in range(0, len(arr), block))
+    docs, cur = [], []
+    for piece, last in pieces(blocks, 0):
+        cur += piece.tolist()
+        if last:
+            docs.append(cur)
+            cur = []
+    assert cur == [] and docs == split_stream(stream, 0)
+
+
+def test_disk_full_names_the_file_being_written(simple, tmp_path, monkeypatch):
+    import errno
+
+    from gptdata.formats import _common
+
+    real = _common.os.replace
+
+    class Full:
+        def __init__(self, fh):
+            self.fh, self.name = fh, fh.name
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def write_all(out, block):
+        return real_write_all(Full(out), block)
+
+    real_write_all = _common.write_all
+    monkeypatch.setattr("gptdata.formats.nanogpt.write_all", write_all)
+    store, _ = simple
+    with pytest.raises(OSError, match=r"no space left on the device while writing .*train\.bin"):
+        export_store(store, tmp_path / "x", format="nanogpt", quiet=True)
+    assert real is _common.os.replace and not (tmp_path / "x.exporting").exists()

@@ -81,7 +81,7 @@ def disk_error(exc: OSError, writing: Path) -> OSError:
         return OSError(
             exc.errno,
             f"no space left on the device while writing {exc.filename or writing}; nothing was "
-            "kept. Free space (or choose another output folder) and run the export again.",
+            "kept. Free space (or choose another output folder) and run the command again.",
         )
     if exc.filename:
         return exc
@@ -290,9 +290,14 @@ class StoreBlocks:
 def write_all(out: BinaryIO, block: np.ndarray) -> None:
     """Write a block's bytes (a view, no copy) to an unbuffered file, all of them."""
     view = memoryview(np.ascontiguousarray(block)).cast("B")
-    while len(view):
-        n = out.write(view)
-        view = view[n:]
+    try:
+        while len(view):
+            n = out.write(view)
+            view = view[n:]
+    except OSError as exc:
+        if exc.filename is None:  # name the file being written (a full disk says which)
+            raise OSError(exc.errno, exc.strerror, getattr(out, "name", None)) from None
+        raise
 
 
 def copy_range(src: BinaryIO, dst: BinaryIO, offset: int, nbytes: int) -> None:

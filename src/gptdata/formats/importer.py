@@ -31,7 +31,14 @@ from ..heldout import VAL_WORDS, held_out_word
 from ..prepare import DEFAULT_SHARD_TOKENS, _commit
 from ..store import TokenStore, dtype_for
 from ..tokenizers import Tokenizer
-from ._common import FormatError, Progress, TokenReader, check_ids, check_output_path
+from ._common import (
+    FormatError,
+    Progress,
+    TokenReader,
+    check_ids,
+    check_output_path,
+    disk_error,
+)
 from ._recorded import choose_tokenizer
 from ._stream import DocumentFeed
 from .llmc import llmc_documents, llmc_files
@@ -212,8 +219,11 @@ def import_store(
         store = _commit(
             out, side, tok, options, inputs_meta, [result], force=force, plan_id=plan_id
         )
-    except BaseException:
+    except OSError as exc:
         discard_side(lock)  # an import never resumes: nothing half-written stays behind
+        raise disk_error(exc, side) from None
+    except BaseException:
+        discard_side(lock)
         raise
     finally:
         progress.close()

@@ -80,9 +80,7 @@ def nanogpt_files(path: Path) -> dict[str, list[Path]]:
     return {"file": [path]}
 
 
-def nanogpt_documents(
-    path: Path, *, eot_id: int, check: Any
-) -> Iterator[tuple[np.ndarray, bool]]:
+def nanogpt_documents(path: Path, *, eot_id: int, check: Any) -> Iterator[tuple[np.ndarray, bool]]:
     """One nanoGPT file's documents, as ``_stream.pieces``: the stream cut at end-of-text."""
     size = path.stat().st_size
     if size % DTYPE.itemsize:
