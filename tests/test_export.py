@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from gptdata.formats import FormatError, export_store
 from gptdata.formats import _common as common
+from gptdata.formats import _storeblocks as storeblocks
 from plain_formats import (
     TEXTS,
     make_store,
@@ -186,7 +187,7 @@ def test_failed_export_leaves_nothing(sharded, tmp_path, monkeypatch):
             raise OSError("disk full")
         return real(out, block)
 
-    real = common.write_all
+    real = storeblocks.write_all
     monkeypatch.setattr("gptdata.formats.megatron.write_all", boom)
     with pytest.raises(OSError, match="disk full"):
         export_store(sharded, tmp_path / "o", format="megatron", quiet=True)

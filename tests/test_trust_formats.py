@@ -382,7 +382,7 @@ def test_pieces_join_to_the_list_reference(stream, block):
 def test_disk_full_names_the_file_being_written(simple, tmp_path, monkeypatch):
     import errno
 
-    from gptdata.formats import _common
+    from gptdata.formats import _common, _storeblocks
 
     real = _common.os.replace
 
@@ -396,7 +396,7 @@ def test_disk_full_names_the_file_being_written(simple, tmp_path, monkeypatch):
     def write_all(out, block):
         return real_write_all(Full(out), block)
 
-    real_write_all = _common.write_all
+    real_write_all = _storeblocks.write_all
     monkeypatch.setattr("gptdata.formats.nanogpt.write_all", write_all)
     store, _ = simple
     with pytest.raises(OSError, match=r"no space left on the device while writing .*train\.bin"):

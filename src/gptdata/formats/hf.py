@@ -18,15 +18,8 @@ from typing import Any
 import numpy as np
 
 from ..store import Split, StoreError
-from ._common import (
-    FormatError,
-    Progress,
-    StoreBlocks,
-    TokenReader,
-    check_ids,
-    disk_error,
-    shard_ends,
-)
+from ._common import FormatError, Progress, TokenReader, check_ids, disk_error, shard_ends
+from ._storeblocks import StoreBlocks
 
 ROWS_PER_BATCH = 1000
 

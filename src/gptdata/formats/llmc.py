@@ -17,7 +17,8 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ..store import Split
-from ._common import FormatError, Progress, StoreBlocks, TokenReader, write_all
+from ._common import FormatError, Progress, TokenReader
+from ._storeblocks import StoreBlocks, write_all
 from ._stream import pieces
 
 HEADER_INTS = 256

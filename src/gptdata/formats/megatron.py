@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from ..store import Split
-from ._common import FormatError, Progress, StoreBlocks, TokenReader, shard_ends, write_all
+from ._common import FormatError, Progress, TokenReader, shard_ends
+from ._storeblocks import StoreBlocks, write_all
 
 MAGIC = b"MMIDIDX\x00\x00"
 HEADER = struct.Struct("<9sQBQQ")  # magic, version, dtype code, S, D: 34 bytes
