@@ -75,16 +75,14 @@ def check_output_path(out: Path, *, reads: list[Path], flag: str = "out") -> Non
 
 
 def disk_error(exc: OSError, writing: Path) -> OSError:
-    """An OSError while writing, as one line naming the path; a full disk says what to do."""
+    """A full disk as one line naming the path being written; any other OSError as it is."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return OSError(
             exc.errno,
             f"no space left on the device while writing {exc.filename or writing}; nothing was "
             "kept. Free space (or choose another output folder) and run the command again.",
         )
-    if exc.filename:
-        return exc
-    return OSError(exc.errno, f"{writing}: {exc.strerror or exc} while writing the export.")
+    return exc
 
 
 def _read_marker(folder: Path) -> dict[str, Any] | None:
