@@ -227,6 +227,18 @@ def test_hf_export_with_a_shard_gone_is_one_line(simple, tmp_path):
     assert "DatasetGenerationError" not in r.stderr and not (tmp_path / "x.exporting").exists()
 
 
+def test_hf_export_with_a_shard_gone_mid_way_is_one_error(simple, tmp_path):
+    pytest.importorskip("datasets")
+    store, _ = simple
+    opened = TokenStore.open(store.root)  # checked whole here; the shard goes after
+    (store.root / store.split("train").shards[-1].file).unlink()
+    with pytest.raises(StoreError) as info:
+        export_store(opened, tmp_path / "x", format="hf", quiet=True)
+    assert "replaced while being read" in str(info.value) and "\n" not in str(info.value)
+    assert type(info.value).__name__ != "DatasetGenerationError"
+    assert not (tmp_path / "x.exporting").exists()
+
+
 def test_hf_export_disk_full_names_the_path(simple, tmp_path, monkeypatch):
     pytest.importorskip("datasets")
     import errno
