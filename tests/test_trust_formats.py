@@ -414,3 +414,13 @@ def test_disk_full_names_the_file_being_written(simple, tmp_path, monkeypatch):
     with pytest.raises(OSError, match=r"no space left on the device while writing .*train\.bin"):
         export_store(store, tmp_path / "x", format="nanogpt", quiet=True)
     assert real is _common.os.replace and not (tmp_path / "x.exporting").exists()
+
+
+def test_too_many_shards_for_a_split_is_refused_before_any_output(simple, tmp_path):
+    store, _ = simple
+    total = len(store.split("train")) + 1
+    with pytest.raises(
+        FormatError, match=rf"split 'train': shards={total + 1:,}: use 1\.\.{total:,}"
+    ):
+        export_store(store, tmp_path / "x", format="llmc", shards=total + 1, quiet=True)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.exporting").exists()

@@ -67,10 +67,6 @@ def export_store(
                 f"{st.vocab_size:,}), but tokenizer={tok.name} (vocab_size {tok.vocab_size:,}) "
                 "was given. Pass the one that made the store, or leave it out."
             )
-    if format == "llmc":  # sizes checked before any output exists
-        shard_sizes(1 << 20, shard_tokens=shard_tokens, min_shard_tokens=min_shard_tokens)
-        if shards is not None and shards < 1:
-            raise ValueError(f"shards={shards} must be >= 1.")
     names = st.splits if split == "all" else [split]
     for name in names:
         if name not in st.splits:
@@ -83,6 +79,17 @@ def export_store(
             f"{st.root}: tokenizer {st.tokenizer_name} has no end-of-text ID, which every "
             "format uses to separate documents."
         )
+    if format == "llmc":  # every split's shard sizes checked before any output exists
+        for name in names:
+            try:
+                shard_sizes(
+                    len(st.split(name)) + 1,  # llm.c puts end-of-text before every document
+                    shard_tokens=shard_tokens,
+                    min_shard_tokens=min_shard_tokens,
+                    shards=shards,
+                )
+            except FormatError as exc:
+                raise FormatError(f"split {name!r}: {exc}") from None
     if format == "nanogpt":
         check_vocab(st.vocab_size, str(st.root))
     elif format == "megatron":
