@@ -304,9 +304,7 @@ def test_prepare_force_keeps_files_the_user_put_inside_the_store(tmp_path):
     -o STORE/nanogpt) are not its to delete: refuse, or keep them."""
     store = make_store(tmp_path / "store")
     (tmp_path / "store" / "my-notes.txt").write_text("precious")
-    # export refuses -o inside the store it reads, so the export is made beside it and moved in
-    export_store(store, tmp_path / "nanogpt", format="nanogpt", quiet=True)
-    (tmp_path / "nanogpt").rename(tmp_path / "store" / "nanogpt")
+    export_store(store, tmp_path / "store" / "nanogpt", format="nanogpt", quiet=True)
     try:
         make_store_force = prepare(
             None, tmp_path / "store", texts=["new text"], workers=1, quiet=True, force=True

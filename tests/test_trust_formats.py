@@ -74,16 +74,22 @@ def test_one_validation_file_goes_to_val(tmp_path, name):
 
 
 @pytest.mark.parametrize("fmt", ["llmc", "nanogpt"])
-def test_test_files_are_refused(tmp_path, fmt):
-    if fmt == "llmc":
-        _llmc_shard(tmp_path / "fineweb_test_000000.bin", [50256, 4])
-    else:
-        np.array([4, 50256], dtype=np.uint16).tofile(tmp_path / "fineweb_test_000000.bin")
-    with pytest.raises(
-        FormatError, match=r"looks like a 'test' split, .* never puts it into train"
-    ):
-        import_store(fmt, tmp_path / "fineweb_test_000000.bin", tmp_path / "s", quiet=True)
-    assert not (tmp_path / "s").exists()
+def test_test_files_in_a_folder_are_refused_and_alone_go_to_val(tmp_path, fmt):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name, ids in (("fineweb_train_000001.bin", [4]), ("fineweb_test_000000.bin", [5])):
+        if fmt == "llmc":
+            _llmc_shard(folder / name, [50256, *ids])
+        else:
+            np.array([*ids, 50256], dtype=np.uint16).tofile(folder / name)
+    if fmt == "llmc":  # a nanoGPT folder is train.bin / val.bin only
+        with pytest.raises(FormatError, match=r"looks like a 'test' split, .* never puts it"):
+            import_store(fmt, folder, tmp_path / "s", tokenizer="gpt2", quiet=True)
+        assert not (tmp_path / "s").exists()
+    one = import_store(
+        fmt, folder / "fineweb_test_000000.bin", tmp_path / "one", tokenizer="gpt2", quiet=True
+    )
+    assert store_documents(one, "val") == [[5]] and one.split("train").n_documents == 0
 
 
 def test_nanogpt_validation_file_goes_to_val(tmp_path):
@@ -168,13 +174,6 @@ def test_force_keeps_a_folder_the_user_made(simple, tmp_path):
     ):
         export_store(store, out, format="megatron", force=True, quiet=True)
     assert (out / "my-notes").is_dir()
-
-
-def test_export_into_its_own_store_is_refused_before_any_work(simple):
-    store, _ = simple
-    with pytest.raises(ValueError, match=r"is inside .* which this command reads"):
-        export_store(store, store.root / "out", format="nanogpt", quiet=True)
-    assert not (store.root / "out.exporting").exists()
 
 
 def test_unwritable_output_is_refused_before_reading_inputs(tmp_path):

@@ -49,21 +49,10 @@ def _folders_under(root: Path) -> list[str]:
     )
 
 
-def check_output_path(out: Path, *, reads: list[Path], flag: str = "out") -> None:
-    """Refuse, before any work, an output that cannot be written or would sit inside an input.
-
-    The nearest existing folder above ``out`` must be a writable folder, and ``out`` must not be
-    (or be inside) a folder that is read: an export into its own store would change what it reads.
-    """
-    real = Path(os.path.realpath(out))
-    for src in reads:
-        s = Path(os.path.realpath(src))
-        if real == s or s in real.parents:
-            raise ValueError(
-                f"{flag}={out} is inside {src}, which this command reads; choose an output "
-                "folder outside it."
-            )
-    parent = real.parent
+def check_output_path(out: Path, *, flag: str = "out") -> None:
+    """Refuse, before any work, an output that cannot be created: the nearest existing folder
+    above ``out`` must be a writable folder (not a file, not read-only)."""
+    parent = Path(os.path.realpath(out)).parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):

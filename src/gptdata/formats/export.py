@@ -57,7 +57,7 @@ def export_store(
     check_format(format)
     out = Path(out)
     st = store if isinstance(store, TokenStore) else TokenStore.open(store)
-    check_output_path(out, reads=[st.root])
+    check_output_path(out)
     tok = None
     if tokenizer is not None:
         tok = get_tokenizer(tokenizer)

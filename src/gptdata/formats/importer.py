@@ -5,7 +5,8 @@
 
 * ``megatron``: a ``.bin``/``.idx`` prefix (or a folder of ``*_document`` pairs).
   For every format a file named with a word ``val``/``valid``/``validation`` goes to the val
-  split; ``test``/``dev``/``eval``/``heldout`` is refused, never trained on (``heldout.py``);
+  split; in a folder ``test``/``dev``/``eval``/``heldout`` is refused, and named alone such a
+  file goes to val: held-out data is never trained on (``heldout.py``);
   documents from its document index, a trailing end-of-text dropped.
 * ``nanogpt``: ``train.bin``/``val.bin`` (or one of them), cut at end-of-text.
 * ``llmc``: a folder of shards (or one), headers checked, cut at end-of-text.
@@ -84,14 +85,18 @@ def _refuse_held_out(folder: Path, names: list[str], example: str) -> None:
             )
 
 
-def _route(files: list[Path], what: str) -> dict[str, list[Path]]:
-    """Files -> {'train': [...], 'val': [...]} by name; a test/dev/eval file is refused."""
-    if files:
+def _route(files: list[Path], what: str, *, alone: bool = False) -> dict[str, list[Path]]:
+    """Files -> {'train': [...], 'val': [...]} by the words of their names (``heldout.py``).
+
+    In a folder a test/dev/eval file is refused (it is not val data, and never train data);
+    a file named ``alone`` is the user's choice, and a held-out name puts it in val.
+    """
+    if files and not alone:
         example = next((f for f in files if _split_word(f.name) is None), files[0])
         _refuse_held_out(files[0].parent, [f.name for f in files], f"the {what} {example}")
     groups: dict[str, list[Path]] = {}
     for f in files:
-        groups.setdefault("val" if _split_word(f.name) == "val" else "train", []).append(f)
+        groups.setdefault("train" if _split_word(f.name) is None else "val", []).append(f)
     return groups
 
 
@@ -101,7 +106,7 @@ def _megatron_prefixes(path: Path) -> dict[str, list[Path]]:
         if not found:
             raise FormatError(f"{path}: no Megatron .idx/.bin pairs in this folder.")
         return _route(found, "prefix")
-    return _route([prefix_of(path)], "prefix")
+    return _route([prefix_of(path)], "prefix", alone=True)
 
 
 def _megatron_docs(
@@ -127,8 +132,22 @@ def _megatron_docs(
             reader.close()
 
 
+def _sources(format: str, path: Path) -> dict[str, list[Any]]:
+    """Per split, the files (Megatron: checked indexes) to read, routed by their names.
+
+    Held-out names are refused here, before the tokenizer is chosen or anything is read.
+    """
+    if format == "megatron":
+        # Every pair is opened and checked before anything is written.
+        return {s: [open_megatron(p) for p in ps] for s, ps in _megatron_prefixes(path).items()}
+    if format == "nanogpt":
+        groups = nanogpt_files(path)
+        return _route([f for fs in groups.values() for f in fs], "file", alone=not path.is_dir())
+    return _route(llmc_files(path), "shard", alone=not path.is_dir())
+
+
 def _inputs(
-    format: str, path: Path, tok: Tokenizer, stats: dict[str, int]
+    format: str, sources: dict[str, list[Any]], tok: Tokenizer, stats: dict[str, int]
 ) -> tuple[dict[str, Iterator[tuple[np.ndarray, bool]]], list[Path]]:
     """Per split, (piece, ends_a_document) pairs (see ``_stream``), and the files read."""
     check = _checker(tok)
@@ -138,24 +157,20 @@ def _inputs(
             f"tokenizer {tok.name} has no end-of-text ID, which {format} files are cut at."
         )
     if format == "megatron":
-        # Every pair is opened and checked before anything is written.
-        indexes = {s: [open_megatron(p) for p in ps] for s, ps in _megatron_prefixes(path).items()}
-        files = [f for ixs in indexes.values() for ix in ixs for f in (ix.bin, ix.idx)]
+        files = [f for ixs in sources.values() for ix in ixs for f in (ix.bin, ix.idx)]
         return {
             s: ((d, True) for d in _megatron_docs(ixs, tok, check, stats))
-            for s, ixs in indexes.items()
+            for s, ixs in sources.items()
         }, files
-    if format == "nanogpt":
-        groups = nanogpt_files(path)
-        groups = _route([f for fs in groups.values() for f in fs], "file")
+    read = nanogpt_documents if format == "nanogpt" else None
+    if read is not None:
         docs = {
-            s: (d for f in fs for d in nanogpt_documents(f, eot_id=eot, check=check))  # type: ignore[arg-type]
-            for s, fs in groups.items()
+            s: (d for f in fs for d in read(f, eot_id=eot, check=check))  # type: ignore[arg-type]
+            for s, fs in sources.items()
         }
-        return docs, [f for fs in groups.values() for f in fs]
-    groups = _route(llmc_files(path), "shard")
-    docs = {s: llmc_documents(fs, eot_id=eot, check=check) for s, fs in groups.items()}  # type: ignore[arg-type]
-    return docs, [f for fs in groups.values() for f in fs]
+    else:
+        docs = {s: llmc_documents(fs, eot_id=eot, check=check) for s, fs in sources.items()}  # type: ignore[arg-type]
+    return docs, [f for fs in sources.values() for f in fs]
 
 
 def import_store(
@@ -184,10 +199,11 @@ def import_store(
     # The output first, before any input is read: the same rules as prepare (never replace
     # what is not a store, one run per output), and a folder that can be written.
     check_out(out, force=force)
-    check_output_path(out, reads=[])  # only named files are read: check_overlap, below
+    check_output_path(out)
+    sources = _sources(format, src)
     tok, assumed = choose_tokenizer(src, tokenizer)
     stats = {"empty": 0, "invalid_utf8": 0, "binary": 0}
-    docs, files = _inputs(format, src, tok, stats)
+    docs, files = _inputs(format, sources, tok, stats)
     check_overlap(out, [str(f) for f in files], [])  # only the named files are read
     total = sum(f.stat().st_size for f in files)  # every input exists: checked by _inputs
     plan_id = f"import:{format}:{os.urandom(8).hex()}"  # an import never resumes
