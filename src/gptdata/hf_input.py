@@ -4,8 +4,9 @@
   files, in row order; they are Arrow IPC *stream* files.
 * a folder written by ``DatasetDict.save_to_disk``: ``dataset_dict.json`` names one such folder per
   split; every split is read (gptdata makes its own train/val split by content hash), unless one
-  is held out (a name with a word test, validation, dev, ...: ``heldout.py``): then the folder is refused, since reading it would
-  train on held-out text. Point at ``folder/train`` to take one split only.
+  is held out (a word of its name is test, validation, dev, ...: ``heldout.py``): then the
+  folder is refused, since reading it would train on held-out text. Point at ``folder/train``
+  to take one split only. Every listed path must stay inside the folder holding the JSON.
 * bare ``.arrow`` files (IPC stream, as ``datasets`` writes, or IPC file format).
 
 Rows are documents, the string column ``text_field`` as for JSONL and Parquet; a null is an empty
@@ -69,8 +70,8 @@ def hf_data_files(folder: str, *, _seen: frozenset[str] = frozenset()) -> list[s
             rest = [str(x) for x in splits if str(x) not in held]
             hint = f"{os.path.join(folder, rest[0])}" if rest else "one split's folder"
             raise HFInputError(
-                f"{folder} is a DatasetDict with held-out split(s) {_short(held, quote=False)}: reading it "
-                "whole would train on them (gptdata makes its own val split). Point at "
+                f"{folder} is a DatasetDict with held-out split(s) {_short(held, quote=False)}: "
+                "reading it whole would train on them (gptdata makes its own val split). Point at "
                 f"{hint} instead."
             )
         files: list[str] = []

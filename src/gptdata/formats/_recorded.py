@@ -99,7 +99,7 @@ def choose_tokenizer(
 
 
 def save_tokenizer(tok: Tokenizer, folder: Path) -> str | None:
-    """Copy ``tok``'s file into ``folder/tokenizer/``; its path inside ``folder``, or None (GPT-2)."""
+    """Copy ``tok``'s file into ``folder/tokenizer/``: its path there, or None (GPT-2: no file)."""
     path = getattr(tok, "path", None)
     if isinstance(tok, SimpleTokenizer):
         (folder / TOKENIZER_DIR).mkdir(exist_ok=True)

@@ -25,13 +25,14 @@ class StoreBlocks:
     the manifest's ``store_id`` and each shard's size). Each shard is then opened and *after*
     that the ``store_id`` and the open file's size are checked again: an open file keeps the
     bytes of the commit it was opened in, so a store replaced during an export fails with the
-    loader's message instead of giving a mix of old and new tokens. Each block is its own
-    map of the open file, dropped after use (one map of the whole shard would count every page
-    in the process's RSS: 240 MB for a 200 MB store, against 51 MB this way; plain reads into a
-    buffer cost a copy and ran at 0.3-0.9x a file copy). Every block's max (and min) is checked against
-    ``vocab_size`` as it streams -- the bytes are read anyway, and numpy's max over a 4 Mi-token
-    block costs a fraction of writing it -- so a corrupt store is refused, as ``verify`` and
-    ``import`` refuse it.
+    loader's message instead of giving a mix of old and new tokens.
+
+    Each block is its own map of the open file, dropped after use: one map of a whole shard
+    counts every page in the process's RSS (240 MB for a 200 MB store, against 51 MB this way),
+    and plain reads into a buffer cost a copy (0.3-0.9x a file copy, against 0.7-1.3x). Every
+    block's max (and min) is checked against ``vocab_size`` as it streams -- the bytes are read
+    anyway, and numpy's max over a 4 Mi-token block costs a fraction of writing it -- so a
+    corrupt store is refused, as ``verify`` and ``import`` refuse it.
     """
 
     def __init__(self, split: Split, vocab_size: int) -> None:

@@ -162,14 +162,16 @@ def _inputs(
             s: ((d, True) for d in _megatron_docs(ixs, tok, check, stats))
             for s, ixs in sources.items()
         }, files
-    read = nanogpt_documents if format == "nanogpt" else None
-    if read is not None:
+    if format == "nanogpt":  # each file its own stream
         docs = {
-            s: (d for f in fs for d in read(f, eot_id=eot, check=check))  # type: ignore[arg-type]
+            s: (d for f in fs for d in nanogpt_documents(f, eot_id=eot, check=check))  # type: ignore[arg-type]
             for s, fs in sources.items()
         }
-    else:
-        docs = {s: llmc_documents(fs, eot_id=eot, check=check) for s, fs in sources.items()}  # type: ignore[arg-type]
+    else:  # llm.c: a split's shards are one stream (a document may span two shards)
+        docs = {
+            s: llmc_documents(fs, eot_id=eot, check=check)  # type: ignore[arg-type]
+            for s, fs in sources.items()
+        }
     return docs, [f for fs in sources.values() for f in fs]
 
 
