@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from gptdata.formats import FormatError, export_store
 from gptdata.formats import _common as common
+from gptdata.formats import _storeblocks as storeblocks
 from plain_formats import (
     TEXTS,
     make_store,
@@ -111,12 +112,13 @@ def test_split_selection(sharded, tmp_path):
 
 @pytest.mark.parametrize(
     ("vocab_size", "code", "llmc", "itemsize"),
-    [(65536, 8, (20240520, 1), 2), (65537, 4, (20240801, 7), 4)],
+    # Megatron: uint16 below 65,500, int32 from there (its DType.optimal_dtype); llm.c by fit
+    [(65499, 8, (20240520, 1), 2), (65536, 4, (20240520, 1), 4), (65537, 4, (20240801, 7), 4)],
 )
 def test_dtype_edges(tmp_path, vocab_size, code, llmc, itemsize):
     tok = word_tokenizer(vocab_size)
     top = f"w{vocab_size - 3}"  # the largest word ID; 'zzz' is <|unk|>, the largest ID of all
-    store = make_store(tmp_path / "s", ["w0 w1", f"{top} zzz w7", "w65533"], tokenizer=tok)
+    store = make_store(tmp_path / "s", ["w0 w1", f"{top} zzz w7", "w65490"], tokenizer=tok)
     assert max(max(d) for d in store_documents(store)) == vocab_size - 1
     docs = store_documents(store)
     export_store(store, tmp_path / "m", format="megatron", quiet=True)
@@ -179,14 +181,14 @@ def test_force_never_deletes_a_foreign_folder(store, tmp_path):
 def test_failed_export_leaves_nothing(sharded, tmp_path, monkeypatch):
     calls = []
 
-    def boom(src, dst, offset, nbytes):
-        calls.append(nbytes)
+    def boom(out, block):
+        calls.append(len(block))
         if len(calls) == 3:
             raise OSError("disk full")
-        return real(src, dst, offset, nbytes)
+        return real(out, block)
 
-    real = common.copy_range
-    monkeypatch.setattr("gptdata.formats.megatron.copy_range", boom)
+    real = storeblocks.write_all
+    monkeypatch.setattr("gptdata.formats.megatron.write_all", boom)
     with pytest.raises(OSError, match="disk full"):
         export_store(sharded, tmp_path / "o", format="megatron", quiet=True)
     assert not (tmp_path / "o").exists() and not (tmp_path / "o.exporting").exists()
@@ -200,7 +202,8 @@ def test_killed_export_looks_incomplete_and_is_cleaned_up(store, tmp_path):
     export_store(store, tmp_path / "o", format="nanogpt", quiet=True)
     assert not side.exists()
     marker = json.loads((tmp_path / "o" / "gptdata-export.json").read_text())
-    assert marker["complete"] is True and marker["files"] == ["meta.json", "train.bin"]
+    assert marker["complete"] is True
+    assert marker["files"] == ["meta.json", "meta.pkl", "train.bin"]  # not GPT-2: meta.pkl
 
 
 def test_copy_range_without_sendfile(tmp_path, monkeypatch):

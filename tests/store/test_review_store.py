@@ -41,11 +41,11 @@ def test_export_never_deletes_a_folder_that_appears_while_it_runs(tmp_path, monk
     out = tmp_path / "out"
     real = export_mod.write_nanogpt
 
-    def user_makes_out(sp, path, *, progress):
+    def user_makes_out(sp, path, **kw):
         if not out.exists():
             out.mkdir()
             (out / "mine.txt").write_text("precious")
-        return real(sp, path, progress=progress)
+        return real(sp, path, **kw)
 
     monkeypatch.setattr(export_mod, "write_nanogpt", user_makes_out)
     with pytest.raises(FileExistsError):
@@ -60,14 +60,14 @@ def test_second_export_into_the_same_out_fails_at_once(tmp_path, monkeypatch):
     real = export_mod.write_nanogpt
     second: list[BaseException | None] = []
 
-    def start_a_second_export(sp, path, *, progress):
+    def start_a_second_export(sp, path, **kw):
         if not second:
             try:
                 export_store(store, out, format="nanogpt", quiet=True)
                 second.append(None)
             except (OSError, RuntimeError, ValueError) as exc:
                 second.append(exc)
-        return real(sp, path, progress=progress)
+        return real(sp, path, **kw)
 
     monkeypatch.setattr(export_mod, "write_nanogpt", start_a_second_export)
     export_store(store, out, format="nanogpt", quiet=True)  # the first run must finish

@@ -56,10 +56,10 @@ def test_export_refuses_an_out_made_during_the_run_even_with_force(tmp_path, mon
     out = tmp_path / "out"
     real = export_mod.write_nanogpt
 
-    def user_makes_out(sp, path, *, progress):
+    def user_makes_out(sp, path, **kw):
         out.mkdir(exist_ok=True)
         (out / "mine.txt").write_text("precious")
-        return real(sp, path, progress=progress)
+        return real(sp, path, **kw)
 
     monkeypatch.setattr(export_mod, "write_nanogpt", user_makes_out)
     with pytest.raises(FileExistsError, match="appeared during the export"):
@@ -78,6 +78,7 @@ def test_a_killed_export_of_ours_is_taken_over_and_no_lock_file_stays(tmp_path: 
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "gptdata-export.json",
         "meta.json",
+        "meta.pkl",  # not a GPT-2 store: nanoGPT's own meta.pkl too
         "train.bin",
     ]
     assert not side.exists()
@@ -123,11 +124,20 @@ def test_held_out_split_is_refused_with_the_fix_and_nothing_written(tmp_path: Pa
     with pytest.raises(FormatError, match=r"dev_text_document looks like a 'dev' split.*Move it"):
         import_store("megatron", tmp_path / "meg", tmp_path / "back", quiet=True)
     assert not (tmp_path / "back").exists() and not (tmp_path / "back.partial").exists()
-    # Named alone, the prefix is the user's explicit choice: it is imported (as train).
+    # Named alone, the prefix is the user's explicit choice: it is imported, as val (issue 18:
+    # held-out data is never trained on).
+    # The export recorded its tokenizer (SimpleTokenizer of plain_formats.TEXTS): pass it.
+    from gptdata import SimpleTokenizer
+    from plain_formats import TEXTS
+
     one = import_store(
-        "megatron", tmp_path / "meg" / "dev_text_document", tmp_path / "one", quiet=True
+        "megatron",
+        tmp_path / "meg" / "dev_text_document",
+        tmp_path / "one",
+        tokenizer=SimpleTokenizer.from_text(" ".join(TEXTS)),
+        quiet=True,
     )
-    assert one.split("train").n_documents == store.split("train").n_documents
+    assert one.split("val").n_documents == store.split("train").n_documents
 
 
 def test_llmc_folder_with_a_test_shard_is_refused(tmp_path: Path) -> None:

@@ -97,6 +97,25 @@ def add_export(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     ex.add_argument(
         "--shard-tokens", type=whole(1), default=None, help="llmc: max tokens per shard (100 M)"
     )
+    ex.add_argument(
+        "--min-shard-tokens",
+        type=whole(0),
+        default=None,
+        help="llmc: a last shard below this joins the one before it (default: a tenth of "
+        "--shard-tokens); llm.c needs every shard >= num_processes*B*T + 1 tokens",
+    )
+    ex.add_argument(
+        "--shards",
+        type=whole(1),
+        default=None,
+        help="llmc: cut each split into N equal shards instead of --shard-tokens each",
+    )
+    ex.add_argument(
+        "--tokenizer",
+        default=None,
+        help="the store's tokenizer file (checked): copied into the export so import reads it "
+        "back; nanogpt's meta.pkl gets stoi/itos",
+    )
     ex.add_argument("--force", action="store_true", help="replace an earlier export")
     ex.add_argument("--quiet", action="store_true", help="no progress on stderr")
 
@@ -109,7 +128,12 @@ def add_import(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     im.add_argument("format", metavar="FORMAT", help="megatron, nanogpt or llmc")
     im.add_argument("path", metavar="PATH", help="a .bin/.idx prefix, a .bin file or a folder")
     im.add_argument("-o", "--out", required=True, help="the store folder to create")
-    im.add_argument("--tokenizer", default="gpt2", help="the tokenizer that made the IDs")
+    im.add_argument(
+        "--tokenizer",
+        default=None,
+        help="the tokenizer that made the IDs (default: the one a gptdata export recorded, "
+        "else gpt2, said in the summary)",
+    )
     im.add_argument("--shard-tokens", type=whole(1), default=None, help="max tokens per shard file")
     im.add_argument("--force", action="store_true", help="replace an existing store")
     im.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -174,7 +198,30 @@ def cmd_store(a: argparse.Namespace) -> int:
     return 0
 
 
+def _stopped(verb: str, out: str, exc: KeyboardInterrupt) -> int:
+    """Ctrl-C or SIGTERM during import/export: one line, exit 128 + signal. Neither verb resumes
+    (its side folder is already removed), so the line says that rather than "run again"."""
+    signum = getattr(exc, "signum", 2)
+    what = "terminated (SIGTERM)" if signum == 15 else "interrupted"
+    print(
+        f"{what}: {verb} stopped; its partial output was removed and {out} was not written "
+        f"({verb} does not resume: a new run starts over).",
+        file=sys.stderr,
+    )
+    return 128 + signum
+
+
 def cmd_export(a: argparse.Namespace) -> int:
+    from ..prepare.executors import _TermAsInterrupt
+
+    try:
+        with _TermAsInterrupt():  # SIGTERM stops it like Ctrl-C: side folder removed
+            return _export(a)
+    except KeyboardInterrupt as exc:
+        return _stopped("export", a.out, exc)
+
+
+def _export(a: argparse.Namespace) -> int:
     from ..formats.export import DEFAULT_SHARD_TOKENS, check_format, export_store
 
     check_format(a.format, flag="--format")
@@ -184,6 +231,9 @@ def cmd_export(a: argparse.Namespace) -> int:
         format=a.format,
         split=a.split,
         shard_tokens=a.shard_tokens or DEFAULT_SHARD_TOKENS,
+        min_shard_tokens=a.min_shard_tokens,
+        shards=a.shards,
+        tokenizer=a.tokenizer,
         force=a.force,
         quiet=a.quiet,
     )
@@ -193,6 +243,16 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def cmd_import(a: argparse.Namespace) -> int:
+    from ..prepare.executors import _TermAsInterrupt
+
+    try:
+        with _TermAsInterrupt():  # SIGTERM stops it like Ctrl-C: side folder removed
+            return _import(a)
+    except KeyboardInterrupt as exc:
+        return _stopped("import", a.out, exc)
+
+
+def _import(a: argparse.Namespace) -> int:
     from ..formats.importer import import_store
     from ..prepare.driver import DEFAULT_SHARD_TOKENS
 

@@ -42,13 +42,13 @@ EPILOGS = {
     "demo": "examples:\n  gptdata demo\n  gptdata demo my-text.txt\n",
     "export": """examples:
   gptdata export store --format megatron -o megatron-data
-  gptdata export store --format nanogpt --split all -o nanogpt-data
-  gptdata export store --format llmc --shard-tokens 100000000 -o llmc-data
+  gptdata export store --format llmc --shards 8 -o llmc-data
+  gptdata export store --format nanogpt --tokenizer vocab.json -o nanogpt-data
 """,
     "import": """examples:
   gptdata import megatron data/train_text_document -o store
-  gptdata import nanogpt nanoGPT/data/openwebtext/ -o store
   gptdata import llmc dev/data/fineweb10B/ --tokenizer gpt2 -o store
+  gptdata import nanogpt my-export/ -o store   # a gptdata export: its tokenizer is read back
 """,
     "eval": """examples:
   gptdata eval store --model hf:checkpoints/base --max-length 1024

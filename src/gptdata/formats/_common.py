@@ -10,6 +10,7 @@ again at commit; ``flock`` on ``OUT.exporting/lock`` keeps a second export out o
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -39,6 +40,38 @@ def _files_under(root: Path) -> list[str]:
     return sorted(
         str(p.relative_to(root)) for p in root.rglob("*") if p.is_file() or p.is_symlink()
     )
+
+
+def _folders_under(root: Path) -> list[str]:
+    """Every real folder below ``root`` (symlinks are listed as files), relative, with a '/'."""
+    return sorted(
+        str(p.relative_to(root)) + "/" for p in root.rglob("*") if p.is_dir() and not p.is_symlink()
+    )
+
+
+def check_output_path(out: Path, *, flag: str = "out") -> None:
+    """Refuse, before any work, an output that cannot be created: the nearest existing folder
+    above ``out`` must be a writable folder (not a file, not read-only)."""
+    parent = Path(os.path.realpath(out)).parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(
+            errno.EACCES,
+            f"{flag}={out}: cannot create it, {parent} is not a writable folder. Choose "
+            "another output folder.",
+        )
+
+
+def disk_error(exc: OSError, writing: Path) -> OSError:
+    """A full disk as one line naming the path being written; any other OSError as it is."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OSError(
+            exc.errno,
+            f"no space left on the device while writing {exc.filename or writing}; nothing was "
+            "kept. Free space (or choose another output folder) and run the command again.",
+        )
+    return exc
 
 
 def _read_marker(folder: Path) -> dict[str, Any] | None:
@@ -106,11 +139,18 @@ class ExportFolder:
                 "choose another output folder."
             )
         ours = set(marker.get("files", [])) | {MARKER}
-        foreign = [f for f in _files_under(out) if f not in ours]
-        if foreign:
+        # A folder is ours only when it holds a file we wrote: an empty folder a user made (or
+        # one they filled) inside an old export is named and kept, like their files.
+        our_dirs = {str(p) + "/" for f in ours for p in Path(f).parents if str(p) != "."}
+        files = [f for f in _files_under(out) if f not in ours]
+        folders = [d for d in _folders_under(out) if d not in our_dirs]
+        if files or folders:
+            counts = [f"{len(files)} file(s)"] * bool(files) + [f"{len(folders)} folder(s)"] * bool(
+                folders
+            )
             raise FileExistsError(
-                f"{out} holds {len(foreign)} file(s) gptdata export did not write (e.g. "
-                f"{foreign[0]!r}); refusing to replace it even with force=True. Move "
+                f"{out} holds {' and '.join(counts)} gptdata export did not write (e.g. "
+                f"{(files or folders)[0]!r}); refusing to replace it even with force=True. Move "
                 "them away or choose another output folder."
             )
         if not force:

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from ..store import TokenStore, write_json_atomic
-from ._common import ExportFolder, FormatError, Progress
+from ..tokenizers import Tokenizer, get_tokenizer
+from ._common import ExportFolder, FormatError, Progress, check_output_path, disk_error
+from ._recorded import save_tokenizer
 from .hf import write_dataset_dict, write_hf
-from .llmc import llmc_variant, write_llmc
+from .llmc import llmc_variant, shard_sizes, write_llmc
 from .megatron import megatron_dtype, write_megatron
-from .nanogpt import check_vocab, write_nanogpt
+from .nanogpt import check_vocab, write_meta_pkl, write_nanogpt
 
 FORMATS = ("megatron", "nanogpt", "llmc", "hf")
 DEFAULT_SHARD_TOKENS = 100_000_000  # llm.c's own shard size (10**8 tokens)
@@ -38,15 +40,33 @@ def export_store(
     format: str,
     split: str = "all",
     shard_tokens: int = DEFAULT_SHARD_TOKENS,
+    min_shard_tokens: int | None = None,
+    shards: int | None = None,
+    tokenizer: str | os.PathLike[str] | Tokenizer | None = None,
     force: bool = False,
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Write ``store``'s splits into ``out`` in ``format``; returns what was written.
 
     split="all" writes every split that has documents; "train" or "val" just that one.
+    llmc: ``shard_tokens`` per shard, a tail below ``min_shard_tokens`` (default a tenth) joins
+    the shard before it; ``shards=N`` cuts each split into N equal shards instead.
+    ``tokenizer``: the one that made the store (checked by fingerprint); its file is copied into
+    the export so ``import`` reads it back, and nanoGPT's ``meta.pkl`` gets ``stoi``/``itos``.
     """
     check_format(format)
+    out = Path(out)
     st = store if isinstance(store, TokenStore) else TokenStore.open(store)
+    check_output_path(out)
+    tok = None
+    if tokenizer is not None:
+        tok = get_tokenizer(tokenizer)
+        if tok.fingerprint != st.fingerprint:
+            raise ValueError(
+                f"{st.root} was made with tokenizer {st.tokenizer_name} (vocab_size "
+                f"{st.vocab_size:,}), but tokenizer={tok.name} (vocab_size {tok.vocab_size:,}) "
+                "was given. Pass the one that made the store, or leave it out."
+            )
     names = st.splits if split == "all" else [split]
     for name in names:
         if name not in st.splits:
@@ -59,6 +79,17 @@ def export_store(
             f"{st.root}: tokenizer {st.tokenizer_name} has no end-of-text ID, which every "
             "format uses to separate documents."
         )
+    if format == "llmc":  # every split's shard sizes checked before any output exists
+        for name in names:
+            try:
+                shard_sizes(
+                    len(st.split(name)) + 1,  # llm.c puts end-of-text before every document
+                    shard_tokens=shard_tokens,
+                    min_shard_tokens=min_shard_tokens,
+                    shards=shards,
+                )
+            except FormatError as exc:
+                raise FormatError(f"split {name!r}: {exc}") from None
     if format == "nanogpt":
         check_vocab(st.vocab_size, str(st.root))
     elif format == "megatron":
@@ -71,7 +102,7 @@ def export_store(
             import datasets
 
             datasets.disable_progress_bars()
-    folder = ExportFolder(Path(out), force=force)
+    folder = ExportFolder(out, force=force)
     result: dict[str, Any] = {}
     try:
         for name in names:
@@ -87,7 +118,9 @@ def export_store(
                     progress=progress,
                 )
             elif format == "nanogpt":
-                result[name] = write_nanogpt(sp, folder.path / f"{name}.bin", progress=progress)
+                result[name] = write_nanogpt(
+                    sp, folder.path / f"{name}.bin", vocab_size=st.vocab_size, progress=progress
+                )
             elif format == "llmc":
                 result[name] = write_llmc(
                     sp,
@@ -95,29 +128,45 @@ def export_store(
                     name=name,
                     vocab_size=st.vocab_size,
                     shard_tokens=shard_tokens,
+                    min_shard_tokens=min_shard_tokens,
+                    shards=shards,
                     progress=progress,
                 )
             else:
-                result[name] = write_hf(sp, folder.path / name, progress=progress)
+                result[name] = write_hf(
+                    sp, folder.path / name, vocab_size=st.vocab_size, progress=progress
+                )
             progress.close()
         if format == "hf":
             write_dataset_dict(folder.path, names)
-        tokenizer = {"name": st.tokenizer_name, "vocab_size": st.vocab_size, "eot_id": st.eot_id}
+        tokenizer_info: dict[str, Any] = {
+            "name": st.tokenizer_name,
+            "vocab_size": st.vocab_size,
+            "eot_id": st.eot_id,
+        }
+        copy = save_tokenizer(tok, folder.path) if tok is not None else None
+        if copy:
+            tokenizer_info["file"] = copy
         if format == "nanogpt":
             write_json_atomic(
                 folder.path / "meta.json",
-                {**tokenizer, "dtype": "uint16", "splits": result},
+                {**tokenizer_info, "dtype": "uint16", "splits": result},
             )
+            if st.tokenizer_name != "gpt2":  # GPT-2 exports stay as nanoGPT's own prepare.py
+                write_meta_pkl(folder.path, vocab_size=st.vocab_size, tokenizer=tok)
         info = {
             "export_format": format,
             "store": str(st.root),
-            "tokenizer": {**tokenizer, "fingerprint": st.fingerprint},
+            "tokenizer": {**tokenizer_info, "fingerprint": st.fingerprint},
             "splits": result,
         }
         if format == "llmc":
             magic, version, _ = llmc_variant(st.vocab_size)
             info["llmc"] = {"magic": magic, "version": version}
         folder.commit(info)
+    except OSError as exc:
+        folder.abort()
+        raise disk_error(exc, folder.path) from None
     except BaseException:
         folder.abort()
         raise

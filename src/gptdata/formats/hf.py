@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ..store import Split
-from ._common import Progress, TokenReader, shard_ends
+from ..store import Split, StoreError
+from ._common import FormatError, Progress, TokenReader, check_ids, disk_error, shard_ends
+from ._storeblocks import StoreBlocks
 
 ROWS_PER_BATCH = 1000
 
@@ -33,14 +34,21 @@ def _import_datasets() -> Any:
     return datasets
 
 
-def _rows(root: str, shards: list[dict[str, Any]], dtype: str) -> Iterator[dict[str, Any]]:
+def _rows(
+    root: str, shards: list[dict[str, Any]], dtype: str, vocab_size: int, store_id: str | None
+) -> Iterator[dict[str, Any]]:
     """One row per document, read shard by shard (a module-level function: datasets hashes it)."""
     from ..store import Shard
 
-    split = Split(Path(root), "", [Shard(**s) for s in shards], np.dtype(dtype), None, "")
+    split = Split(Path(root), "", [Shard(**s) for s in shards], np.dtype(dtype), None, "", store_id)
+    source = StoreBlocks(split, vocab_size)  # one store, checked as the loader checks it
     for k, shard in enumerate(split.shards):
         reader = TokenReader(
-            split.root / shard.file, split.dtype, offset=0, count=shard.tokens, check=_no_check
+            split.root / shard.file,
+            split.dtype,
+            offset=0,
+            count=shard.tokens,
+            check=_vocab_check(split.root / shard.file, vocab_size),
         )
         prev = -1
         try:
@@ -52,32 +60,65 @@ def _rows(root: str, shards: list[dict[str, Any]], dtype: str) -> Iterator[dict[
                     prev = end
         finally:
             reader.close()
+        source.check_unchanged()  # read by path: fail if another store took its place
 
 
-def _no_check(block: np.ndarray, base: int) -> None:
-    """IDs were checked when the store was written; int32 holds any vocab_size <= 2**31."""
+def _vocab_check(path: Path, vocab_size: int) -> Any:
+    def check(block: np.ndarray, base: int) -> None:
+        check_ids(
+            block,
+            vocab_size,
+            where=str(path),
+            base=base,
+            fix="The store is corrupt: run gptdata verify on it, then prepare it again.",
+        )
+
+    return check
 
 
-def write_hf(split: Split, folder: Path, *, progress: Progress) -> dict[str, Any]:
+def _root_cause(exc: BaseException) -> BaseException:
+    """The first error of a chain (datasets wraps a generator's error in its own)."""
+    seen = {id(exc)}
+    while (nxt := exc.__cause__ or exc.__context__) is not None and id(nxt) not in seen:
+        seen.add(id(nxt))
+        exc = nxt
+    return exc
+
+
+def write_hf(split: Split, folder: Path, *, vocab_size: int, progress: Progress) -> dict[str, Any]:
     """``split`` -> ``folder`` written by ``Dataset.save_to_disk``, column ``input_ids``."""
     datasets = _import_datasets()
     seq = getattr(datasets, "List", None) or datasets.Sequence
     features = datasets.Features({"input_ids": seq(datasets.Value("int32"))})
     cache = folder.with_name(folder.name + ".cache")
-    ds = datasets.Dataset.from_generator(
-        _rows,
-        features=features,
-        cache_dir=str(cache),
-        gen_kwargs={
-            "root": str(split.root),
-            "shards": [s.as_json() for s in split.shards],
-            "dtype": split.dtype.str,
-        },
-        writer_batch_size=ROWS_PER_BATCH,
-    )
-    ds.save_to_disk(str(folder))
-    del ds
-    shutil.rmtree(cache, ignore_errors=True)
+    try:
+        ds = datasets.Dataset.from_generator(
+            _rows,
+            features=features,
+            cache_dir=str(cache),
+            gen_kwargs={
+                "root": str(split.root),
+                "shards": [s.as_json() for s in split.shards],
+                "dtype": split.dtype.str,
+                "vocab_size": vocab_size,
+                "store_id": split.store_id,
+            },
+            writer_batch_size=ROWS_PER_BATCH,
+        )
+        ds.save_to_disk(str(folder))
+        del ds
+    except Exception as exc:
+        # datasets wraps what went wrong (a full disk, a shard gone, a corrupt ID) in a
+        # 40-line DatasetGenerationError: report the cause, in one line, naming the path.
+        cause = _root_cause(exc)
+        if isinstance(cause, (FormatError, StoreError)):
+            raise cause from None
+        if isinstance(cause, OSError):
+            raise disk_error(cause, folder) from None
+        text = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise FormatError(f"{folder}: writing the hf export failed: {text}") from None
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
     progress.update(split.n_tokens)
     separators = split.n_documents - len(split.shards)  # inside shards; rows drop them
     return {

@@ -3,20 +3,22 @@
     >>> import_store("megatron", "data/train_text_document", "store/")
     TokenStore(...)   # store/manifest.json, store/shards/00000.train.000.bin, ...
 
-* ``megatron``: a ``.bin``/``.idx`` prefix (or a folder of ``*_document`` pairs: ``val``/``valid``
-  in the name -> val split; a ``test``/``dev``/``eval`` pair is refused, never trained on);
+* ``megatron``: a ``.bin``/``.idx`` prefix (or a folder of ``*_document`` pairs).
+  For every format a file named with a word ``val``/``valid``/``validation`` goes to the val
+  split; in a folder ``test``/``dev``/``eval``/``heldout`` is refused, and named alone such a
+  file goes to val: held-out data is never trained on (``heldout.py``);
   documents from its document index, a trailing end-of-text dropped.
 * ``nanogpt``: ``train.bin``/``val.bin`` (or one of them), cut at end-of-text.
 * ``llmc``: a folder of shards (or one), headers checked, cut at end-of-text.
 
-Every ID is checked against the tokenizer named by ``tokenizer`` (default GPT-2) as it is read;
+Every ID is checked against the tokenizer that made them (recorded by a gptdata export, else
+``tokenizer``, else GPT-2 assumed and said) as it is read;
 the store is written with prepare's own shard writer and commit (side folder, rename at the end).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,10 +28,20 @@ import numpy as np
 
 from ..prepare.driver import DEFAULT_SHARD_TOKENS, _commit
 from ..store import TokenStore, dtype_for
+from ..store.heldout import VAL_WORDS, held_out_word
 from ..store.shards import _PartWriter
 from ..store.sidefolders import check_out, check_overlap, claim_side, discard_side, partial_path
-from ..tokenizers import Tokenizer, get_tokenizer
-from ._common import FormatError, Progress, TokenReader, check_ids
+from ..tokenizers import Tokenizer
+from ._common import (
+    FormatError,
+    Progress,
+    TokenReader,
+    check_ids,
+    check_output_path,
+    disk_error,
+)
+from ._recorded import choose_tokenizer
+from ._stream import DocumentFeed
 from .llmc import llmc_documents, llmc_files
 from .megatron import MegatronIndex, megatron_documents, open_megatron, prefix_of
 from .nanogpt import nanogpt_documents, nanogpt_files
@@ -55,16 +67,10 @@ def _checker(tok: Tokenizer) -> Checker:
     return for_file
 
 
-_VAL_WORDS = ("val", "valid", "validation")
-_HELD_OUT_WORDS = ("test", "testing", "eval", "heldout", "dev")  # never silently train
-
-
 def _split_word(name: str) -> str | None:
     """'valid_text_document' -> 'val'; 'test_text_document' -> 'test'; others -> None (train)."""
-    words = re.split(r"[_.\-]", name.lower())
-    if any(w in words for w in _VAL_WORDS):
-        return "val"
-    return next((w for w in _HELD_OUT_WORDS if w in words), None)
+    word = held_out_word(name)
+    return "val" if word in VAL_WORDS else word
 
 
 def _refuse_held_out(folder: Path, names: list[str], example: str) -> None:
@@ -79,18 +85,28 @@ def _refuse_held_out(folder: Path, names: list[str], example: str) -> None:
             )
 
 
+def _route(files: list[Path], what: str, *, alone: bool = False) -> dict[str, list[Path]]:
+    """Files -> {'train': [...], 'val': [...]} by the words of their names (``heldout.py``).
+
+    In a folder a test/dev/eval file is refused (it is not val data, and never train data);
+    a file named ``alone`` is the user's choice, and a held-out name puts it in val.
+    """
+    if files and not alone:
+        example = next((f for f in files if _split_word(f.name) is None), files[0])
+        _refuse_held_out(files[0].parent, [f.name for f in files], f"the {what} {example}")
+    groups: dict[str, list[Path]] = {}
+    for f in files:
+        groups.setdefault("train" if _split_word(f.name) is None else "val", []).append(f)
+    return groups
+
+
 def _megatron_prefixes(path: Path) -> dict[str, list[Path]]:
     if path.is_dir():
         found = sorted({prefix_of(p) for p in path.glob("*.idx")})
         if not found:
             raise FormatError(f"{path}: no Megatron .idx/.bin pairs in this folder.")
-        example = next((p for p in found if _split_word(p.name) is None), found[0])
-        _refuse_held_out(path, [p.name for p in found], f"the prefix {example}")
-        groups: dict[str, list[Path]] = {}
-        for p in found:
-            groups.setdefault("val" if _split_word(p.name) == "val" else "train", []).append(p)
-        return groups
-    return {"train": [prefix_of(path)]}
+        return _route(found, "prefix")
+    return _route([prefix_of(path)], "prefix", alone=True)
 
 
 def _megatron_docs(
@@ -116,9 +132,24 @@ def _megatron_docs(
             reader.close()
 
 
+def _sources(format: str, path: Path) -> dict[str, list[Any]]:
+    """Per split, the files (Megatron: checked indexes) to read, routed by their names.
+
+    Held-out names are refused here, before the tokenizer is chosen or anything is read.
+    """
+    if format == "megatron":
+        # Every pair is opened and checked before anything is written.
+        return {s: [open_megatron(p) for p in ps] for s, ps in _megatron_prefixes(path).items()}
+    if format == "nanogpt":
+        groups = nanogpt_files(path)
+        return _route([f for fs in groups.values() for f in fs], "file", alone=not path.is_dir())
+    return _route(llmc_files(path), "shard", alone=not path.is_dir())
+
+
 def _inputs(
-    format: str, path: Path, tok: Tokenizer, stats: dict[str, int]
-) -> tuple[dict[str, Iterator[np.ndarray]], list[Path]]:
+    format: str, sources: dict[str, list[Any]], tok: Tokenizer, stats: dict[str, int]
+) -> tuple[dict[str, Iterator[tuple[np.ndarray, bool]]], list[Path]]:
+    """Per split, (piece, ends_a_document) pairs (see ``_stream``), and the files read."""
     check = _checker(tok)
     eot = tok.eot_id
     if format != "megatron" and eot is None:
@@ -126,23 +157,22 @@ def _inputs(
             f"tokenizer {tok.name} has no end-of-text ID, which {format} files are cut at."
         )
     if format == "megatron":
-        # Every pair is opened and checked before anything is written.
-        indexes = {s: [open_megatron(p) for p in ps] for s, ps in _megatron_prefixes(path).items()}
-        files = [f for ixs in indexes.values() for ix in ixs for f in (ix.bin, ix.idx)]
-        return {s: _megatron_docs(ixs, tok, check, stats) for s, ixs in indexes.items()}, files
-    if format == "nanogpt":
-        groups = nanogpt_files(path)
+        files = [f for ixs in sources.values() for ix in ixs for f in (ix.bin, ix.idx)]
+        return {
+            s: ((d, True) for d in _megatron_docs(ixs, tok, check, stats))
+            for s, ixs in sources.items()
+        }, files
+    if format == "nanogpt":  # each file its own stream
         docs = {
             s: (d for f in fs for d in nanogpt_documents(f, eot_id=eot, check=check))  # type: ignore[arg-type]
-            for s, fs in groups.items()
+            for s, fs in sources.items()
         }
-        return docs, [f for fs in groups.values() for f in fs]
-    groups = llmc_files(path)
-    if path.is_dir():
-        names = [f.name for fs in groups.values() for f in fs]
-        _refuse_held_out(path, names, f"the shard {path / names[0]}")
-    docs = {s: llmc_documents(fs, eot_id=eot, check=check) for s, fs in groups.items()}  # type: ignore[arg-type]
-    return docs, [f for fs in groups.values() for f in fs]
+    else:  # llm.c: a split's shards are one stream (a document may span two shards)
+        docs = {
+            s: llmc_documents(fs, eot_id=eot, check=check)  # type: ignore[arg-type]
+            for s, fs in sources.items()
+        }
+    return docs, [f for fs in sources.values() for f in fs]
 
 
 def import_store(
@@ -150,7 +180,7 @@ def import_store(
     path: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
-    tokenizer: str | os.PathLike[str] | Tokenizer = "gpt2",
+    tokenizer: str | os.PathLike[str] | Tokenizer | None = None,
     shard_tokens: int = DEFAULT_SHARD_TOKENS,
     force: bool = False,
     quiet: bool = False,
@@ -158,18 +188,25 @@ def import_store(
     """Read ``path`` in ``format`` into a new token store at ``out``; every ID is checked.
 
     "nanogpt", "data/shakespeare/" (train.bin + val.bin) -> store with train and val splits
+
+    ``tokenizer``: the one that made the IDs. A gptdata export records it (and it is used); a
+    different one is refused. With nothing recorded and none given, GPT-2 is assumed and the
+    summary says so.
     """
     if format not in IMPORT_FORMATS:
         raise ValueError(f"unknown format {format!r}: choose one of {', '.join(IMPORT_FORMATS)}.")
     if shard_tokens < 1:
         raise ValueError(f"shard_tokens={shard_tokens} must be >= 1.")
-    tok = get_tokenizer(tokenizer)
     src, out = Path(path), Path(out)
-    stats = {"empty": 0, "invalid_utf8": 0, "binary": 0}
-    docs, files = _inputs(format, src, tok, stats)
-    # The same rules as prepare: never replace what is not a store, one run per output.
-    check_overlap(out, [str(f) for f in files], [])  # only the named files are read
+    # The output first, before any input is read: the same rules as prepare (never replace
+    # what is not a store, one run per output), and a folder that can be written.
     check_out(out, force=force)
+    check_output_path(out)
+    sources = _sources(format, src)
+    tok, assumed = choose_tokenizer(src, tokenizer)
+    stats = {"empty": 0, "invalid_utf8": 0, "binary": 0}
+    docs, files = _inputs(format, sources, tok, stats)
+    check_overlap(out, [str(f) for f in files], [])  # only the named files are read
     total = sum(f.stat().st_size for f in files)  # every input exists: checked by _inputs
     plan_id = f"import:{format}:{os.urandom(8).hex()}"  # an import never resumes
     lock = claim_side(partial_path(out), plan_id)
@@ -180,9 +217,10 @@ def import_store(
     try:
         for name, stream in docs.items():
             writer = _PartWriter(side / "shards", f"00000.{name}", dtype, tok.eot_id, shard_tokens)
-            for doc in stream:
-                writer.add(doc.astype(dtype, copy=False))
-                progress.update(len(doc) + 1)
+            feed = DocumentFeed(writer)
+            for piece, last in stream:
+                feed.add(piece.astype(dtype, copy=False), last=last)
+                progress.update(len(piece) + last)
             parts[name] = writer.finish()
         options = {
             "tokenizer": tok.name,
@@ -199,8 +237,11 @@ def import_store(
         store = _commit(
             out, side, tok, options, inputs_meta, [result], force=force, plan_id=plan_id
         )
-    except BaseException:
+    except OSError as exc:
         discard_side(lock)  # an import never resumes: nothing half-written stays behind
+        raise disk_error(exc, side) from None
+    except BaseException:
+        discard_side(lock)
         raise
     finally:
         progress.close()
@@ -209,4 +250,6 @@ def import_store(
         n = {s: store.split(s) for s in store.splits}
         summary = ", ".join(f"{s}: {v.n_documents:,} documents" for s, v in n.items())
         print(f"imported {src} ({format}) into {out}: {summary}", file=sys.stderr)
+        if assumed:
+            print(f"tokenizer: {assumed}", file=sys.stderr)
     return store

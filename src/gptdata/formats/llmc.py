@@ -10,7 +10,6 @@ fineweb convention), and a document may continue into the next shard.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -18,7 +17,9 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from ..store import Split
-from ._common import FormatError, Progress, TokenReader, copy_range, split_on
+from ._common import FormatError, Progress, TokenReader
+from ._storeblocks import StoreBlocks, write_all
+from ._stream import pieces
 
 HEADER_INTS = 256
 HEADER_BYTES = 4 * HEADER_INTS
@@ -35,11 +36,49 @@ def llmc_variant(vocab_size: int) -> tuple[int, int, np.dtype]:
     return magic, *VARIANTS[magic]
 
 
-class _ShardWriter:
-    """Writes a token stream into ``{split}_{k:06d}.bin`` files of ``shard_tokens`` tokens each."""
+def shard_sizes(
+    total: int, *, shard_tokens: int, min_shard_tokens: int | None = None, shards: int | None = None
+) -> list[int]:
+    """Tokens per shard for a split of ``total`` tokens.
 
-    def __init__(self, folder: Path, split: str, total: int, shard_tokens: int, vocab: int) -> None:
-        self.folder, self.split, self.total, self.shard_tokens = folder, split, total, shard_tokens
+    ``shards=N``: N shards as equal as whole tokens allow (10, shards=3 -> [4, 3, 3]).
+    Else ``shard_tokens`` each, and a tail below ``min_shard_tokens`` (default a tenth of
+    ``shard_tokens``) joins the shard before it: 21, shard_tokens=10 -> [10, 11]. llm.c's loader
+    needs every shard to hold ``num_processes * B * T + 1`` tokens, so a tiny tail would stop it.
+    """
+    if shards is not None:
+        if not 1 <= shards <= max(total, 1):
+            raise FormatError(f"shards={shards:,}: use 1..{total:,} (the split's tokens).")
+        base, extra = divmod(total, shards)
+        sizes = [base + (1 if i < extra else 0) for i in range(shards)]
+    else:
+        if not 1 <= shard_tokens <= MAX_SHARD_TOKENS:
+            raise FormatError(
+                f"shard_tokens={shard_tokens:,}: llm.c counts a shard's tokens in an int32, so "
+                f"use 1..{MAX_SHARD_TOKENS:,}."
+            )
+        low = shard_tokens // 10 if min_shard_tokens is None else min_shard_tokens
+        if low < 0:
+            raise FormatError(f"min_shard_tokens={low:,} must be >= 0.")
+        sizes = [shard_tokens] * (total // shard_tokens)
+        tail = total - sum(sizes)
+        if tail and sizes and tail < low:
+            sizes[-1] += tail
+        elif tail:
+            sizes.append(tail)
+    if max(sizes, default=0) > MAX_SHARD_TOKENS:
+        raise FormatError(
+            f"a shard of {max(sizes):,} tokens overflows llm.c's int32 count "
+            f"({MAX_SHARD_TOKENS:,}); use more shards or a smaller min_shard_tokens."
+        )
+    return sizes
+
+
+class _ShardWriter:
+    """Writes a token stream into ``{split}_{k:06d}.bin`` files of the given sizes in tokens."""
+
+    def __init__(self, folder: Path, split: str, sizes: list[int], vocab: int) -> None:
+        self.folder, self.split, self.sizes = folder, split, sizes
         self.magic, self.version, self.dtype = llmc_variant(vocab)
         self.written = 0  # tokens so far, all shards
         self.files: list[str] = []
@@ -49,7 +88,7 @@ class _ShardWriter:
     def _next(self) -> None:
         if self._fh is not None:
             self._fh.close()
-        count = min(self.shard_tokens, self.total - self.written)
+        count = self.sizes[len(self.files)]
         name = f"{self.split}_{len(self.files):06d}.bin"
         self.files.append(name)
         header = np.zeros(HEADER_INTS, dtype="<i4")
@@ -58,25 +97,13 @@ class _ShardWriter:
         self._fh.write(header.tobytes())
         self._room = count
 
-    def write(self, data: bytes) -> None:
-        view = memoryview(data)
-        size = self.dtype.itemsize
-        while len(view):
+    def write(self, block: np.ndarray) -> None:
+        while len(block):
             if self._room == 0:
                 self._next()
-            n = min(self._room, len(view) // size)
-            self._fh.write(view[: n * size])  # type: ignore[union-attr]
-            view, self._room, self.written = view[n * size :], self._room - n, self.written + n
-
-    def copy(self, src: BinaryIO, tokens: int) -> None:
-        offset = 0
-        while tokens:
-            if self._room == 0:
-                self._next()
-            n = min(self._room, tokens)
-            copy_range(src, self._fh, offset, n * self.dtype.itemsize)  # type: ignore[arg-type]
-            offset += n * self.dtype.itemsize
-            tokens, self._room, self.written = tokens - n, self._room - n, self.written + n
+            n = min(self._room, len(block))
+            write_all(self._fh, block[:n])  # type: ignore[arg-type]
+            block, self._room, self.written = block[n:], self._room - n, self.written + n
 
     def close(self) -> None:
         if self._fh is not None:
@@ -90,35 +117,32 @@ def write_llmc(
     name: str,
     vocab_size: int,
     shard_tokens: int,
+    min_shard_tokens: int | None = None,
+    shards: int | None = None,
     progress: Progress,
 ) -> dict[str, Any]:
     """``split`` -> llm.c shards; the stream is ``E d0 E d1 ... E dn`` = per store shard, E + bytes."""
-    if not 1 <= shard_tokens <= MAX_SHARD_TOKENS:
-        raise FormatError(
-            f"shard_tokens={shard_tokens:,}: llm.c counts a shard's tokens in an int32, so use "
-            f"1..{MAX_SHARD_TOKENS:,}."
-        )
     total = sum(s.tokens + 1 for s in split.shards)
-    writer = _ShardWriter(folder, name, total, shard_tokens, vocab_size)
-    eot = np.array([split.eot_id], dtype=writer.dtype).tobytes()
+    sizes = shard_sizes(
+        total, shard_tokens=shard_tokens, min_shard_tokens=min_shard_tokens, shards=shards
+    )
+    writer = _ShardWriter(folder, name, sizes, vocab_size)
+    eot = np.array([split.eot_id], dtype=writer.dtype)
+    source = StoreBlocks(split, vocab_size)
     try:
-        for shard in split.shards:
+        for k, shard in enumerate(split.shards):
             writer.write(eot)
-            with open(split.root / shard.file, "rb") as src:
-                writer.copy(src, shard.tokens)
+            for block in source.blocks(k):
+                writer.write(block if block.dtype == writer.dtype else block.astype(writer.dtype))
             progress.update(shard.tokens + 1)
     finally:
         writer.close()
+    source.check_unchanged()
     return {"documents": split.n_documents, "tokens": total, "files": writer.files}
 
 
-def llmc_split_of(path: Path) -> str:
-    """'fineweb_val_000000.bin' / 'val_000003.bin' / 'tiny_shakespeare_val.bin' -> 'val'."""
-    return "val" if re.search(r"(^|_)val(_|\.|$)", path.name) else "train"
-
-
-def llmc_files(path: Path) -> dict[str, list[Path]]:
-    """A folder's (or one file's) ``.bin`` shards grouped by split, sorted by name."""
+def llmc_files(path: Path) -> list[Path]:
+    """A folder's (or one file's) ``.bin`` shards, sorted by name."""
     if path.is_dir():
         files = sorted(p for p in path.glob("*.bin") if p.is_file())
         if not files:
@@ -127,10 +151,7 @@ def llmc_files(path: Path) -> dict[str, list[Path]]:
         files = [path]
     else:
         raise FormatError(f"{path}: not found. Give an llm.c shard folder or one .bin shard.")
-    groups: dict[str, list[Path]] = {}
-    for f in files:
-        groups.setdefault(llmc_split_of(f), []).append(f)
-    return groups
+    return files  # split by name in importer._route (heldout.py's rule)
 
 
 def read_llmc_header(path: Path) -> tuple[np.dtype, int]:
@@ -160,8 +181,10 @@ def read_llmc_header(path: Path) -> tuple[np.dtype, int]:
     return dtype, count
 
 
-def llmc_documents(files: list[Path], *, eot_id: int, check: Any) -> Iterator[np.ndarray]:
-    """The documents of one split's shards, in order: the stream cut at end-of-text."""
+def llmc_documents(
+    files: list[Path], *, eot_id: int, check: Any
+) -> Iterator[tuple[np.ndarray, bool]]:
+    """One split's documents, as ``_stream.pieces``: its shards' stream cut at end-of-text."""
     headers = [read_llmc_header(f) for f in files]  # all checked before anything is imported
 
     def blocks() -> Iterator[np.ndarray]:
@@ -172,4 +195,4 @@ def llmc_documents(files: list[Path], *, eot_id: int, check: Any) -> Iterator[np
             finally:
                 reader.close()
 
-    yield from split_on(blocks(), eot_id)
+    yield from pieces(blocks(), eot_id)

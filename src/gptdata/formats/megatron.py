@@ -15,8 +15,8 @@ Layout, as ``megatron/core/datasets/indexed_dataset.py`` writes and reads it (li
 
 gptdata writes one sequence per document with end-of-text appended to each (what
 ``tools/preprocess_data.py --append-eod`` writes), so the document index is ``0, 1, ..., S``.
-Token dtype: uint16 (code 8) when vocab_size <= 65,536, else int32 (code 4): Megatron has no
-uint32. Deliberately left out: multimodal indexes (a sequence-mode byte per sequence).
+Token dtype: uint16 (code 8) when vocab_size < 65,500, else int32 (code 4), the threshold of
+Megatron's ``DType.optimal_dtype`` (it has no uint32). Deliberately left out: multimodal indexes (a sequence-mode byte per sequence).
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from ..store import Split
-from ._common import FormatError, Progress, TokenReader, copy_range, shard_ends
+from ._common import FormatError, Progress, TokenReader, shard_ends
+from ._storeblocks import StoreBlocks, write_all
 
 MAGIC = b"MMIDIDX\x00\x00"
 HEADER = struct.Struct("<9sQBQQ")  # magic, version, dtype code, S, D: 34 bytes
@@ -47,9 +48,15 @@ CODES = {
 INT32_MAX = (1 << 31) - 1
 
 
+# Megatron's own tools pick uint16 below this vocabulary size and int32 from it on
+# (``DType.optimal_dtype`` in megatron/core/datasets/indexed_dataset.py), so the same store
+# exported here and tokenized by ``tools/preprocess_data.py`` gives the same bytes.
+UINT16_BELOW = 65_500
+
+
 def megatron_dtype(vocab_size: int) -> tuple[np.dtype, int]:
-    """(dtype, code) for a vocabulary: 50257 -> (uint16, 8); 65537 -> (int32, 4)."""
-    if vocab_size <= 1 << 16:
+    """(dtype, code) for a vocabulary: 50257 -> (uint16, 8); 65500 -> (int32, 4), as Megatron."""
+    if vocab_size < UINT16_BELOW:
         return np.dtype("<u2"), 8
     if vocab_size <= 1 << 31:
         return np.dtype("<i4"), 4
@@ -88,20 +95,14 @@ def write_megatron(
     eot = np.array([split.eot_id], dtype=dtype).tobytes()
     n_docs = split.n_documents
     bin_path, idx_path = with_ext(prefix, ".bin"), with_ext(prefix, ".idx")
+    source = StoreBlocks(split, vocab_size)
     tokens = 0
     with open(bin_path, "wb", buffering=0) as out:
-        for shard in split.shards:
-            src_path = split.root / shard.file
-            with open(src_path, "rb") as src:
-                if dtype == split.dtype:
-                    copy_range(src, out, 0, shard.tokens * dtype.itemsize)
-                else:  # uint32 store -> int32: same bytes below 2**31, so check and copy
-                    reader = TokenReader(
-                        src_path, split.dtype, offset=0, count=shard.tokens, check=_int32_check
-                    )
-                    for block in reader.blocks():
-                        out.write(block.astype(dtype).tobytes())
-                    reader.close()
+        for k, shard in enumerate(split.shards):
+            for block in source.blocks(k):
+                # uint32 store -> int32, uint16 store -> int32 (vocab 65,500..65,536): the IDs
+                # were checked against vocab_size, so they fit
+                write_all(out, block if block.dtype == dtype else block.astype(dtype))
             out.write(eot)
             tokens += shard.tokens + 1
             progress.update(shard.tokens + 1)
@@ -127,14 +128,8 @@ def write_megatron(
                         pos += int(lengths.sum())
         for first in range(0, n_docs + 1, 1 << 20):
             fh.write(np.arange(first, min(first + (1 << 20), n_docs + 1), dtype="<i8").tobytes())
+    source.check_unchanged()  # the indexes were read by path: still the same store?
     return {"documents": n_docs, "tokens": tokens, "dtype": dtype.name, "dtype_code": code}
-
-
-def _int32_check(block: np.ndarray, base: int) -> None:
-    if block.size and int(block.max()) > INT32_MAX:
-        raise FormatError(
-            f"token ID {int(block.max()):,} does not fit Megatron's int32 tokens (max {INT32_MAX:,})."
-        )
 
 
 @dataclass(frozen=True)

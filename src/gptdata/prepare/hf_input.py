@@ -4,8 +4,9 @@
   files, in row order; they are Arrow IPC *stream* files.
 * a folder written by ``DatasetDict.save_to_disk``: ``dataset_dict.json`` names one such folder per
   split; every split is read (gptdata makes its own train/val split by content hash), unless one
-  is held out (test, validation, dev, ...): then the folder is refused, since reading it would
-  train on held-out text. Point at ``folder/train`` to take one split only.
+  is held out (a word of its name is test, validation, dev, ...: ``heldout.py``): then the
+  folder is refused, since reading it would train on held-out text. Point at ``folder/train``
+  to take one split only. Every listed path must stay inside the folder holding the JSON.
 * bare ``.arrow`` files (IPC stream, as ``datasets`` writes, or IPC file format).
 
 Rows are documents, the string column ``text_field`` as for JSONL and Parquet; a null is an empty
@@ -22,10 +23,10 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from ..store.heldout import held_out_word
+
 STATE = "state.json"
 DATASET_DICT = "dataset_dict.json"
-# Split names that mean "not for training": reading them into a corpus would train on them.
-HELD_OUT = {"test", "testing", "validation", "valid", "val", "eval", "evaluation", "dev", "heldout"}
 
 
 class HFInputError(ValueError):
@@ -45,28 +46,47 @@ def is_hf_folder(folder: str) -> bool:
     return isinstance(state, dict) and "_data_files" in state
 
 
-def hf_data_files(folder: str) -> list[str] | None:
-    """The .arrow files of a save_to_disk folder in row order, or None for another folder."""
-    if os.path.isfile(os.path.join(folder, DATASET_DICT)):
-        meta = _load_json(os.path.join(folder, DATASET_DICT))
+def hf_data_files(folder: str, *, _seen: frozenset[str] = frozenset()) -> list[str] | None:
+    """The .arrow files of a save_to_disk folder in row order, or None for another folder.
+
+    Every path listed in ``state.json`` / ``dataset_dict.json`` must stay inside the folder that
+    holds the JSON, symlinks followed: a ``../`` or absolute entry would read files the user
+    never named. ``_seen`` holds the DatasetDict folders above this one, so a loop stops.
+    """
+    dict_path = os.path.join(folder, DATASET_DICT)
+    if os.path.isfile(dict_path):
+        here = os.path.realpath(folder)
+        if here in _seen:
+            raise HFInputError(
+                f"{dict_path}: lists a split that leads back to a folder above it (a loop of "
+                "DatasetDict folders); a split must be a Dataset folder inside it."
+            )
+        meta = _load_json(dict_path)
         splits = meta.get("splits") if isinstance(meta, dict) else None
         if not isinstance(splits, list) or not splits:
-            raise HFInputError(f"{folder}/{DATASET_DICT}: no 'splits' list; not a DatasetDict.")
-        held = [str(x) for x in splits if str(x).lower() in HELD_OUT]
+            raise HFInputError(f"{dict_path}: no 'splits' list; not a DatasetDict.")
+        held = [str(x) for x in splits if held_out_word(str(x)) is not None]
         if held:
             rest = [str(x) for x in splits if str(x) not in held]
             hint = f"{os.path.join(folder, rest[0])}" if rest else "one split's folder"
             raise HFInputError(
-                f"{folder} is a DatasetDict with held-out split(s) {', '.join(held)}: reading it "
-                "whole would train on them (gptdata makes its own val split). Point at "
+                f"{folder} is a DatasetDict with held-out split(s) {_short(held, quote=False)}: "
+                "reading it whole would train on them (gptdata makes its own val split). Point at "
                 f"{hint} instead."
             )
         files: list[str] = []
         for split in splits:
-            sub = hf_data_files(os.path.join(folder, str(split)))
+            sub_path = _inside(folder, split, dict_path, what="split")
+            if os.path.realpath(sub_path) == here:
+                raise HFInputError(
+                    f"{dict_path}: split {_short([str(split)])} is the folder itself (the "
+                    "DatasetDict lists itself); a split must be a Dataset folder inside it."
+                )
+            sub = hf_data_files(sub_path, _seen=_seen | {here})
             if sub is None:
                 raise HFInputError(
-                    f"{folder}: split {split!r} has no {STATE}; the DatasetDict is incomplete."
+                    f"{folder}: split {_short([str(split)])} has no {STATE}; the DatasetDict "
+                    "is incomplete."
                 )
             files += sub
         return files
@@ -80,11 +100,37 @@ def hf_data_files(folder: str) -> list[str] | None:
     files = []
     for entry in entries:
         name = entry.get("filename") if isinstance(entry, dict) else None
-        path = os.path.join(folder, str(name))
-        if not isinstance(name, str) or not os.path.isfile(path):
-            raise HFInputError(f"{state_path}: lists data file {name!r}, which is missing.")
+        path = _inside(folder, name, state_path, what="data file")
+        if not os.path.isfile(path):
+            raise HFInputError(
+                f"{state_path}: lists data file {_short([str(name)])}, which is missing."
+            )
         files.append(path)
     return files
+
+
+def _short(names: list[str], limit: int = 80, *, quote: bool = True) -> str:
+    """Names for a one-line message, each cut to ``limit`` characters (a hostile JSON is long)."""
+    cut = [n if len(n) <= limit else n[:limit] + "..." for n in names[:5]]
+    return ", ".join(repr(n) if quote else n for n in cut) + (
+        f" and {len(names) - 5} more" if len(names) > 5 else ""
+    )
+
+
+def _inside(folder: str, entry: Any, json_path: str, *, what: str) -> str:
+    """``folder/entry``, refused unless it resolves (symlinks followed) inside ``folder``."""
+    if not isinstance(entry, str) or not entry or "\x00" in entry:
+        raise HFInputError(f"{json_path}: lists {what} {_short([str(entry)])}, not a file name.")
+    path = os.path.join(folder, entry)
+    root = os.path.realpath(folder)
+    real = os.path.realpath(path)
+    if os.path.isabs(entry) or os.path.commonpath([root, real]) != root:
+        raise HFInputError(
+            f"{json_path}: lists {what} {_short([entry])}, which resolves outside {folder}; "
+            "every path a save_to_disk folder lists must stay inside that folder (symlinks "
+            "followed), so gptdata reads only what you named."
+        )
+    return path
 
 
 def _load_json(path: str) -> Any:
