@@ -97,7 +97,7 @@ def check_remote_out(out: Location, *, force: bool) -> dict[str, int]:
     cut_short = marker is not None and marker.get("format") == SIDE_FORMAT
     if not ours and not cut_short:
         raise FileExistsError(
-            f"{out.url}/ holds {len(there):,} objects but no gptdata manifest; gptdata never "
+            f"{out.url}/ holds {len(there):,} object(s) but no gptdata manifest; gptdata never "
             "deletes them, even with force=True. Choose another out=."
         )
     if ours and not force:
@@ -302,7 +302,7 @@ class RemoteStoreWriter:
         marker = _json(self.partial.child(SIDE_MARKER)) if SIDE_MARKER in there else None
         if set(there) - {LOCK} and (marker is None or marker.get("format") != SIDE_FORMAT):
             raise FileExistsError(
-                f"{self.partial.url}/ holds {len(there):,} objects and was not made by gptdata "
+                f"{self.partial.url}/ holds {len(there):,} object(s) and was not made by gptdata "
                 f"(no {SIDE_MARKER} marker), so it is left alone. Delete it yourself, or choose "
                 "another out=."
             )
@@ -333,9 +333,10 @@ class RemoteStoreWriter:
                 )
         self.lock.check()
         there = check_remote_out(self.out, force=self.force)  # again: it may have changed
-        if there:
-            mark = {"format": SIDE_FORMAT, "role": "old", "plan": self.plan_id}
-            self.out.child(SIDE_MARKER).write_bytes(json.dumps(mark).encode() + b"\n")
+        # Mark OUT first: a commit cut short from here leaves objects a rerun knows are ours.
+        mark = {"format": SIDE_FORMAT, "role": "old", "plan": self.plan_id, "run": self.run_id}
+        self.out.child(SIDE_MARKER).write_bytes(json.dumps(mark).encode() + b"\n")
+        if MANIFEST in there:
             self.out.child(MANIFEST).delete()  # from here readers see no store, never half
         for rel in files:
             self.lock.check()
@@ -343,8 +344,9 @@ class RemoteStoreWriter:
         self.lock.check()
         self.out.child(MANIFEST).write_bytes(manifest)  # LAST: now it is a store
         for key in there:
-            if key not in files and key != MANIFEST:
-                self.out.child(key).delete()  # the old store's leftovers, and the marker
+            if key not in files and key not in (MANIFEST, SIDE_MARKER):
+                self.out.child(key).delete()  # the old store's shards the new one does not list
+        self.out.child(SIDE_MARKER).delete()
         self.discard(keep_lock=True)
         self.lock.release()
 
