@@ -9,15 +9,17 @@ import time
 from pathlib import Path
 
 import pytest
+from s3fixtures import needs_s3
 
 from gptdata.storage import Location, RemoteFile, ShardCache, StorageError
-from s3fixtures import needs_s3
 
 pytestmark = needs_s3
 STORE_ID = "7d2c0883d5ea8d5c56cb8b97f70df031"
 
 
-def upload_shards(s3, n: int, size: int = 1000, prefix: str = "store") -> tuple[Location, list[RemoteFile]]:
+def upload_shards(
+    s3, n: int, size: int = 1000, prefix: str = "store"
+) -> tuple[Location, list[RemoteFile]]:
     """``n`` random shards under s3://bucket/prefix/shards/, as a manifest would list them."""
     store = Location(f"{s3['url']}/{prefix}", storage_options=s3["options"])
     files = []
@@ -51,7 +53,10 @@ def test_corruption_is_detected_and_nothing_kept(s3, tmp_path: Path) -> None:
     store, files = upload_shards(s3, 1)
     wrong = RemoteFile(files[0].rel, "0" * 64, files[0].size)
     cache = ShardCache(tmp_path)
-    with pytest.raises(StorageError, match=r"shards/00000.train.000.bin does not match its manifest: sha256 .* expected 0000000000000000\.\.\. \(1,000 bytes\).*gptdata verify"):
+    with pytest.raises(
+        StorageError,
+        match=r"shards/00000.train.000.bin does not match its manifest: sha256 .* expected 0000000000000000\.\.\. \(1,000 bytes\).*gptdata verify",
+    ):
         cache.fetch(store, wrong, store_id=STORE_ID)
     folder = tmp_path / "shards" / STORE_ID / "shards"
     assert [p.name for p in folder.iterdir() if not p.name.endswith(".lock")] == []
@@ -100,7 +105,10 @@ def test_a_file_in_use_is_never_evicted(s3, tmp_path: Path) -> None:
     held.release()
     cache.fetch(store, files[2], store_id=STORE_ID).release()
     assert not held.path.exists() and cache.size() <= 1500
-    with pytest.raises(StorageError, match=r"is 1,000 bytes, more than the whole cache limit \(999 bytes\)\. Raise --cache-limit"):
+    with pytest.raises(
+        StorageError,
+        match=r"is 1,000 bytes, more than the whole cache limit \(999 bytes\)\. Raise --cache-limit",
+    ):
         ShardCache(tmp_path / "tiny", limit=999).fetch(store, files[0], store_id=STORE_ID)
 
 

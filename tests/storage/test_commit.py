@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from s3fixtures import needs_s3
 
 from gptdata.storage import (
     Location,
@@ -19,7 +20,6 @@ from gptdata.storage import (
     check_remote_out,
 )
 from gptdata.storage import commit as remote_commit
-from s3fixtures import needs_s3
 
 pytestmark = needs_s3
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -172,7 +172,10 @@ def test_two_writers(s3, local_store) -> None:
     out = Location(s3["url"] + "/two", storage_options=s3["options"])
     first = RemoteStoreWriter(out, plan_id="plan-1").begin()
     second = RemoteStoreWriter(out, plan_id="plan-1")
-    with pytest.raises(RemoteBusyError, match=r"another gptdata run \(\w+ on .*\) is writing this output: it holds s3://.*/two.partial/gptdata-lock.json for \d+ s more"):
+    with pytest.raises(
+        RemoteBusyError,
+        match=r"another gptdata run \(\w+ on .*\) is writing this output: it holds s3://.*/two.partial/gptdata-lock.json for \d+ s more",
+    ):
         second.begin()
     first.abort()
     publish(out, local_store)
@@ -206,7 +209,10 @@ def test_force_replaces_only_a_gptdata_store(s3, local_store, tmp_path) -> None:
     with pytest.raises(FileExistsError, match="already holds a gptdata store"):
         RemoteStoreWriter(out, plan_id="p").begin()
     out.child("my-notes.txt").write_bytes(b"mine")
-    with pytest.raises(FileExistsError, match=r"also holds s3://.*/forced/my-notes.txt, which gptdata did not write"):
+    with pytest.raises(
+        FileExistsError,
+        match=r"also holds s3://.*/forced/my-notes.txt, which gptdata did not write",
+    ):
         RemoteStoreWriter(out, plan_id="p", force=True).begin()
     assert "my-notes.txt" in out.files() and "manifest.json" in out.files()
     out.child("my-notes.txt").delete()
@@ -217,12 +223,19 @@ def test_force_replaces_only_a_gptdata_store(s3, local_store, tmp_path) -> None:
 
     other = Location(s3["url"] + "/photos", storage_options=s3["options"])
     other.child("cat.jpg").write_bytes(b"\xff\xd8")
-    with pytest.raises(FileExistsError, match=r"photos/ holds 1 object\(s\) but no gptdata manifest; gptdata never deletes them, even with force=True"):
+    with pytest.raises(
+        FileExistsError,
+        match=r"photos/ holds 1 object\(s\) but no gptdata manifest; gptdata never deletes them, even with force=True",
+    ):
         RemoteStoreWriter(other, plan_id="p", force=True).begin()
     squatter = Location(s3["url"] + "/new.partial/x", storage_options=s3["options"])
     squatter.write_bytes(b"x")
-    with pytest.raises(FileExistsError, match=r"new.partial/ holds 1 object\(s\) and was not made by gptdata"):
-        RemoteStoreWriter(Location(s3["url"] + "/new", storage_options=s3["options"]), plan_id="p").begin()
+    with pytest.raises(
+        FileExistsError, match=r"new.partial/ holds 1 object\(s\) and was not made by gptdata"
+    ):
+        RemoteStoreWriter(
+            Location(s3["url"] + "/new", storage_options=s3["options"]), plan_id="p"
+        ).begin()
 
 
 def test_a_reader_during_a_replacement_never_gets_wrong_bytes(s3, local_store, tmp_path) -> None:
@@ -235,11 +248,16 @@ def test_a_reader_during_a_replacement_never_gets_wrong_bytes(s3, local_store, t
     replacement = make_local_store(tmp_path, 2000)
     publish(out, replacement, force=True)
     cache = ShardCache(tmp_path / "cache")  # a reader that opened the old manifest
-    with pytest.raises((StorageError, RemoteNotFound), match="does not match its manifest|does not exist"):
+    with pytest.raises(
+        (StorageError, RemoteNotFound), match="does not match its manifest|does not exist"
+    ):
         cache.fetch(out, RemoteFile(shard["file"], shard["sha256"]), store_id=old["store_id"])
 
 
 def test_a_missing_bucket_is_one_line(s3) -> None:
     out = Location("s3://no-such-bucket-w/web", storage_options=s3["options"])
-    with pytest.raises(RemoteNotFound, match=r"^bucket 'no-such-bucket-w' of s3://no-such-bucket-w/web does not exist"):
+    with pytest.raises(
+        RemoteNotFound,
+        match=r"^bucket 'no-such-bucket-w' of s3://no-such-bucket-w/web does not exist",
+    ):
         RemoteStoreWriter(out, plan_id="p").begin()

@@ -6,6 +6,7 @@ import os
 import pickle
 
 import pytest
+from s3fixtures import needs_s3
 
 from gptdata.storage import (
     Location,
@@ -17,8 +18,6 @@ from gptdata.storage import (
     parse_storage_options,
 )
 from gptdata.storage.urls import _filesystem, translate
-
-from s3fixtures import needs_s3
 
 
 def test_is_remote() -> None:
@@ -77,12 +76,18 @@ def test_translate_is_one_line_for_service_codes() -> None:
 @needs_s3
 def test_listing_and_globs(s3) -> None:
     root = Location(s3["url"], storage_options=s3["options"])
-    for key, data in {"corpus/a.txt": b"aa", "corpus/sub/b.txt": b"bbb", "more/x.jsonl.gz": b"x"}.items():
+    for key, data in {
+        "corpus/a.txt": b"aa",
+        "corpus/sub/b.txt": b"bbb",
+        "more/x.jsonl.gz": b"x",
+    }.items():
         root.child(key).write_bytes(data)
     root.child("corpus.partial/z.txt").write_bytes(b"not below corpus/")
     corpus = root.child("corpus")
     assert corpus.files() == {"a.txt": 2, "sub/b.txt": 3}
-    assert [(loc.url, n) for loc, n in expand(s3["url"] + "/corpus/", storage_options=s3["options"])] == [
+    assert [
+        (loc.url, n) for loc, n in expand(s3["url"] + "/corpus/", storage_options=s3["options"])
+    ] == [
         (s3["url"] + "/corpus/a.txt", 2),
         (s3["url"] + "/corpus/sub/b.txt", 3),
     ]
@@ -115,10 +120,15 @@ def test_streaming_reads_with_ranges(s3) -> None:
 
 @needs_s3
 def test_no_such_bucket_and_key_are_one_line(s3) -> None:
-    with pytest.raises(RemoteNotFound, match=r"^bucket 'no-such-bucket-x' of s3://no-such-bucket-x/a does not exist: check its name") as info:
+    with pytest.raises(
+        RemoteNotFound,
+        match=r"^bucket 'no-such-bucket-x' of s3://no-such-bucket-x/a does not exist: check its name",
+    ) as info:
         Location("s3://no-such-bucket-x/a", storage_options=s3["options"]).read_bytes()
     assert "\n" not in str(info.value) and info.value.__suppress_context__
-    with pytest.raises(RemoteNotFound, match=r"^s3://.*/missing.bin does not exist: check the path"):
+    with pytest.raises(
+        RemoteNotFound, match=r"^s3://.*/missing.bin does not exist: check the path"
+    ):
         Location(s3["url"] + "/missing.bin", storage_options=s3["options"]).read_range(0, 4)
 
 
@@ -129,6 +139,8 @@ def test_missing_credentials_are_one_line(s3, monkeypatch) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     s3fs.S3FileSystem.clear_instance_cache()
-    with pytest.raises(RemoteAccessDenied, match=r"^no credentials to list s3://.*: set AWS_ACCESS_KEY_ID") as info:
+    with pytest.raises(
+        RemoteAccessDenied, match=r"^no credentials to list s3://.*: set AWS_ACCESS_KEY_ID"
+    ) as info:
         Location(s3["url"] + "/store", storage_options=s3["options"]).files()
     assert "\n" not in str(info.value) and "Traceback" not in str(info.value)

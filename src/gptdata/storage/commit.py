@@ -185,9 +185,7 @@ class RemoteLock:
             if now is None or now.get("run") != self.run_id:
                 raise self._busy(now)
         if heartbeat:
-            self._thread = threading.Thread(
-                target=self._beat, name="gptdata-lease", daemon=True
-            )
+            self._thread = threading.Thread(target=self._beat, name="gptdata-lease", daemon=True)
             self._thread.start()
         return self
 

@@ -138,8 +138,8 @@ def _codes(exc: BaseException) -> tuple[set[str], str]:
 def translate(exc: BaseException, url: str, action: str = "read") -> StorageError:
     """The one-line ``StorageError`` for an exception raised while ``action``-ing ``url``.
 
-        >>> translate(FileNotFoundError("NoSuchBucket"), "s3://nope/x")
-        RemoteNotFound("bucket 'nope' of s3://nope/x does not exist ...")
+    >>> translate(FileNotFoundError("NoSuchBucket"), "s3://nope/x")
+    RemoteNotFound("bucket 'nope' of s3://nope/x does not exist ...")
     """
     if isinstance(exc, StorageError):
         return exc
@@ -237,9 +237,9 @@ class Location:
         return f"Location({self.url!r})"
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, Location)
-            and (self.url, self.storage_options) == (other.url, other.storage_options)
+        return isinstance(other, Location) and (self.url, self.storage_options) == (
+            other.url,
+            other.storage_options,
         )
 
     def __hash__(self) -> int:
@@ -298,8 +298,8 @@ class Location:
     def files(self) -> dict[str, int]:
         """Every object below this prefix: relative key -> size, sorted; {} when none.
 
-            >>> Location("s3://b/store").files()
-            {'manifest.json': 1402, 'shards/00000.train.000.bin': 9262, ...}
+        >>> Location("s3://b/store").files()
+        {'manifest.json': 1402, 'shards/00000.train.000.bin': 9262, ...}
         """
         with remote_errors(self.url, "list"):
             self._fresh()
@@ -374,8 +374,8 @@ def expand(
 ) -> list[tuple[Location, int]]:
     """The objects a remote input names, sorted, with their sizes: a glob, a prefix or a key.
 
-        >>> expand("s3://b/more/*.jsonl.gz")
-        [(Location('s3://b/more/a.jsonl.gz'), 1024), (Location('s3://b/more/b.jsonl.gz'), 77)]
+    >>> expand("s3://b/more/*.jsonl.gz")
+    [(Location('s3://b/more/a.jsonl.gz'), 1024), (Location('s3://b/more/b.jsonl.gz'), 77)]
     """
     root = Location(pattern, storage_options=storage_options)
     opts = root.storage_options
@@ -386,7 +386,9 @@ def expand(
         hits = [(p, d) for p, d in sorted(found.items()) if d.get("type", "file") == "file"]
         if not hits:
             raise RemoteNotFound(f"no object matches {root.url}: check the pattern.")
-        return [(Location(f"{root.scheme}://{p}", storage_options=opts), d["size"]) for p, d in hits]
+        return [
+            (Location(f"{root.scheme}://{p}", storage_options=opts), d["size"]) for p, d in hits
+        ]
     below = root.files()
     if below:
         return [(root.child(rel), size) for rel, size in below.items()]
