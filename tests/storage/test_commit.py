@@ -131,7 +131,7 @@ def test_a_commit_cut_short_is_no_store_and_the_rerun_reuses(s3, local_store, mo
     w.abort()
     monkeypatch.setattr(Location, "copy_to", real_copy)
     there = out.files()
-    assert "manifest.json" not in there and len(there) == 3  # two shards and the marker
+    assert "manifest.json" not in there and "gptdata-side.json" in there  # some shards, marked
     check_remote_out(out, force=False)  # the leftovers are known to be ours
     again = publish(out, local_store)
     assert (again.reused, again.uploaded) == (len(files), 0)

@@ -32,10 +32,11 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .urls import Location, RemoteNotFound, StorageError
+from .urls import Location, RemoteNotFound, StorageError, translate
 
 # The same names as store/layout.py (this stage sits below it; tests pin them equal).
 FORMAT = "gptdata-token-store"
@@ -200,6 +201,8 @@ class RemoteLock:
             return False
         except (ValueError, NotImplementedError, TypeError):
             pass  # this filesystem has no exclusive create: check, write, read back
+        except Exception as exc:  # no credentials, no bucket: one line, as everywhere
+            raise translate(exc, self.loc.url, "write") from None
         if self.loc.exists():
             return False
         self.loc.write_bytes(body)
@@ -306,7 +309,11 @@ class RemoteStoreWriter:
             )
         self.lock.acquire(heartbeat=self.heartbeat)
         marker_doc = {"format": SIDE_FORMAT, "role": "partial", "plan": self.plan_id}
-        self.partial.child(SIDE_MARKER).write_bytes(json.dumps(marker_doc).encode() + b"\n")
+        try:
+            self.partial.child(SIDE_MARKER).write_bytes(json.dumps(marker_doc).encode() + b"\n")
+        except BaseException:
+            self.lock.release()
+            raise
         return self
 
     def stage_file(
@@ -322,8 +329,11 @@ class RemoteStoreWriter:
 
     def commit(self, manifest: bytes, files: Mapping[str, str]) -> None:
         """Put the staged ``files`` (rel -> sha256) in place and write ``manifest`` last."""
+        with ThreadPoolExecutor(8, thread_name_prefix="gptdata-sums") as pool:
+            sums = pool.map(lambda r: staged_sum(self.partial, r), files)
+            staged = dict(zip(files, sums, strict=True))
         for rel, sha in files.items():
-            got = staged_sum(self.partial, rel)
+            got = staged[rel]
             if got is None or got[0] != sha:
                 raise StorageError(
                     f"{self.partial.url}/{rel} was not staged with sha256 {sha[:16]}... "
@@ -336,23 +346,28 @@ class RemoteStoreWriter:
         self.out.child(SIDE_MARKER).write_bytes(json.dumps(mark).encode() + b"\n")
         if MANIFEST in there:
             self.out.child(MANIFEST).delete()  # from here readers see no store, never half
-        for rel in files:
-            self.lock.check()
-            self.partial.child(rel).copy_to(self.out.child(rel))
+        self._copy_into_place(list(files))
         self.lock.check()
         self.out.child(MANIFEST).write_bytes(manifest)  # LAST: now it is a store
-        for key in there:
-            if key not in files and key not in (MANIFEST, SIDE_MARKER):
-                self.out.child(key).delete()  # the old store's shards the new one does not list
+        # The old store's shards the new one does not list, then the marker.
+        self.out.delete_keys(
+            k for k in there if k not in files and k not in (MANIFEST, SIDE_MARKER)
+        )
         self.out.child(SIDE_MARKER).delete()
         self.discard(keep_lock=True)
         self.lock.release()
 
+    def _copy_into_place(self, rels: list[str], *, threads: int = 8, batch: int = 256) -> None:
+        """Server-side copies, ``threads`` at a time; the lock is checked before each batch."""
+        with ThreadPoolExecutor(threads, thread_name_prefix="gptdata-copy") as pool:
+            for start in range(0, len(rels), batch):
+                self.lock.check()  # one GET per batch, not per shard
+                jobs = rels[start : start + batch]
+                list(pool.map(lambda r: self.partial.child(r).copy_to(self.out.child(r)), jobs))
+
     def discard(self, *, keep_lock: bool = False) -> None:
         """Delete everything under ``OUT.partial/`` (the lock last, unless ``keep_lock``)."""
-        for key in self.partial.files():
-            if key != LOCK:
-                self.partial.child(key).delete()
+        self.partial.delete_keys(k for k in self.partial.files() if k != LOCK)
         if not keep_lock:
             self.lock.release()
 
