@@ -64,16 +64,6 @@ def download(out: Location, dest: Path) -> Path:
     return dest
 
 
-def test_names_match_the_store_layout() -> None:
-    from gptdata.store import layout
-
-    assert (remote_commit.FORMAT, remote_commit.MANIFEST) == (layout.FORMAT, layout.MANIFEST)
-    assert (remote_commit.SIDE_MARKER, remote_commit.SIDE_FORMAT) == (
-        layout.SIDE_MARKER,
-        layout.SIDE_FORMAT,
-    )
-
-
 def test_commit_writes_the_manifest_last_and_the_same_bytes(s3, local_store, tmp_path) -> None:
     from gptdata import TokenStore
 

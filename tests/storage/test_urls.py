@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pickle
 
@@ -57,7 +58,20 @@ def test_location_names_and_pickle() -> None:
         Location("store/")
 
 
+def test_names_match_the_store_layout() -> None:
+    from gptdata.storage import commit
+    from gptdata.store import layout
+
+    assert (commit.FORMAT, commit.MANIFEST) == (layout.FORMAT, layout.MANIFEST)
+    assert (commit.SIDE_MARKER, commit.SIDE_FORMAT) == (
+        layout.SIDE_MARKER,
+        layout.SIDE_FORMAT,
+    )
+
+
 def test_other_clouds_need_their_package() -> None:
+    if importlib.util.find_spec("fsspec") is None or importlib.util.find_spec("gcsfs"):
+        pytest.skip("needs fsspec without gcsfs")
     # Not S3-specific: gs:// goes to gcsfs, which this venv does not have.
     with pytest.raises(StorageError, match=r"gcs:// needs the gcsfs package.*pip install gcsfs"):
         _filesystem("gcs", "gcsfs", {})
@@ -144,3 +158,16 @@ def test_missing_credentials_are_one_line(s3, monkeypatch) -> None:
     ) as info:
         Location(s3["url"] + "/store", storage_options=s3["options"]).files()
     assert "\n" not in str(info.value) and "Traceback" not in str(info.value)
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path) -> None:
+    from gptdata.storage import ShardCache, default_cache_dir
+
+    monkeypatch.setenv("GPTDATA_CACHE_DIR", str(tmp_path))
+    assert default_cache_dir() == tmp_path
+    assert ShardCache().directory == tmp_path / "shards"
+    monkeypatch.delenv("GPTDATA_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "gptdata"
+    with pytest.raises(ValueError, match=r"cache_limit=0 must be at least 1 byte"):
+        ShardCache(limit=0)
