@@ -308,7 +308,9 @@ class Location:
         return {
             p[start:]: int(d.get("size") or 0)
             for p, d in sorted(found.items())
-            if p.startswith(self.path + "/") and d.get("type", "file") == "file"
+            if p.startswith(self.path + "/")
+            and not p.endswith("/")  # not the empty "folder" objects some tools make
+            and d.get("type", "file") == "file"
         }
 
     def open(self, *, block_size: int = CHUNK) -> BinaryIO:
