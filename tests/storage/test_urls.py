@@ -162,12 +162,13 @@ def test_missing_credentials_are_one_line(s3, monkeypatch) -> None:
 
 def test_cache_dir_follows_the_environment(monkeypatch, tmp_path) -> None:
     from gptdata.storage import ShardCache, default_cache_dir
+    from gptdata.tokenizers.gpt2files import cache_dir  # the rule this one repeats
 
     monkeypatch.setenv("GPTDATA_CACHE_DIR", str(tmp_path))
-    assert default_cache_dir() == tmp_path
+    assert default_cache_dir() == tmp_path == cache_dir()
     assert ShardCache().directory == tmp_path / "shards"
     monkeypatch.delenv("GPTDATA_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert default_cache_dir() == tmp_path / "xdg" / "gptdata"
+    assert default_cache_dir() == tmp_path / "xdg" / "gptdata" == cache_dir()
     with pytest.raises(ValueError, match=r"cache_limit=0 must be at least 1 byte"):
         ShardCache(limit=0)
