@@ -1,8 +1,9 @@
 """The package's import graph: stages in pipeline order, arrows only downward, no circles.
 
 Data flows tokenizers -> store -> prepare (with the one source reader) -> formats -> windows
-(dataset, documents, loader) -> evaluation -> inspect, with the stand-alone tools (embeddings,
-book, demo) and the front doors (cli, the package itself) on top. A module may import its own stage
+(dataset, documents, loader) -> evaluation -> inspect, with object storage (remote locations, the
+shard cache, the remote commit) beneath the store, and the stand-alone tools (embeddings, book,
+demo) and the front doors (cli, the package itself) on top. A module may import its own stage
 and the stages before it, never one after it. Imports inside functions count too: a lazy import is
 still an edge of the circle it closes.
 """
@@ -19,6 +20,7 @@ PACKAGE = Path(gptdata.__file__).resolve().parent
 # Lowest first: each stage is a subpackage of gptdata or a top-level module.
 STAGES: list[tuple[str, set[str]]] = [
     ("fixed files", {"_startup", "samples"}),
+    ("object storage", {"storage"}),
     ("tokenizers", {"tokenizers"}),
     ("store", {"store"}),
     ("prepare", {"prepare"}),

@@ -1,0 +1,141 @@
+"""Benchmark reading a store's shards from S3 into the shard cache, against s3fs ``get``.
+
+    python bench/remote.py                 # 8 shards of 32 MiB, best of 5
+    python bench/remote.py --shards 16     # more
+    python bench/remote.py --smoke         # 4 shards of 2 MiB, one run: proves the script runs
+
+The S3 API is moto's server on 127.0.0.1, in a process of its own (so the server's Python does
+not share a GIL with the reader being timed); no other network. The shards are random bytes with
+their sha256, as a manifest lists them. Both sides fetch the same objects in the same run: s3fs
+``get`` of all of them (concurrent, as s3fs batches), and ``ShardCache`` (download, sha256 as it
+streams, rename; ``workers`` downloads at once), each into an empty folder.
+Target (issue 22): the cache >= 0.8x the throughput of s3fs ``get``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.pop(0)  # bench/tokenize.py must not shadow the standard library's tokenize
+sys.path.append(str(Path(__file__).resolve().parent))
+
+import argparse
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+from _common import OUT, row  # noqa: E402
+from gptdata.storage import Location, RemoteFile, ShardCache  # noqa: E402
+
+STORE_ID = "0" * 32
+
+
+def start_server() -> tuple[subprocess.Popen[bytes], str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("moto's server did not start within 30 s")
+
+
+def best_of(runs: int, fn) -> float:
+    best = float("inf")
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shards", type=int, default=8, help="number of shards")
+    ap.add_argument("--shard-mib", type=int, default=32, help="size of each shard in MiB")
+    ap.add_argument(
+        "--workers", type=int, default=None, help="ShardCache threads (default: its own)"
+    )
+    ap.add_argument("--runs", type=int, default=5, help="best of this many runs")
+    ap.add_argument("--smoke", action="store_true", help="4 shards of 2 MiB, one run")
+    args = ap.parse_args()
+    if args.smoke:
+        args.shards, args.shard_mib, args.runs = 4, 2, 1
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
+        os.environ.setdefault(name, value)
+    proc, endpoint = start_server()
+    try:
+        options = {"endpoint_url": endpoint}
+        store = Location("s3://bench/store", storage_options=options)
+        store.fs.mkdir("bench")
+        files = []
+        for i in range(args.shards):
+            data = os.urandom(args.shard_mib << 20)
+            rel = f"shards/{i:05d}.train.000.bin"
+            store.child(rel).write_bytes(data)
+            files.append(RemoteFile(rel, hashlib.sha256(data).hexdigest(), len(data)))
+        nbytes = sum(f.size or 0 for f in files)
+        work = OUT / "remote"
+
+        def s3fs_get() -> None:
+            shutil.rmtree(work, ignore_errors=True)
+            (work / "get").mkdir(parents=True)
+            store.fs.get(
+                [store.child(f.rel).path for f in files],
+                [str(work / "get" / f"{i:05d}.bin") for i in range(len(files))],
+            )
+
+        def cache_fetch() -> None:
+            shutil.rmtree(work, ignore_errors=True)
+            cache = ShardCache(work / "cache", workers=args.workers)
+            for shard in cache.stream(store, files, store_id=STORE_ID, ahead=cache.workers):
+                shard.release()
+            cache.close()
+            assert cache.downloads == len(files)
+
+        # Interleaved, best of each: the two see the same load on a shared machine.
+        get_s = cache_s = float("inf")
+        for _ in range(args.runs):
+            get_s = min(get_s, best_of(1, s3fs_get))
+            cache_s = min(cache_s, best_of(1, cache_fetch))
+        shutil.rmtree(work, ignore_errors=True)
+    finally:
+        proc.kill()
+        proc.wait()
+    mib = nbytes / (1 << 20)
+    print(f"{args.shards} shards of {args.shard_mib} MiB ({mib:,.0f} MiB), moto on 127.0.0.1")
+    row("s3fs get (all objects, concurrent)", f"{mib / get_s:,.0f} MiB/s", f"{get_s:.2f} s")
+    row(
+        f"ShardCache (sha256 verified, {ShardCache(work, workers=args.workers).workers} workers)",
+        f"{mib / cache_s:,.0f} MiB/s",
+        f"{cache_s:.2f} s",
+    )
+    ratio = get_s / cache_s
+    row(
+        "cache / s3fs get",
+        f"{ratio:.2f}x",
+        "target >= 0.8x " + ("ok" if ratio >= 0.8 else "MISSED"),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Object storage, below the store: remote URLs in, local shard files and committed stores out.
+
+``s3://``, ``gs://`` and ``az://`` locations go through fsspec (s3fs, gcsfs, adlfs); nothing here
+is S3-specific, and every failure is one line naming the URL and the fix.
+
+- ``urls``: ``is_remote``, ``Location`` (list, glob, ranged and streaming reads, writes),
+  ``parse_storage_options`` for ``--storage-option key=value``, ``StorageError``.
+- ``cache``: ``ShardCache``, a store's shards on local disk (``$GPTDATA_CACHE_DIR/shards``),
+  verified once by sha256, least recently used evicted past ``limit``, prefetched ahead.
+- ``commit``: ``RemoteStoreWriter``, writing a store with no rename: shards staged under
+  ``OUT.partial/``, the manifest written last, a lock object with a lease.
+
+    >>> from gptdata.storage import Location, ShardCache, is_remote
+    >>> is_remote("s3://bucket/stores/web")
+    True
+
+This stage imports nothing else from gptdata; ``store/``, ``prepare/`` and the loader build on it.
+"""
+
+from .cache import CachedShard, RemoteFile, ShardCache, default_cache_dir
+from .commit import RemoteBusyError, RemoteLock, RemoteStoreWriter, check_remote_out, stage_file
+from .urls import (
+    Location,
+    RemoteAccessDenied,
+    RemoteNotFound,
+    StorageError,
+    expand,
+    is_remote,
+    parse_storage_options,
+)
+
+__all__ = [
+    "CachedShard",
+    "Location",
+    "RemoteAccessDenied",
+    "RemoteBusyError",
+    "RemoteFile",
+    "RemoteLock",
+    "RemoteNotFound",
+    "RemoteStoreWriter",
+    "ShardCache",
+    "StorageError",
+    "check_remote_out",
+    "default_cache_dir",
+    "expand",
+    "is_remote",
+    "parse_storage_options",
+    "stage_file",
+]

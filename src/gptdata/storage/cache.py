@@ -1,0 +1,395 @@
+"""A local cache of a remote store's shards: verified once, least recently used evicted.
+
+``ShardCache.fetch`` returns a local path for one file of a remote store (a ``.bin`` or ``.idx``
+the manifest lists with its sha256), downloading it the first time:
+
+* **namespaced by store**: ``CACHE/shards/<store_id>/<file>``, so a store replaced at the same
+  URL (a new ``store_id``) never serves the old one's shards;
+* **verified once**: the download is hashed as it streams into ``<file>.<random>.tmp``, checked
+  against the manifest's sha256, then renamed into place, so no reader ever sees half a file and
+  a hit costs one ``stat`` (the size is checked, not the hash);
+* **safe across processes**: every file has ``<file>.lock``; a download holds it exclusively
+  (others wait for that one download, none repeats it) and a reader holds it shared for as long
+  as it uses the file, so eviction (exclusive, non-blocking) never removes a file in use;
+* **bounded**: after each download the least recently used files (by mtime, set on every hit)
+  go until the cache is within ``limit`` bytes; files in use stay, even above the limit;
+* **ahead of need**: ``prefetch`` and ``stream`` download the next files in background threads.
+
+    >>> cache = ShardCache(limit=20 << 30)          # $GPTDATA_CACHE_DIR/shards, 20 GiB
+    >>> with cache.fetch(store, RemoteFile("shards/00000.train.000.bin", sha, 9262),
+    ...                  store_id="7d2c...") as path:
+    ...     tokens = np.memmap(path, dtype="<u2", mode="r")
+
+Left out: reading the manifest (``store/``'s job) and checking a store's other fields.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from .urls import CHUNK, Location, StorageError
+
+_STORE_ID = re.compile(r"[0-9a-zA-Z_-]{1,64}")
+LOCK_SUFFIX = ".lock"
+
+
+def default_cache_dir() -> Path:
+    """``$GPTDATA_CACHE_DIR``, else ``$XDG_CACHE_HOME/gptdata``, else ``~/.cache/gptdata``.
+
+    The same rule as ``tokenizers.gpt2files.cache_dir`` (this stage sits below it, so it is
+    repeated, not imported); shards live in its ``shards/`` folder.
+    """
+    if env := os.environ.get("GPTDATA_CACHE_DIR"):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "gptdata"
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of a remote store as its manifest lists it: relative path, sha256, size."""
+
+    rel: str
+    sha256: str
+    size: int | None = None
+
+
+class CachedShard:
+    """A cached file in use: ``path`` stays on disk until ``release`` (or the ``with`` ends)."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # drops the shared lock: eviction may take it now
+            self._fd = -1
+
+    def __enter__(self) -> Path:
+        return self.path
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        self.release()
+
+
+def _hash_file(path: Path) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _download_hashed(src: Location, tmp: Path) -> tuple[str, int]:
+    """Download ``src`` to ``tmp`` and return its sha256 and size, hashing as the file grows.
+
+    The filesystem's own streaming ``get_file`` writes ``tmp`` in a thread while this one hashes
+    what has landed (still in the page cache), so the hash overlaps the download: faster than
+    hashing 8 MiB ranged reads as they come, whose requests cost more than the hash (measured
+    with bench/remote.py), and never more than a chunk in memory. A download that rewrote bytes
+    already hashed (a retry) is hashed again from the file, so the sum is always the file's.
+    """
+    tmp.touch()
+    done = threading.Event()
+    failure: list[BaseException] = []
+
+    def download() -> None:
+        try:
+            src.get_file(tmp)
+        except BaseException as exc:  # re-raised in the calling thread
+            failure.append(exc)
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=download, name="gptdata-download", daemon=True)
+    worker.start()
+    digest, size = hashlib.sha256(), 0
+    with open(tmp, "rb") as fh:
+        while True:
+            finished = done.is_set()  # read before the chunk: nothing lands after a final read
+            chunk = fh.read(CHUNK)
+            if chunk:
+                digest.update(chunk)
+                size += len(chunk)
+            elif finished:
+                break
+            else:
+                done.wait(0.002)
+    worker.join()
+    if failure:
+        raise failure[0]
+    if size != tmp.stat().st_size:
+        return _hash_file(tmp)
+    return digest.hexdigest(), size
+
+
+def _safe_rel(rel: str) -> str:
+    parts = rel.split("/")
+    if not rel or rel.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in rel:
+        raise ValueError(f"{rel!r} is not a relative, normalized path inside a store")
+    if rel.endswith((LOCK_SUFFIX, ".tmp")):
+        raise ValueError(f"{rel!r} ends like the cache's own files ({LOCK_SUFFIX}, .tmp)")
+    return rel
+
+
+class ShardCache:
+    """Local copies of remote store files, verified once, within ``limit`` bytes.
+
+    ``limit`` None means no limit. ``workers`` background threads download ahead (prefetch);
+    None: one per core, 2 to 8.
+
+        >>> cache = ShardCache(Path("/tmp/c"), limit=1 << 30)
+        >>> cache.directory
+        PosixPath('/tmp/c/shards')
+    """
+
+    def __init__(
+        self, root: str | os.PathLike[str] | None = None, *, limit: int | None = None,
+        workers: int | None = None,
+    ) -> None:  # fmt: skip
+        # One download thread per core, 2 to 8: on 2 cores 4 threads fetched 0.71x of s3fs
+        # ``get`` and 2 threads 0.85x (bench/remote.py), the hashing competing for the cores.
+        workers = workers if workers is not None else max(2, min(8, os.cpu_count() or 1))
+        if limit is not None and limit < 1:
+            raise ValueError(f"cache_limit={limit} must be at least 1 byte, or None for no limit")
+        if workers < 1:
+            raise ValueError(f"workers={workers} must be at least 1")
+        self.directory = Path(root if root is not None else default_cache_dir()) / "shards"
+        self.limit = limit
+        self.workers = workers
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: dict[Path, Future[None]] = {}
+        self._guard = threading.Lock()
+        self.downloads = 0  # files this object downloaded (hits and others' downloads excluded)
+
+    # -- paths and locks ---------------------------------------------------------------------
+
+    def path_for(self, store_id: str, rel: str) -> Path:
+        if not _STORE_ID.fullmatch(store_id):
+            raise ValueError(f"store_id={store_id!r} is not a store id (hex digits)")
+        return self.directory / store_id / _safe_rel(rel)
+
+    @staticmethod
+    def _open_lock(path: Path) -> int:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(str(path) + LOCK_SUFFIX, os.O_RDWR | os.O_CREAT, 0o644)
+
+    @staticmethod
+    def _same_lock(path: Path, fd: int) -> bool:
+        # Eviction unlinks lock files: a lock held on an unlinked file protects nothing.
+        try:
+            return os.stat(str(path) + LOCK_SUFFIX).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return False
+
+    # -- fetch -----------------------------------------------------------------------------
+
+    def fetch(self, store: Location, file: RemoteFile, *, store_id: str) -> CachedShard:
+        """The local copy of ``store/file.rel``, downloaded and verified if needed, held in use.
+
+        Raises ``StorageError`` when the remote bytes do not match ``file.sha256`` (the store
+        was replaced or damaged), naming the URL and both sums.
+        """
+        path = self.path_for(store_id, file.rel)
+        self._wait_pending(path)
+        return self._fetch(store, file, path)
+
+    def _fetch(self, store: Location, file: RemoteFile, path: Path) -> CachedShard:
+        while True:
+            fd = self._open_lock(path)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                if not self._same_lock(path, fd):
+                    os.close(fd)
+                    continue
+                if self._complete(path, file):
+                    self._touch(path)
+                    return CachedShard(path, fd)
+                fcntl.flock(fd, fcntl.LOCK_EX)  # one download; other readers wait for it
+                if not self._same_lock(path, fd):
+                    os.close(fd)
+                    continue
+                if not self._complete(path, file):
+                    self._download(store, file, path)
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                if not self._complete(path, file):  # evicted between our two locks: again
+                    os.close(fd)
+                    continue
+            except BaseException:
+                os.close(fd)
+                raise
+            self._touch(path)
+            self.evict(keep=path)
+            return CachedShard(path, fd)
+
+    @staticmethod
+    def _complete(path: Path, file: RemoteFile) -> bool:
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return False
+        return file.size is None or size == file.size  # a truncated copy is fetched again
+
+    @staticmethod
+    def _touch(path: Path) -> None:
+        os.utime(path, ns=(time.time_ns(), time.time_ns()))  # mtime = last use, for LRU
+
+    def _download(self, store: Location, file: RemoteFile, path: Path) -> None:
+        src = store.child(file.rel)
+        if self.limit is not None and file.size is not None and file.size > self.limit:
+            raise StorageError(
+                f"{src.url} is {file.size:,} bytes, more than the whole cache limit "
+                f"({self.limit:,} bytes). Raise --cache-limit to at least {file.size:,}."
+            )
+        if file.size is not None:
+            self.evict(keep=path, room=file.size)
+        tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+        try:
+            got, size = _download_hashed(src, tmp)
+            if got != file.sha256:  # hashed as it grew: make sure from the finished file
+                got, size = _hash_file(tmp)
+            if got != file.sha256 or (file.size is not None and size != file.size):
+                raise StorageError(
+                    f"{src.url} does not match its manifest: sha256 {got[:16]}... "
+                    f"({size:,} bytes), expected {file.sha256[:16]}... "
+                    f"({'?' if file.size is None else f'{file.size:,}'} bytes). The store was "
+                    "replaced or damaged; open it again, or run `gptdata verify` on it."
+                )
+            os.replace(tmp, path)  # whole and verified, or not there at all
+        finally:
+            tmp.unlink(missing_ok=True)
+        self.downloads += 1
+
+    # -- prefetch --------------------------------------------------------------------------
+
+    def prefetch(self, store: Location, files: Iterable[RemoteFile], *, store_id: str) -> None:
+        """Download ``files`` in background threads (not held in use; errors surface in fetch)."""
+        for file in files:
+            path = self.path_for(store_id, file.rel)
+            with self._guard:
+                if path in self._pending or self._complete(path, file):
+                    continue
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(
+                        self.workers, thread_name_prefix="gptdata-fetch"
+                    )
+                self._pending[path] = self._pool.submit(self._fetch_released, store, file, store_id)
+
+    def _fetch_released(self, store: Location, file: RemoteFile, store_id: str) -> None:
+        path = self.path_for(store_id, file.rel)
+        try:
+            self._fetch(store, file, path).release()  # not fetch(): it would wait on itself
+        finally:
+            with self._guard:
+                self._pending.pop(path, None)
+
+    def _wait_pending(self, path: Path) -> None:
+        with self._guard:
+            fut = self._pending.get(path)
+        if fut is not None:
+            try:
+                fut.result()
+            except Exception:
+                pass  # fetch() downloads again and raises the error itself
+
+    def stream(
+        self, store: Location, files: list[RemoteFile], *, store_id: str, ahead: int = 2
+    ) -> Iterator[CachedShard]:
+        """Each file in order, held in use while the caller reads it, the next ``ahead`` downloading.
+
+        The caller releases each (or uses ``with``); only the first file is waited for cold.
+        """
+        for i, file in enumerate(files):
+            self.prefetch(store, files[i + 1 : i + 1 + ahead], store_id=store_id)
+            yield self.fetch(store, file, store_id=store_id)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    # -- eviction --------------------------------------------------------------------------
+
+    def entries(self) -> list[tuple[float, int, Path]]:
+        """Every cached file as (last use, size, path), least recently used first."""
+        found = []
+        if not self.directory.is_dir():
+            return []
+        for folder, _, names in os.walk(self.directory):
+            for name in names:
+                if name.endswith((LOCK_SUFFIX, ".tmp")):
+                    continue
+                p = Path(folder) / name
+                try:
+                    st = p.stat()
+                except FileNotFoundError:
+                    continue
+                found.append((st.st_mtime_ns, st.st_size, p))
+        return sorted(found)
+
+    def size(self) -> int:
+        """Bytes of verified files in the cache now."""
+        return sum(size for _, size, _ in self.entries())
+
+    def evict(self, *, keep: Path | None = None, room: int = 0) -> list[Path]:
+        """Remove least recently used files not in use until ``size() + room <= limit``.
+
+        Returns what was removed. One evictor at a time (``shards/.evict.lock``), across processes.
+        """
+        if self.limit is None:
+            return []
+        self.directory.mkdir(parents=True, exist_ok=True)
+        removed: list[Path] = []
+        gate = os.open(self.directory / ".evict.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(gate, fcntl.LOCK_EX)
+            entries = self.entries()
+            total = sum(size for _, size, _ in entries) + room
+            for _, size, path in entries:
+                if total <= self.limit:
+                    break
+                if path == keep or self._pending_path(path):
+                    continue
+                if self._remove_unused(path):
+                    removed.append(path)
+                    total -= size
+        finally:
+            os.close(gate)
+        return removed
+
+    def _pending_path(self, path: Path) -> bool:
+        with self._guard:
+            return path in self._pending
+
+    def _remove_unused(self, path: Path) -> bool:
+        try:
+            fd = os.open(str(path) + LOCK_SUFFIX, os.O_RDWR)
+        except FileNotFoundError:
+            fd = self._open_lock(path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False  # in use (or being downloaded) by some reader
+        try:
+            path.unlink(missing_ok=True)
+            if self._same_lock(path, fd):
+                os.unlink(str(path) + LOCK_SUFFIX)
+        finally:
+            os.close(fd)
+        return True
