@@ -256,15 +256,16 @@ def test_torchtitan_batches_interface(store) -> None:
 
 
 def test_torchtitan_itself(store) -> None:
-    titan = pytest.importorskip(
-        "torchtitan",
-        reason="torchtitan is not installed: 0.3.0 pins datasets<4.8 and pulls wandb, "
-        "tensorboard and opentelemetry, replacing what the other crosschecks run against",
+    why = (
+        "torchtitan does not import here: not installed (0.3.0 pins datasets<4.8 and pulls "
+        "wandb, tensorboard and opentelemetry, replacing what the other crosschecks run "
+        "against), or installed without triton, which its main branch imports (a GPU install)"
     )
-    from torchtitan.components.loss import IGNORE_INDEX
-    from torchtitan.models.common.attention import get_document_mask_mod
+    loss = pytest.importorskip("torchtitan.components.loss", reason=why)
+    attention = pytest.importorskip("torchtitan.models.common.attention", reason=why)
 
-    assert IGNORE_INDEX == -100, titan.__version__
+    assert loss.IGNORE_INDEX == -100
+    get_document_mask_mod = attention.get_document_mask_mod
     _, batches = _titan(store)
     input_dict, _ = next(batches)
     positions = input_dict["positions"][0]
