@@ -232,30 +232,9 @@ def _titan(store):
     return namespace["loader"], namespace["batches"]
 
 
-def test_torchtitan_batches_interface(store) -> None:
-    """What torchtitan's Trainer reads (trainer.py, batch_generator/post_dataloading_process)."""
-    loader, batches = _titan(store)
-    input_dict, labels = next(batches)
-    assert set(input_dict) == {"input", "positions"}
-    inputs, positions = input_dict["input"], input_dict["positions"]
-    assert inputs.shape == labels.shape == positions.shape == (4, 32)
-    assert inputs.dtype == labels.dtype == torch.int64
-    # A document starts where positions return to 0: right after each end-of-text.
-    after_eot = torch.zeros_like(inputs, dtype=torch.bool)
-    after_eot[:, 1:] = inputs[:, :-1] == EOT
-    assert after_eot.any() and (positions[after_eot] == 0).all()
-    assert (positions[:, 1:][~after_eot[:, 1:]] == positions[:, :-1][~after_eot[:, 1:]] + 1).all()
-    # Labels are the next tokens, -100 (torchtitan's IGNORE_INDEX) across a document boundary.
-    assert (labels[inputs == EOT] == -100).all() and (labels[inputs != EOT] >= 0).all()
-    # Resume: the stream continues from a saved state.
-    state = loader.state_dict()
-    want = next(batches)[1]
-    loader2, batches2 = _titan(store)
-    loader2.load_state_dict(state)
-    assert torch.equal(next(batches2)[1], want)
-
-
 def test_torchtitan_itself(store) -> None:
+    """Its IGNORE_INDEX and document mask on the adapter's batches (the adapter's interface is
+    checked without torchtitan in tests/formats/test_recipes.py)."""
     why = (
         "torchtitan does not import here: not installed (0.3.0 pins datasets<4.8 and pulls "
         "wandb, tensorboard and opentelemetry, replacing what the other crosschecks run "
@@ -286,33 +265,6 @@ def _nanochat(store):
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
     return namespace["loader"], namespace["train_loader"]
-
-
-def test_nanochat_batches_interface(store) -> None:
-    """What base_train.py reads: x, y, state = next(train_loader); model(x, y)."""
-    loader, train_loader = _nanochat(store)
-    x, y, state = next(train_loader)
-    assert x.shape == y.shape == (4, 32) and x.dtype == y.dtype == torch.int64
-    assert x.is_contiguous() and y.is_contiguous() and y.view(-1).numel() == 4 * 32
-    assert torch.equal(x[:, 1:], y[:, :-1])  # each row cut from T + 1 tokens
-    assert (y >= 0).all()  # documents="concat": nothing to ignore, end-of-text is a target
-    # nanochat's loss as gpt.py computes it, ignore_index=-1, on these batches.
-    logits = torch.zeros(4, 32, 50257)
-    loss = torch.nn.functional.cross_entropy(logits.view(-1, 50257), y.view(-1), ignore_index=-1)
-    assert loss.item() == pytest.approx(np.log(50257), rel=1e-5)
-    # The state saved beside the model resumes the stream at the next batch.
-    want = next(train_loader)[0]
-    loader2, train_loader2 = _nanochat(store)
-    loader2.load_state_dict(state)
-    assert torch.equal(next(train_loader2)[0], want)
-
-
-def test_nanochat_masked_targets_use_its_ignore_index(store) -> None:
-    code = recipe("nanochat", sizes={"seed=0)": 'seed=0, documents="mask")', '"cuda"': '"cpu"'})
-    namespace: dict = {}
-    exec(compile(code.replace("2048", "32"), "README.md", "exec"), namespace)
-    x, y, _ = next(namespace["train_loader"])
-    assert (y[x == EOT] == -1).all() and (y != -100).all()
 
 
 def test_nanochat_itself(store) -> None:
