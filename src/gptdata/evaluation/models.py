@@ -208,9 +208,7 @@ def load_model(
         kind, sep, where = model.partition(":")
         dev = torch.device(device or "cpu")
         if not sep or not where or kind not in ("hf", "py", "unigram", "bigram"):
-            raise ValueError(
-                f"model spec {model!r} is not one of {SPECS}."
-            )
+            raise ValueError(f"model spec {model!r} is not one of {SPECS}.")
         if checkpoint is not None and kind != "py":
             raise ValueError(
                 f"--checkpoint loads weights into a py:FILE.py:NAME model, not {kind}:; "

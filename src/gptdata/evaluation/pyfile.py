@@ -129,9 +129,7 @@ def load_py(
         except RuntimeError as e:
             first = str(e).strip().splitlines()
             detail = " ".join(line.strip() for line in first[:3])[:300]
-            raise ValueError(
-                f"--checkpoint {checkpoint} does not fit {spec}: {detail}"
-            ) from None
+            raise ValueError(f"--checkpoint {checkpoint} does not fit {spec}: {detail}") from None
     if isinstance(obj, torch.nn.Module):
         obj = obj.to(device or torch.device("cpu")).eval()
     return obj

@@ -74,9 +74,7 @@ def describe_nonfinite(values: np.ndarray, what: str = "loss") -> str | None:
         if len(docs):
             shown = ", ".join(str(int(d)) for d in docs[:5]) + (", ..." if len(docs) > 5 else "")
             plural = "s" if len(docs) != 1 else ""
-            parts.append(
-                f"{kind} {what} on {len(docs):,} document{plural} (doc{plural} {shown})"
-            )
+            parts.append(f"{kind} {what} on {len(docs):,} document{plural} (doc{plural} {shown})")
     return ", ".join(parts) or None
 
 

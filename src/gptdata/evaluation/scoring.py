@@ -226,7 +226,9 @@ def _chunk_sizes(data: EvalData, by: By) -> tuple[np.ndarray, np.ndarray]:
     # No per-token byte table: decode each block (bytes at a block's edges may split a character).
     out = np.zeros(count, dtype=np.int64)
     for c in range(count):
-        ids = targets[c * CHUNK_TOKENS : (c + 1) * CHUNK_TOKENS][text[c * CHUNK_TOKENS :][:CHUNK_TOKENS]]
+        ids = targets[c * CHUNK_TOKENS : (c + 1) * CHUNK_TOKENS][
+            text[c * CHUNK_TOKENS :][:CHUNK_TOKENS]
+        ]
         out[c] = len(data.tokenizer.decode([int(t) for t in ids]).encode("utf-8"))
     return tokens, out
 

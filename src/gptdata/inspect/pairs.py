@@ -136,32 +136,22 @@ def model_pairs(scorer: Any, ids: list[int], tokenizer: Tokenizer, *, top: int =
     One forward pass over ``ids[:-1]``: position ``i - 1`` predicts ``ids[i]``. Probabilities
     are the softmax over all the model's logits, as ``evaluate`` scores them: a padded vocabulary
     (nanoGPT's 50,304 for GPT-2's 50,257) keeps its extra IDs, shown as ``<pad 50300>``.
+    ``scorer`` may be a list of scorers: each pair then shows every model, side by side.
     """
-    import torch
+    from .guesses import guess_text, predictions
 
     if len(ids) < 2:
         raise ValueError(f"need at least 2 tokens from --start, got {len(ids)}.")
-    x = torch.tensor([ids[:-1]], dtype=torch.long, device=scorer.device)  # (1, T)
-    y = torch.tensor([ids[1:]], dtype=torch.long, device=scorer.device)  # (1, T)
-    with torch.inference_mode():
-        logits = scorer.logits(x, y)[0].float()  # (T, V); nanoGPT-style models too
-    probs = torch.softmax(logits, dim=-1)  # (T, V)
-    best_p, best = probs.topk(min(top, probs.shape[-1]), dim=-1)  # (T, top)
-
-    def shown(t: int) -> str:  # an ID past the tokenizer's vocabulary is the model's padding
-        return escape(tokenizer.decode([t])) if t < tokenizer.vocab_size else f"<pad {t}>"
-
+    scorers = scorer if isinstance(scorer, list) else [scorer]
+    got = [predictions(s, ids[:-1], ids[1:], top=top) for s in scorers]
     lines = []
     for i in range(1, len(ids)):
         want = ids[i]
-        p = float(probs[i - 1, want])
-        guesses = ", ".join(
-            f"{int(t)} '{shown(int(t))}' {float(q):.3f}"
-            for t, q in zip(best[i - 1], best_p[i - 1], strict=True)
-        )
+        shown = " | ".join(
+            guess_text(tokenizer, float(p[i - 1]), q[i - 1], t[i - 1],
+                       name=s.name if len(scorers) > 1 else "")
+            for s, (p, q, t) in zip(scorers, got, strict=True)
+        )  # fmt: skip
         context = escape(tokenizer.decode(ids[:i]))
-        lines.append(
-            f"{context} ----> '{escape(tokenizer.decode([want]))}' ({want})  p={p:.4f}  "
-            f"top {top}: {guesses}"
-        )
+        lines.append(f"{context} ----> '{escape(tokenizer.decode([want]))}' ({want})  {shown}")
     return lines
