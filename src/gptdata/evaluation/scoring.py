@@ -111,9 +111,10 @@ def _default_by(source: Any) -> By:
 def _whole(name: str, value: Any, minimum: int) -> int:
     """An integer argument, checked at the door: ``True`` is not 1 and 2.5 is not 2."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        fix = int(value) if isinstance(value, float) and value.is_integer() else max(minimum, 1)
         raise ValueError(
             f"{name} must be a whole number >= {minimum}, got {value!r} "
-            f"({type(value).__name__}). Pass e.g. {name}={max(minimum, 1)}."
+            f"({type(value).__name__}). Pass e.g. {name}={fix}."
         )
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}.")
