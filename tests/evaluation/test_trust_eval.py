@@ -134,7 +134,9 @@ def test_one_document_never_gets_a_zero_width_interval_and_chunks_give_one() -> 
     chunks = gptdata.compare([a, b], unit="chunk")
     assert chunks.units == len(a.chunks) >= 4 and chunks.low < chunks.diff < chunks.high
     assert chunks.diff == pytest.approx(one.diff)  # the same corpus difference
-    assert chunks.verdict().startswith("b is better by") and "chunks of 256 tokens" in chunks.verdict()
+    assert (
+        chunks.verdict().startswith("b is better by") and "chunks of 256 tokens" in chunks.verdict()
+    )
     assert int(a.chunks.bytes.sum()) == a.bytes and int(a.chunks.tokens.sum()) == a.tokens
 
 
