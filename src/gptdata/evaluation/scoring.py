@@ -267,6 +267,7 @@ def _score(
     sums = torch.zeros(2 * D + 2 * C + max_length, dtype=torch.float64, device=dev)
     at_doc, at_text, at_chunk, at_ctext, at_pos = 0, D, 2 * D, 2 * D + C, 2 * D + 2 * C
     prefix = torch.tensor(data.prefix, device=dev)
+    pin = dev.type == "cuda"  # a copy from pageable memory may wait for the device
     pos_tok = np.zeros(max_length, dtype=np.int64)  # known from the windows alone: on the host
     top = len(seq) - 1
     meter = _Progress(len(starts), progress)
@@ -284,8 +285,8 @@ def _score(
                 j = np.arange(T)
                 idx = np.minimum(st[:, None] + j, top - 1)  # (B, T); padding reads real tokens
                 # Gather in the store's dtype, widen only the batch: no int64 copy of the split.
-                x = torch.from_numpy(seq[idx].astype(np.int64))  # (B, T)
-                y = torch.from_numpy(seq[idx + 1].astype(np.int64))  # (B, T)
+                x = seq[idx].astype(np.int64)  # (B, T)
+                y = seq[idx + 1].astype(np.int64)  # (B, T)
                 full = bool((sc == T).all())  # every position scored: no selection at all
                 mask_np = None if full else (j >= (ln - sc)[:, None]) & (j < ln[:, None])
                 tpos = (idx + 1).reshape(-1) if mask_np is None else (idx + 1)[mask_np]  # (K,)
@@ -297,15 +298,19 @@ def _score(
                 rows = [docs, (tpos - 1) // CHUNK_TOKENS, ppos]
                 if mask_np is not None:  # flat indices of the scored positions: no bool mask,
                     rows.append(np.flatnonzero(mask_np))  # whose indexing syncs on a GPU
-                where_t = torch.from_numpy(np.stack(rows)).to(dev, non_blocking=True)  # (3|4, K)
-                logp = scorer.log_probs(
-                    x.to(dev, non_blocking=True),
-                    y.to(dev, non_blocking=True),
-                    None if mask_np is None else where_t[3],
-                )  # (K,) float32
+                # One host-to-device copy per batch, from pinned memory on a GPU so it is
+                # asynchronous: [x (B*T) | y (B*T) | rows (3|4, K)].
+                BT = idx.size
+                packed = torch.from_numpy(np.concatenate([x.ravel(), y.ravel(), *rows]))
+                if pin:
+                    packed = packed.pin_memory()
+                packed = packed.to(dev, non_blocking=True)  # (2 * B*T + (3|4) * K,)
+                xd, yd = packed[:BT].view(idx.shape), packed[BT : 2 * BT].view(idx.shape)
+                where_t = packed[2 * BT :].view(len(rows), -1)  # (3|4, K)
+                sel = None if mask_np is None else where_t[3]
+                logp = scorer.log_probs(xd, yd, sel)  # (K,) float32
                 nll = -logp.double()  # (K,)
-                ys = y.to(dev, non_blocking=True).reshape(-1)  # (B*T,)
-                ys = ys if mask_np is None else ys.index_select(0, where_t[3])  # (K,)
+                ys = yd.reshape(-1) if sel is None else yd.reshape(-1).index_select(0, sel)  # (K,)
                 # End-of-text targets count 0 bytes and are left out of the text sum: where(),
                 # not a product, so a probability-0 end-of-text (inf * 0 = NaN) stays out.
                 text = torch.where(ys != prefix, nll, 0.0)  # (K,)
