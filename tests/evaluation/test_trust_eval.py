@@ -248,6 +248,16 @@ def test_evaluate_arguments_are_whole_numbers(kwargs, match) -> None:
         gptdata.evaluate(zeros, "Hello world", progress=False, **kwargs)
 
 
+def test_compare_arguments_are_checked(tmp_path: Path) -> None:
+    src = docs_file(tmp_path)
+    r = gptdata.evaluate(zeros, src, max_length=16, progress=False)
+    for kwargs, match in (({"seed": -1}, "seed must be a whole number >= 0"),
+                          ({"samples": True}, "samples must be a whole number"),
+                          ({"unit": "word"}, "--bootstrap-unit")):  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            gptdata.compare([r, r], **kwargs)
+
+
 @pytest.mark.parametrize("ids", [np.array([15496.0, 995.7]), [15496, 995.5], torch.tensor([1.0])])
 def test_float_token_ids_are_refused_not_truncated(ids) -> None:
     with pytest.raises(ValueError, match="must be integers"):

@@ -109,6 +109,8 @@ class Comparison:
         _same_documents(a, b)
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
             raise ValueError(f"samples must be a whole number >= 1 (--bootstrap), got {samples!r}.")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a whole number >= 0 (--seed), got {seed!r}.")
         if unit not in ("document", "chunk"):
             raise ValueError(f"unit={unit!r} is not 'document' or 'chunk' (--bootstrap-unit).")
         if metric not in _SHORT:
