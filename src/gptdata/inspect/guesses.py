@@ -1,10 +1,10 @@
-"""A model's guesses beside the data: P(desired) and the top predictions, for pairs and windows.
+"""A model's guesses over windows: each target's P(target) and top predictions, per model.
 
-    Document ----> ' number' (1271)  p=0.0213  top 3: 13 '.' 0.061, 11 ',' 0.048, ...
+    window 0 (tokens 0..6):
+      One ----> ' short' (1790)  p=1.01e-05  top 3: 15347 ' passionate' 3.10e-04, ...
 
-Probabilities are the softmax over all the model's logits, as ``evaluate`` scores them; one below
-0.001 is printed in scientific notation (1.4e-05, never 0.0000). Count baselines answer one
-position at a time from their tables, a (V,) row each, never a (T, V) float64 table.
+The per-position numbers are ``pairs.predictions``'s (the softmax over all the model's logits, as
+``evaluate`` scores them); here only the windows, document masks and models side by side.
 """
 
 from __future__ import annotations
@@ -14,59 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..tokenizers import Tokenizer
-from .pairs import MASKED, escape
-
-
-def probability(p: float, digits: int = 4) -> str:
-    """0.25 -> '0.2500'; 1.4e-05 -> '1.40e-05' (never '0.0000'); 0 -> '0'."""
-    if p == 0:
-        return "0"
-    return f"{p:.{digits}f}" if p >= 10 ** -(digits - 1) else f"{p:.2e}"
-
-
-def predictions(
-    scorer: Any, x: list[int], y: list[int], *, top: int = 3
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One forward pass over ``x``: P(y[i]) (T,), the top probabilities (T, top) and IDs (T, top).
-
-    A model with ``next_log_probs(context_id)`` (a count baseline) is asked row by row.
-    """
-    import torch
-
-    row = getattr(scorer.model, "next_log_probs", None)
-    if row is not None:
-        p_y, best_p, best = [], [], []
-        for v, w in zip(x, y, strict=True):
-            probs = torch.exp(row(v))  # (V,) float32, one row at a time
-            q, t = probs.topk(min(top, probs.shape[-1]))  # (top,)
-            p_y.append(float(probs[w]))
-            best_p.append(q.numpy())
-            best.append(t.numpy())
-        return np.array(p_y), np.array(best_p), np.array(best)
-    xt = torch.tensor([x], dtype=torch.long, device=scorer.device)  # (1, T)
-    yt = torch.tensor([y], dtype=torch.long, device=scorer.device)  # (1, T)
-    with torch.inference_mode():
-        logits = scorer.logits(xt, yt)[0].float()  # (T, V); nanoGPT-style models too
-        probs = torch.softmax(logits, dim=-1)  # (T, V)
-        q, t = probs.topk(min(top, probs.shape[-1]), dim=-1)  # (T, top)
-        p_y = probs.gather(-1, yt[0, :, None])[:, 0]  # (T,)
-    return p_y.cpu().double().numpy(), q.cpu().double().numpy(), t.cpu().numpy()
-
-
-def guess_text(
-    tokenizer: Tokenizer, p: float, best_p: np.ndarray, best: np.ndarray, *, name: str = ""
-) -> str:
-    """'p=0.0213  top 3: 13 '.' 0.061, ...', prefixed by the model's name when there are two."""
-
-    def shown(t: int) -> str:  # an ID past the tokenizer's vocabulary is the model's padding
-        return escape(tokenizer.decode([t])) if t < tokenizer.vocab_size else f"<pad {t}>"
-
-    guesses = ", ".join(
-        f"{int(t)} '{shown(int(t))}' {probability(float(q), 3)}"
-        for t, q in zip(best, best_p, strict=True)
-    )
-    head = f"{name}: " if name else ""
-    return f"{head}p={probability(p)}  top {len(best)}: {guesses}"
+from .pairs import MASKED, escape, guess_text, predictions
 
 
 def _segments(x: list[int], eot: int | None, documents: str) -> list[tuple[int, int]]:
