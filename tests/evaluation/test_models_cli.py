@@ -162,6 +162,11 @@ def test_inspect_model_honours_windows_n_and_mask(book, tmp_path: Path, capsys) 
     masked_line = next(line for line in out.splitlines() if "[masked]" in line)
     after = out.splitlines()[out.splitlines().index(masked_line) + 1]
     assert after.startswith("  Another ---->")  # the next document is read on its own
+    assert (
+        main(["inspect", str(src), "--model", spec, "--max-length", "6", "--documents", "mask"])
+        == 0
+    )
+    assert "[masked]" in capsys.readouterr().out  # without --windows: the first window
 
 
 def test_inspect_two_models_side_by_side_and_small_probabilities(book, tmp_path: Path, capsys):

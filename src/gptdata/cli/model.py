@@ -206,11 +206,12 @@ def cmd_inspect(a: argparse.Namespace) -> int:
         stride = a.stride or a.max_length
         for scorer in scorers:
             scorer.check(max_length=a.max_length, tokenizer=loaded.tokenizer)
-        if a.windows:
-            end = a.start + (a.n - 1) * stride + a.max_length + 1
+        if a.windows or a.documents == "mask":  # a mask needs the window view: one, or -n
+            count = a.n if a.windows else 1
+            end = a.start + (count - 1) * stride + a.max_length + 1
             lines = model_windows(
                 scorers, tokens[: min(end, len(tokens))], loaded.tokenizer,
-                max_length=a.max_length, stride=stride, start=a.start, count=a.n,
+                max_length=a.max_length, stride=stride, start=a.start, count=count,
                 documents=a.documents,
             )  # fmt: skip
         else:
