@@ -55,8 +55,7 @@ EPILOGS = {
   gptdata eval store --model hf:checkpoints/base --max-length 1024
   gptdata eval store --model bigram:store --model hf:base --model hf:tuned --plot eval.png
   gptdata eval notes.jsonl --model hf:base --stride 512 --per-document docs.csv --json
-  gptdata eval the-verdict.txt --model py:mymodel.py:make --checkpoint model.pth \
-      --model bigram:store --bootstrap-unit chunk
+  gptdata eval the-verdict.txt --model py:mymodel.py:make --checkpoint model.pth --bootstrap-unit chunk
 """,
 }
 
