@@ -32,11 +32,14 @@ _LAZY = {
     "cu_seqlens": "windows.attention",
     "evaluate": "evaluation.scoring",
     "EvalResult": "evaluation.scoring",
+    "compare": "evaluation.compare",
+    "Comparison": "evaluation.compare",
 }
 
 if TYPE_CHECKING:
     from .book import GPTDatasetV1, create_dataloader_v1
     from .embeddings import GPTEmbedding, RotaryEmbedding
+    from .evaluation.compare import Comparison, compare
     from .evaluation.scoring import EvalResult, evaluate
     from .windows.attention import causal_document_mask, cu_seqlens, flex_document_mask
     from .windows.dataset import SlidingWindowDataset
@@ -52,6 +55,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Comparison",
     "Corpus",
     "EvalResult",
     "FormatError",
@@ -72,6 +76,7 @@ __all__ = [
     "Tokenizer",
     "build_vocab",
     "causal_document_mask",
+    "compare",
     "create_dataloader_v1",
     "create_dataloader",
     "cu_seqlens",

@@ -38,10 +38,13 @@ def add_inspect(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     )
     i.add_argument(
         "--model",
+        action="append",
         default=None,
         metavar="SPEC",
-        help="also show a model's P(desired) and top 3 (hf:DIR, unigram:STORE, bigram:STORE)",
+        help="also show a model's P(desired) and top 3 (hf:DIR, py:FILE.py:NAME, "
+        "unigram:STORE, bigram:STORE); twice: side by side; with --windows, -n windows",
     )
+    add_checkpoint(i)
 
 
 def add_plan(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -89,8 +92,10 @@ def add_eval(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         action="append",
         required=True,
         metavar="SPEC",
-        help="hf:DIR, unigram:STORE or bigram:STORE; repeat to compare models",
+        help="hf:DIR, py:FILE.py:NAME (NAME: a model or a zero-argument function returning "
+        "one), unigram:STORE or bigram:STORE; repeat to compare models",
     )
+    add_checkpoint(ev)
     ev.add_argument("--tokenizer", default=None, help="default: the store's, else gpt2")
     ev.add_argument(
         "--max-length",
@@ -111,11 +116,57 @@ def add_eval(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     ev.add_argument("--json", action="store_true", help="machine-readable results on stdout")
     ev.add_argument("--per-document", default=None, metavar="FILE", help=".csv or .jsonl")
     ev.add_argument("--bootstrap", type=whole(1), default=1000, help="bootstrap samples")
+    ev.add_argument(
+        "--bootstrap-unit",
+        choices=["document", "chunk"],
+        default="document",
+        help="what the bootstrap resamples: documents (default), or chunk: blocks of 256 "
+        "tokens, so one held-out file still gets an interval (advised under 10 documents)",
+    )
     ev.add_argument("--seed", type=whole(0), default=0, help="seed of the bootstrap")
     ev.add_argument(
         "--plot", default=None, metavar="FILE.png", help="loss by position, bpb per document"
     )
     ev.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+
+def add_checkpoint(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="PATH",
+        help="weights for the py: models: a state dict saved with torch.save (or a dict with "
+        "'model_state_dict'), read with torch.load(weights_only=True)",
+    )
+
+
+PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
+def check_output(path: str | None, flag: str, *, plot: bool = False) -> None:
+    """Refuse an output path that cannot be written, before any work (an hour of evaluation
+    lost to a typo in the folder name)."""
+    if path is None:
+        return
+    import os
+
+    out = Path(path)
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; name a file in it, e.g. {out / 'out'}.")
+    if not parent.is_dir():
+        raise ValueError(f"{flag} {path}: no folder {parent}. Create it first (mkdir -p {parent}).")
+    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise ValueError(f"{flag} {path}: not writable. Choose another path.")
+    if plot:
+        if out.suffix.lower() not in PLOT_SUFFIXES:
+            raise ValueError(f"{flag} {path}: the file name must end in one of {PLOT_SUFFIXES}.")
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise RuntimeError(
+                f"{flag} needs matplotlib. Fix: pip install 'gptdata[plot]'"
+            ) from None
 
 
 def add_demo(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -144,14 +195,29 @@ def cmd_inspect(a: argparse.Namespace) -> int:
             f"--start {a.start:,} is beyond the data: split {name!r} of {a.source} has "
             f"{len(tokens):,} tokens, so --start can be at most {max(len(tokens) - 2, 0):,}."
         )
+    if a.checkpoint and not a.model:
+        raise ValueError("--checkpoint loads weights into a --model py:FILE.py:NAME; pass one.")
     if a.model:
         from ..evaluation.models import load_model
+        from ..inspect.guesses import model_windows
         from ..inspect.pairs import model_pairs
 
-        ids = tokens[a.start : a.start + a.max_length + 1]
-        scorer = load_model(a.model)
-        scorer.check(max_length=max(len(ids) - 1, 1), tokenizer=loaded.tokenizer)
-        print("\n".join(model_pairs(scorer, [int(t) for t in ids], loaded.tokenizer)))
+        scorers = [load_model(spec, checkpoint=_checkpoint_for(spec, a)) for spec in a.model]
+        stride = a.stride or a.max_length
+        for scorer in scorers:
+            scorer.check(max_length=a.max_length, tokenizer=loaded.tokenizer)
+        if a.windows or a.documents == "mask":  # a mask needs the window view: one, or -n
+            count = a.n if a.windows else 1
+            end = a.start + (count - 1) * stride + a.max_length + 1
+            lines = model_windows(
+                scorers, tokens[: min(end, len(tokens))], loaded.tokenizer,
+                max_length=a.max_length, stride=stride, start=a.start, count=count,
+                documents=a.documents,
+            )  # fmt: skip
+        else:
+            ids = [int(t) for t in tokens[a.start : a.start + a.max_length + 1]]
+            lines = model_pairs(scorers, ids, loaded.tokenizer)
+        print("\n".join(lines))
         return 0
     if a.windows:
         end = a.start + (a.n - 1) * (a.stride or a.max_length) + a.max_length + 1
@@ -173,10 +239,26 @@ def cmd_inspect(a: argparse.Namespace) -> int:
     return 0
 
 
+def _checkpoint_for(spec: str, a: argparse.Namespace) -> str | None:
+    """--checkpoint goes to the py: models (one py: model, or the one it names first)."""
+    if not a.checkpoint:
+        return None
+    pys = [m for m in a.model if m.startswith("py:")]
+    if not pys:
+        raise ValueError("--checkpoint loads weights into a --model py:FILE.py:NAME; pass one.")
+    if len(pys) > 1:
+        raise ValueError(
+            "--checkpoint with two py: models is ambiguous: evaluate them one checkpoint at a "
+            "time, or write each checkpoint's loading into its own NAME function."
+        )
+    return a.checkpoint if spec.startswith("py:") else None
+
+
 def cmd_plan(a: argparse.Namespace) -> int:
     from ..inspect.plan import plan_report, plot, source_splits
     from ..tokenizers import get_tokenizer
 
+    check_output(a.plot, "--plot", plot=True)
     loaded = source_splits(
         Path(a.source),  # a path: the CLI never takes raw text here (tokenize does)
         tokenizer=get_tokenizer(a.tokenizer, backend=a.backend),
@@ -209,8 +291,12 @@ def cmd_eval(a: argparse.Namespace) -> int:
     from ..evaluation.models import load_model
     from ..evaluation.scoring import evaluate
 
+    check_output(a.per_document, "--per-document")
+    check_output(a.plot, "--plot", plot=True)
     data = load_eval_data(Path(a.source), tokenizer=a.tokenizer, split=a.split)
-    scorers = [load_model(spec, device=a.device) for spec in a.model]
+    scorers = [
+        load_model(spec, device=a.device, checkpoint=_checkpoint_for(spec, a)) for spec in a.model
+    ]
     max_length = a.max_length
     if max_length is None:
         known = [s.max_positions for s in scorers if s.max_positions]
@@ -232,7 +318,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
                 progress=not a.quiet,
             )
         )
-    print(report(results, samples=a.bootstrap, seed=a.seed, as_json=a.json))
+    print(report(results, samples=a.bootstrap, seed=a.seed, as_json=a.json, unit=a.bootstrap_unit))
     if a.per_document:
         write_per_document(results, a.per_document)
         print(f"wrote {a.per_document}", file=sys.stderr)

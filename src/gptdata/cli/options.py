@@ -31,6 +31,7 @@ EPILOGS = {
   gptdata inspect store --max-length 8 --windows --stride 4 -n 3
   gptdata inspect docs.jsonl --text-field content --max-length 8
   gptdata inspect store --max-length 8 --windows --documents mask
+  gptdata inspect val.txt --model py:mymodel.py:make --checkpoint model.pth --model bigram:store
 """,
     "plan": """examples:
   gptdata plan store --max-length 256 --stride 128 --batch-size 8
@@ -54,6 +55,7 @@ EPILOGS = {
   gptdata eval store --model hf:checkpoints/base --max-length 1024
   gptdata eval store --model bigram:store --model hf:base --model hf:tuned --plot eval.png
   gptdata eval notes.jsonl --model hf:base --stride 512 --per-document docs.csv --json
+  gptdata eval the-verdict.txt --model py:mymodel.py:make --checkpoint model.pth --bootstrap-unit chunk
 """,
 }
 
