@@ -41,8 +41,8 @@ LAYERS: list[tuple[str, set[str]]] = [
             "evaldata",
         },
     ),
-    ("windows", {"windows", "attention", "documents", "masks"}),
-    ("loader", {"loader", "loaderstate"}),
+    ("windows", {"windows", "attention", "documents", "masks", "blending"}),
+    ("loader", {"loader", "loaderstate", "mixture"}),
     (
         "model side",
         {"embeddings", "eval", "evaluate", "evaluation", "book"}

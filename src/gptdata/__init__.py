@@ -31,6 +31,7 @@ _LAZY = {
     "SlidingWindowDataset": "windows",
     "create_dataloader": "loader",
     "GPTDataLoader": "loader",
+    "Mixture": "mixture",
     "GPTEmbedding": "embeddings",
     "RotaryEmbedding": "embeddings",
     "GPTDatasetV1": "book",
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from .embeddings import GPTEmbedding, RotaryEmbedding
     from .evaluation import EvalResult, evaluate
     from .loader import GPTDataLoader, create_dataloader
+    from .mixture import Mixture
     from .windows import SlidingWindowDataset
 
 
@@ -69,6 +71,7 @@ __all__ = [
     "GPTEmbedding",
     "HFTokenizer",
     "InputError",
+    "Mixture",
     "RotaryEmbedding",
     "SimpleTokenizer",
     "SimpleTokenizerV1",

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 
 from .documents import Batch, BatchFormat, Documents, pin
 from .loaderstate import STATE_VERSION, check_state, epoch_seed, is_int
+from .mixture import Mixture
 from .tokenizers import Tokenizer
 from .windows import SlidingWindowDataset
 
@@ -61,10 +62,12 @@ class _BatchSampler:
 class _Rows:
     """What a worker fetches: window indices -> one (n, max_length + 1) int64 block of rows."""
 
-    def __init__(self, dataset: SlidingWindowDataset) -> None:
+    def __init__(self, dataset: SlidingWindowDataset | Mixture) -> None:
         self.dataset = dataset
 
     def __getitem__(self, indices: np.ndarray) -> torch.Tensor:
+        if isinstance(self.dataset, Mixture):
+            return torch.from_numpy(self.dataset.rows(indices))  # (n, L + 1)
         rows = self.dataset.tokens.gather(
             indices * self.dataset.stride, self.dataset.max_length + 1
         )
@@ -94,7 +97,7 @@ class GPTDataLoader:
 
     def __init__(
         self,
-        dataset: SlidingWindowDataset,
+        dataset: SlidingWindowDataset | Mixture,
         *,
         batch_size: int = 4,
         shuffle: bool = True,
@@ -109,11 +112,17 @@ class GPTDataLoader:
         batch_format: BatchFormat | None = None,
         eot_id: int | None = None,
     ) -> None:
-        if not (hasattr(dataset, "tokens") and hasattr(dataset, "max_length")):
+        mixture = isinstance(dataset, Mixture)
+        if not mixture and not (hasattr(dataset, "tokens") and hasattr(dataset, "max_length")):
             raise TypeError(
                 f"GPTDataLoader takes a SlidingWindowDataset, got {type(dataset).__name__}. For "
                 "a Path, store, split, IDs or text use create_dataloader(source, max_length=..., "
                 "stride=...)."
+            )
+        if mixture and (documents is not None or batch_format is not None or eot_id is not None):
+            raise ValueError(
+                "documents, batch_format and eot_id of a Mixture are set when it is built: "
+                "Mixture([...], documents=..., batch_format=...)."
             )
         if documents is not None or batch_format is not None or eot_id is not None:
             dataset = dataset.with_format(
@@ -147,6 +156,13 @@ class GPTDataLoader:
             )
         if world_size > 1 and seed is None:
             seed = 0  # every rank must draw the same order
+        if isinstance(dataset, Mixture):
+            # A mixture's order is Megatron's; seed and shuffle act inside each source.
+            if seed is not None or not shuffle:
+                dataset = dataset.with_order(
+                    seed=dataset.seed if seed is None else seed, shuffle=shuffle
+                )
+            seed = dataset.seed
         self.dataset, self.batch_size, self.shuffle = dataset, batch_size, shuffle
         self.drop_last, self.num_workers, self.seed = drop_last, num_workers, seed
         self.rank, self.world_size, self.pin_memory = rank, world_size, pin_memory
@@ -166,9 +182,14 @@ class GPTDataLoader:
         )
         if self.n_batches == 0:
             where = f" per rank (world_size={world_size})" if world_size > 1 else ""
+            what = (
+                repr(dataset)
+                if isinstance(dataset, Mixture)
+                else f"{len(dataset.tokens):,} tokens"
+            )
             raise ValueError(
                 f"batch_size={batch_size} with drop_last={drop_last} gives 0 batches: there are "
-                f"{self.per_rank:,} windows{where} ({len(dataset.tokens):,} tokens, "
+                f"{self.per_rank:,} windows{where} ({what}, "
                 f"max_length={dataset.max_length}, stride={dataset.stride}). Lower batch_size, "
                 "max_length or stride, add text, or pass drop_last=False."
             )
@@ -188,7 +209,11 @@ class GPTDataLoader:
 
     def _epoch_order(self) -> np.ndarray:
         n = len(self.dataset)
-        if not self.shuffle:
+        if isinstance(self.dataset, Mixture):
+            # Epoch e is mixture samples e*n .. e*n + n - 1: later epochs go on down the
+            # blending stream, so forever() extends the mixture and sources keep their epochs.
+            order = torch.arange(self.epoch * n, (self.epoch + 1) * n)
+        elif not self.shuffle:
             order = torch.arange(n)
         else:
             if self.seed is None:
@@ -285,8 +310,12 @@ class GPTDataLoader:
             # DataLoader's iterator draws, so the global RNG stream matches the classic loader.
             torch.empty((), dtype=torch.int64).random_()
             stride = self.dataset.stride
+            mixture = self.dataset if isinstance(self.dataset, Mixture) else None
             for indices in _BatchSampler(self, skip):
-                batch = self.dataset.batch_at(indices * stride)
+                if mixture is not None:
+                    batch = mixture.get_batch(indices)
+                else:
+                    batch = self.dataset.batch_at(indices * stride)
                 if self.pin_memory:
                     batch = pin(batch)
                 if self._owner is token:
@@ -315,8 +344,20 @@ class GPTDataLoader:
                 yield rows[:, :-1], rows[:, 1:]  # (B, L), (B, L)
 
     # The protocol torchdata's StatefulDataLoader calls.
+    def _data_id(self) -> str:
+        if isinstance(self.dataset, Mixture):
+            return self.dataset.fingerprint
+        return self.dataset.tokens.fingerprint
+
     def _settings(self) -> dict[str, Any]:
-        return {
+        extra: dict[str, Any] = {}
+        if isinstance(self.dataset, Mixture):
+            extra = {
+                "weights": self.dataset.weights.tolist(),
+                "sources": self.dataset.sources(),
+                "size": self.dataset.size,
+            }
+        return extra | {
             "max_length": self.dataset.max_length,
             "stride": self.dataset.stride,
             "batch_size": self.batch_size,
@@ -351,7 +392,7 @@ class GPTDataLoader:
             "epoch": self.epoch,
             "batches_done": self._batches_done,
             "perm_seed": self._perm_seed,
-            "data": self.dataset.tokens.fingerprint,
+            "data": self._data_id(),
             "settings": self._settings(),
         }
 
@@ -360,14 +401,23 @@ class GPTDataLoader:
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
             raise ValueError(f"not a gptdata loader state (version {STATE_VERSION} expected).")
         check_state(state, self.n_batches, ranges=False)
-        if state["data"] != self.dataset.tokens.fingerprint:
+        mine = self._settings()
+        if isinstance(self.dataset, Mixture):
+            # Name the difference (weights, a source) before the opaque fingerprint.
+            for key in ("weights", "sources", "size"):
+                if key in state["settings"] and state["settings"][key] != mine[key]:
+                    raise ValueError(
+                        f"this loader state was saved over another mixture ({key}: saved "
+                        f"{state['settings'][key]!r}, now {mine[key]!r}). Build the same "
+                        "Mixture to resume."
+                    )
+        if state["data"] != self._data_id():
             raise ValueError(
                 "this loader state was saved over other token data (fingerprint "
                 f"{state['data'][:19]}..., this loader has "
-                f"{self.dataset.tokens.fingerprint[:19]}...). Load it into a loader "
+                f"{self._data_id()[:19]}...). Load it into a loader "
                 "over the same store split or tokens."
             )
-        mine = self._settings()
         diff = {k: (v, mine.get(k)) for k, v in state["settings"].items() if mine.get(k) != v}
         if diff:
             shown = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in diff.items())
@@ -403,13 +453,26 @@ def create_dataloader(
 ) -> GPTDataLoader:
     """Sliding-window batches from a Path (file, folder or store), store, split, IDs or text.
 
-    ``source`` is anything ``SlidingWindowDataset`` takes; ``split`` picks a store's split.
+    ``source`` is anything ``SlidingWindowDataset`` takes; ``split`` picks a store's split; or
+    a ``Mixture`` (its own max_length, stride and format; the others here are ignored).
 
     "In the heart of the city ...", batch_size=8, max_length=4, stride=4
         -> (inputs, targets), each (8, 4) int64, targets = inputs shifted by one token.
     documents="mask", batch_format="dict" -> {"input_ids", "targets", "position_ids",
         "doc_ids"}, each (8, 4), targets -100 after each end-of-text (see gptdata.documents).
     """
+    if isinstance(source, Mixture):
+        return GPTDataLoader(
+            source,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            num_workers=num_workers,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            pin_memory=pin_memory,
+        )
     dataset = SlidingWindowDataset(
         source,
         max_length=max_length,
