@@ -45,7 +45,7 @@ def check_weights(weights: Sequence[float]) -> np.ndarray:
         raise ValueError("a mixture needs at least one (weight, source) pair.")
     if len(w) > 255:
         raise ValueError(f"a mixture takes at most 255 sources, got {len(w)}.")
-    for i, x in enumerate(w):
+    for i, x in enumerate(w.tolist()):
         if not math.isfinite(x) or x < 0:
             raise ValueError(
                 f"weight {i} is {x!r}: weights must be finite and >= 0. Fix that weight."

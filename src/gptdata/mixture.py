@@ -195,7 +195,7 @@ def report(mixture: Mixture, *, samples: int | None = None) -> list[dict[str, An
         epochs = float(drawn[i]) / float(mixture.windows[i])
         rows.append(
             {
-                "source": ds.corpus.description,
+                "source": f"source {i} ({ds.corpus.description})",
                 "share": float(mixture.weights[i]),
                 "windows": int(mixture.windows[i]),
                 "samples": int(drawn[i]),
