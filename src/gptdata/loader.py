@@ -45,15 +45,17 @@ class _BatchSampler:
     Each item is an int64 array of up to ``per_item * batch_size`` window indices, batch-aligned.
     """
 
-    def __init__(self, loader: GPTDataLoader, skip: int, per_item: int = 1) -> None:
-        self.loader, self.skip, self.per_item = loader, skip, per_item
+    def __init__(
+        self, loader: GPTDataLoader, skip: int, per_item: int = 1, *, side: bool = False
+    ) -> None:
+        self.loader, self.skip, self.per_item, self.side = loader, skip, per_item, side
 
     def __len__(self) -> int:
         return math.ceil((len(self.loader) - self.skip) / self.per_item)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         # A generator, so the permutation is drawn at the first batch, as RandomSampler does.
-        order = self.loader._epoch_order()
+        order = self.loader._side_order() if self.side else self.loader._epoch_order()
         bs, end = self.loader.batch_size, len(self.loader)
         for b in range(self.skip, end, self.per_item):
             yield order[b * bs : min(b + self.per_item, end) * bs]
@@ -74,9 +76,29 @@ class _Rows:
         return torch.from_numpy(rows.astype(np.int64, copy=False))  # (n, L + 1)
 
 
+def _split(rows: np.ndarray) -> Batch:
+    """(B, L + 1) rows -> inputs, targets: each its own contiguous int64 tensor, as torch.stack
+    gives (views of one buffer break ``targets.view(-1)``). astype copies into C order, so this
+    is one pass over the rows per tensor."""
+    x = torch.from_numpy(rows[:, :-1].astype(np.int64))  # (B, L)
+    y = torch.from_numpy(rows[:, 1:].astype(np.int64))  # (B, L)
+    return x, y
+
+
 # Worker results cross processes through shared memory, at a fixed cost per transfer (~0.8 ms
 # here); sending ~1 MiB of rows at a time instead of one small batch made 2 workers 10x faster.
 WORKER_TRANSFER_BYTES = 1 << 20
+
+
+def _batches(n: int, batch_size: int, world_size: int, drop_last: bool) -> tuple[int, int]:
+    """(windows per rank, batches per rank and epoch) for ``n`` windows."""
+    per_rank = n // world_size if drop_last else math.ceil(n / world_size)
+    return per_rank, per_rank // batch_size if drop_last else math.ceil(per_rank / batch_size)
+
+
+# What may change between save and resume: the global order is shared by all ranks, so a state
+# is a position in it (samples_done), whatever the ranks and batch split that consumed it.
+ELASTIC = ("rank", "world_size", "batch_size")
 
 
 class GPTDataLoader:
@@ -145,8 +167,14 @@ class GPTDataLoader:
                 continue
             if not is_int(value) or value < low:
                 raise ValueError(f"{name}={value!r} must be an integer >= {low}.")
-        if seed is not None and not is_int(seed):
-            raise ValueError(f"seed={seed!r} must be an integer or None.")
+        if seed is not None and (not is_int(seed) or seed < 0):
+            raise ValueError(f"seed={seed!r} must be an integer >= 0 or None.")
+        if rank is None and world_size is not None and world_size > 1:
+            raise ValueError(
+                f"world_size={world_size} needs rank: torch.distributed is not initialized, so "
+                "this process cannot know which rank it is. Pass rank=..., or call "
+                "torch.distributed.init_process_group first."
+            )
         rank, world_size = int(rank or 0), int(world_size or 1)
         batch_size, num_workers = int(batch_size), int(num_workers)
         seed = None if seed is None else int(seed)
@@ -175,11 +203,7 @@ class GPTDataLoader:
                 stacklevel=2,
             )
             self.pin_memory = False
-        n = len(dataset)
-        self.per_rank = n // world_size if drop_last else math.ceil(n / world_size)
-        self.n_batches = (
-            self.per_rank // batch_size if drop_last else math.ceil(self.per_rank / batch_size)
-        )
+        self.per_rank, self.n_batches = _batches(len(dataset), batch_size, world_size, drop_last)
         if self.n_batches == 0:
             where = f" per rank (world_size={world_size})" if world_size > 1 else ""
             what = (
@@ -198,7 +222,6 @@ class GPTDataLoader:
         self._perm_seed: int | None = None  # seed=None: what the global RNG gave this epoch
         self._skip = 0
         self._owner: object | None = None  # the live iterator whose pass state_dict() follows
-        self._warned: object | None = None  # the abandoned pass last warned about
 
     def __len__(self) -> int:
         return self.n_batches
@@ -234,6 +257,17 @@ class GPTDataLoader:
             order_np = order_np[:total][self.rank :: self.world_size]
         return order_np
 
+    def _side_order(self) -> np.ndarray:
+        """A side pass's order: its own draw as a new torch DataLoader iterator makes (seed=None),
+        else the current epoch's order from its start. Touches no state of the training pass."""
+        saved = self._perm_seed
+        if self.shuffle and self.seed is None and not isinstance(self.dataset, Mixture):
+            self._perm_seed = None  # _epoch_order draws a fresh one from the global generator
+        try:
+            return self._epoch_order()
+        finally:
+            self._perm_seed = saved
+
     def __iter__(self) -> Iterator[Batch]:
         """One pass: the rest of the current epoch, or the next epoch when it was finished."""
         return self._iterate(forever=False)
@@ -253,43 +287,25 @@ class GPTDataLoader:
         return self._iterate(forever=True)
 
     def _iterate(self, *, forever: bool) -> Iterator[Batch]:
-        token = object()  # identifies this iterator; its batches count only while it owns state
+        token = object()  # identifies this iterator; only the oldest live one moves the state
+        if self._owner is not None:
+            # A side pass (the book's chapter-5 loop evaluates on the training loader): its own
+            # order, as a second torch DataLoader iterator; no warning, no state moved.
+            while True:
+                yield from self._pass(token, side=True)
+                if not forever:
+                    return
         try:
             while True:
                 self._begin_pass(token, chain=forever)
                 yield from self._pass(token)
                 if not forever:
                     return
-                if self._owner is not token:  # another pass took the state over meanwhile
-                    raise RuntimeError(
-                        "this loader.forever() stream was abandoned when another pass over the "
-                        "loader started; its position is lost. Use one stream for training and "
-                        "a second loader for evaluation."
-                    )
         finally:
             if self._owner is token:
                 self._owner = None
 
     def _begin_pass(self, token: object, *, chain: bool) -> None:
-        if (
-            self._owner is not None
-            and self._owner is not token
-            and self._skip == 0
-            and 0 < self._batches_done < self.n_batches
-            and self._warned is not self._owner
-        ):
-            # Once per abandoned pass: a pass loses the state once, so the book's chapter-5 loop
-            # (evaluation on the training loader inside each epoch) warns once per epoch, not
-            # at every evaluation; a later epoch's abandoned pass warns again.
-            self._warned = self._owner
-            warnings.warn(
-                f"a new pass over this loader started while another is unfinished (epoch "
-                f"{self.epoch}, batch {self._batches_done} of {self.n_batches}): that pass is "
-                "abandoned, and state_dict() now follows the new one. To evaluate inside a "
-                "training loop, iterate a second loader over the evaluation data "
-                "(eval_loader = create_dataloader(...)), not the training loader.",
-                stacklevel=3,  # the line that started the new pass
-            )
         chained = None
         if self._batches_done >= self.n_batches:  # the last epoch was finished
             prev = self._perm_seed
@@ -302,8 +318,8 @@ class GPTDataLoader:
         self._batches_done = skip
         self._owner = token
 
-    def _pass(self, token: object) -> Iterator[Batch]:
-        skip = self._batches_done
+    def _pass(self, token: object, *, side: bool = False) -> Iterator[Batch]:
+        skip = 0 if side else self._batches_done
         if self.num_workers == 0:
             # In-process: gather straight from the sampler's indices; DataLoader's per-batch
             # machinery cost 3-4x the gather itself (bench/loader.py). Draw the base seed that
@@ -311,9 +327,14 @@ class GPTDataLoader:
             torch.empty((), dtype=torch.int64).random_()
             stride = self.dataset.stride
             mixture = self.dataset if isinstance(self.dataset, Mixture) else None
-            for indices in _BatchSampler(self, skip):
+            plain, tokens, width = self.dataset.format.plain, None, self.dataset.max_length + 1
+            if mixture is None and plain:
+                tokens = self.dataset.tokens
+            for indices in _BatchSampler(self, skip, side=side):
                 if mixture is not None:
                     batch = mixture.get_batch(indices)
+                elif tokens is not None:
+                    batch = _split(tokens.gather(indices * stride, width))  # (B, L) x2
                 else:
                     batch = self.dataset.batch_at(indices * stride)
                 if self.pin_memory:
@@ -327,7 +348,7 @@ class GPTDataLoader:
         loader = DataLoader(
             _Rows(self.dataset),
             batch_size=None,
-            sampler=_BatchSampler(self, skip, per_item),
+            sampler=_BatchSampler(self, skip, per_item, side=side),
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             multiprocessing_context=self.multiprocessing_context,
@@ -341,7 +362,7 @@ class GPTDataLoader:
                 if fmt is not None:  # documents="mask" or another batch_format
                     yield pin(fmt(rows)) if self.pin_memory else fmt(rows)
                     continue
-                yield rows[:, :-1], rows[:, 1:]  # (B, L), (B, L)
+                yield rows[:, :-1].contiguous(), rows[:, 1:].contiguous()  # (B, L), (B, L)
 
     # The protocol torchdata's StatefulDataLoader calls.
     def _data_id(self) -> str:
@@ -376,10 +397,10 @@ class GPTDataLoader:
 
         * a pass that runs to its end leaves ``batches_done == len(loader)``; the next pass
           (``for``, ``iter`` or ``forever()``) starts epoch ``epoch + 1``;
-        * starting a new pass while a live iterator's pass is unfinished abandons that pass
-          (with a warning naming it): the state follows the new pass, which restarts the epoch;
-          the old iterator still yields its batches but no longer moves the state. Evaluate
-          with a second loader, never by iterating the training loader mid-pass;
+        * a pass started while another is live is a side pass (the book's chapter-5 loop
+          evaluates on the training loader): it yields its own order, as a second torch
+          DataLoader iterator would, and neither warns nor moves the state, which follows the
+          oldest live pass;
         * ``forever()`` is one stream across epochs: its state resumes it exactly, mid-epoch or
           at an epoch's end.
 
@@ -391,25 +412,45 @@ class GPTDataLoader:
             "version": STATE_VERSION,
             "epoch": self.epoch,
             "batches_done": self._batches_done,
+            # Position in the epoch's global order: every rank's batches so far (elastic resume).
+            "samples_done": self._batches_done * self.batch_size * self.world_size,
             "perm_seed": self._perm_seed,
             "data": self._data_id(),
             "settings": self._settings(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from ``state``: the next iteration yields the batches not yet handed out."""
-        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+        """Continue from ``state``: the next iteration yields the batches not yet handed out.
+
+        Elastic: ``rank``, ``world_size`` and ``batch_size`` may differ from the saved ones. With
+        the same global batch (``batch_size * world_size``) the stream resumes at the same global
+        sample; with another, at the next global-batch boundary (a warning says which samples
+        are skipped). Every other setting must match.
+        """
+        if (
+            not isinstance(state, dict)
+            or not is_int(state.get("version"))
+            or state["version"] != STATE_VERSION
+        ):
             raise ValueError(f"not a gptdata loader state (version {STATE_VERSION} expected).")
         check_state(state, self.n_batches, ranges=False)
-        mine = self._settings()
+        saved, mine = state["settings"], self._settings()
+        missing = [k for k in mine if k not in saved]
+        if missing:
+            raise ValueError(
+                f"this loader state lacks the settings {missing}: it is not what state_dict() "
+                "returned. Pass the saved state unchanged."
+            )
+        for key in ELASTIC:
+            if not is_int(saved[key]) or saved[key] < (0 if key == "rank" else 1):
+                raise ValueError(f"loader state {key}={saved[key]!r} is not a valid {key}.")
         if isinstance(self.dataset, Mixture):
             # Name the difference (weights, a source) before the opaque fingerprint.
             for key in ("weights", "sources", "size"):
-                if key in state["settings"] and state["settings"][key] != mine[key]:
+                if saved[key] != mine[key]:
                     raise ValueError(
                         f"this loader state was saved over another mixture ({key}: saved "
-                        f"{state['settings'][key]!r}, now {mine[key]!r}). Build the same "
-                        "Mixture to resume."
+                        f"{saved[key]!r}, now {mine[key]!r}). Build the same Mixture to resume."
                     )
         if state["data"] != self._data_id():
             raise ValueError(
@@ -418,16 +459,34 @@ class GPTDataLoader:
                 f"{self._data_id()[:19]}...). Load it into a loader "
                 "over the same store split or tokens."
             )
-        diff = {k: (v, mine.get(k)) for k, v in state["settings"].items() if mine.get(k) != v}
+        diff = {k: (saved[k], v) for k, v in mine.items() if k not in ELASTIC and saved[k] != v}
         if diff:
             shown = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in diff.items())
             raise ValueError(
                 f"this loader state was saved with other settings ({shown}). "
                 "Create the loader with the saved settings."
             )
-        check_state(state, self.n_batches, ranges=True)
+        was = (int(saved["batch_size"]), int(saved["world_size"]))
+        _, saved_batches = _batches(len(self.dataset), *was, self.drop_last)
+        check_state(state, saved_batches, ranges=True)
+        done = int(state["batches_done"])
+        if done >= saved_batches:
+            batches = self.n_batches  # the epoch was finished: the next pass starts the next
+        else:
+            samples = done * was[0] * was[1]  # global samples of this epoch handed out
+            step = self.batch_size * self.world_size
+            batches = min(-(-samples // step), self.n_batches)
+            if batches * step != samples:
+                warnings.warn(
+                    f"the global batch changed from {was[0] * was[1]} ({was[0]} x "
+                    f"{was[1]} ranks) to {step}: resuming at global sample {batches * step:,} "
+                    f"of epoch {state['epoch']}, the next global-batch boundary after "
+                    f"{samples:,}, so {batches * step - samples:,} samples are skipped. Keep "
+                    "batch_size * world_size to resume at the same sample.",
+                    stacklevel=2,
+                )
         self.epoch = int(state["epoch"])
-        self._batches_done = self._skip = int(state["batches_done"])
+        self._batches_done = self._skip = batches
         self._perm_seed = state["perm_seed"]
         self._owner = None  # iterators from before the load no longer move the state
 
