@@ -182,8 +182,6 @@ class GPTDataLoader:
             raise ValueError(
                 f"rank={rank} must be in 0..{world_size - 1} for world_size={world_size}."
             )
-        if world_size > 1 and seed is None:
-            seed = 0  # every rank must draw the same order
         if isinstance(dataset, Mixture):
             # A mixture's order is Megatron's; seed and shuffle act inside each source.
             if seed is not None or not shuffle:
@@ -191,6 +189,8 @@ class GPTDataLoader:
                     seed=dataset.seed if seed is None else seed, shuffle=shuffle
                 )
             seed = dataset.seed
+        if world_size > 1 and seed is None:
+            seed = 0  # every rank must draw the same order
         self.dataset, self.batch_size, self.shuffle = dataset, batch_size, shuffle
         self.drop_last, self.num_workers, self.seed = drop_last, num_workers, seed
         self.rank, self.world_size, self.pin_memory = rank, world_size, pin_memory
