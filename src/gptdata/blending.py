@@ -198,6 +198,10 @@ class BlendingIndex:
             raise IndexError(f"mixture sample {int(samples.min())} is negative.")
         block, offset = np.divmod(samples, self.block_size)
         self._build_until(int(block.max()))
+        first = int(block.min())
+        if first == int(block.max()):  # the common case: all in one block
+            d = self._sources[first][offset].astype(np.int64)
+            return d, self._checkpoints[first][d] + self._ranks[first][offset]
         d = np.empty(samples.shape, dtype=np.int64)
         j = np.empty(samples.shape, dtype=np.int64)
         # A batch touches one or two blocks: loop over those, never over all built blocks.

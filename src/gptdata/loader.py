@@ -326,14 +326,14 @@ class GPTDataLoader:
             # DataLoader's iterator draws, so the global RNG stream matches the classic loader.
             torch.empty((), dtype=torch.int64).random_()
             stride = self.dataset.stride
-            mixture = self.dataset if isinstance(self.dataset, Mixture) else None
+            if isinstance(self.dataset, Mixture):
+                yield from self._mixture_pass(token, skip, side)
+                return
             plain, tokens, width = self.dataset.format.plain, None, self.dataset.max_length + 1
-            if mixture is None and plain:
+            if plain:
                 tokens = self.dataset.tokens
             for indices in _BatchSampler(self, skip, side=side):
-                if mixture is not None:
-                    batch = mixture.get_batch(indices)
-                elif tokens is not None:
+                if tokens is not None:
                     batch = _split(tokens.gather(indices * stride, width))  # (B, L) x2
                 else:
                     batch = self.dataset.batch_at(indices * stride)
@@ -363,6 +363,26 @@ class GPTDataLoader:
                     yield pin(fmt(rows)) if self.pin_memory else fmt(rows)
                     continue
                 yield rows[:, :-1].contiguous(), rows[:, 1:].contiguous()  # (B, L), (B, L)
+
+    def _mixture_pass(self, token: object, skip: int, side: bool) -> Iterator[Batch]:
+        """In-process batches of a Mixture: rows of ~1 MiB of batches are located and gathered
+        at once, then cut; per batch, the lookups cost 10x the gather (bench/mixture.py)."""
+        mixture: Mixture = self.dataset  # type: ignore[assignment]
+        bs, row_bytes = self.batch_size, (mixture.max_length + 1) * 8
+        per_item = max(1, WORKER_TRANSFER_BYTES // (bs * row_bytes))
+        fmt = None if mixture.format.plain else mixture.format
+        for indices in _BatchSampler(self, skip, per_item, side=side):
+            block = mixture.rows(indices)  # (up to per_item * B, L + 1) int64
+            for start in range(0, len(block), bs):
+                rows = block[start : start + bs]  # (B, L + 1)
+                if self._owner is token and not side:
+                    self._batches_done += 1
+                if fmt is not None:
+                    yield pin(fmt(rows)) if self.pin_memory else fmt(rows)
+                    continue
+                x = torch.from_numpy(np.ascontiguousarray(rows[:, :-1]))  # (B, L)
+                y = torch.from_numpy(np.ascontiguousarray(rows[:, 1:]))  # (B, L)
+                yield (pin((x, y)) if self.pin_memory else (x, y))
 
     # The protocol torchdata's StatefulDataLoader calls.
     def _data_id(self) -> str:
