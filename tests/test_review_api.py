@@ -6,7 +6,6 @@ Each test states what a user porting tiktoken / torch / book code expects and fa
 from __future__ import annotations
 
 import re
-import warnings
 from pathlib import Path
 
 import pytest

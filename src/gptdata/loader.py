@@ -207,9 +207,7 @@ class GPTDataLoader:
         if self.n_batches == 0:
             where = f" per rank (world_size={world_size})" if world_size > 1 else ""
             what = (
-                repr(dataset)
-                if isinstance(dataset, Mixture)
-                else f"{len(dataset.tokens):,} tokens"
+                repr(dataset) if isinstance(dataset, Mixture) else f"{len(dataset.tokens):,} tokens"
             )
             raise ValueError(
                 f"batch_size={batch_size} with drop_last={drop_last} gives 0 batches: there are "
