@@ -26,7 +26,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from .documents import Batch, BatchFormat, Documents, pin
-from .loaderstate import STATE_VERSION, check_state, epoch_seed, is_int
+from .loaderstate import (
+    STATE_VERSION,
+    batches_per_rank,
+    check_settings,
+    check_state,
+    epoch_seed,
+    is_int,
+    resume_batches,
+)
 from .mixture import Mixture
 from .tokenizers import Tokenizer
 from .windows import SlidingWindowDataset
@@ -88,17 +96,6 @@ def _split(rows: np.ndarray) -> Batch:
 # Worker results cross processes through shared memory, at a fixed cost per transfer (~0.8 ms
 # here); sending ~1 MiB of rows at a time instead of one small batch made 2 workers 10x faster.
 WORKER_TRANSFER_BYTES = 1 << 20
-
-
-def _batches(n: int, batch_size: int, world_size: int, drop_last: bool) -> tuple[int, int]:
-    """(windows per rank, batches per rank and epoch) for ``n`` windows."""
-    per_rank = n // world_size if drop_last else math.ceil(n / world_size)
-    return per_rank, per_rank // batch_size if drop_last else math.ceil(per_rank / batch_size)
-
-
-# What may change between save and resume: the global order is shared by all ranks, so a state
-# is a position in it (samples_done), whatever the ranks and batch split that consumed it.
-ELASTIC = ("rank", "world_size", "batch_size")
 
 
 class GPTDataLoader:
@@ -203,7 +200,9 @@ class GPTDataLoader:
                 stacklevel=2,
             )
             self.pin_memory = False
-        self.per_rank, self.n_batches = _batches(len(dataset), batch_size, world_size, drop_last)
+        self.per_rank, self.n_batches = batches_per_rank(
+            len(dataset), batch_size, world_size, drop_last
+        )
         if self.n_batches == 0:
             where = f" per rank (world_size={world_size})" if world_size > 1 else ""
             what = (
@@ -453,15 +452,7 @@ class GPTDataLoader:
             raise ValueError(f"not a gptdata loader state (version {STATE_VERSION} expected).")
         check_state(state, self.n_batches, ranges=False)
         saved, mine = state["settings"], self._settings()
-        missing = [k for k in mine if k not in saved]
-        if missing:
-            raise ValueError(
-                f"this loader state lacks the settings {missing}: it is not what state_dict() "
-                "returned. Pass the saved state unchanged."
-            )
-        for key in ELASTIC:
-            if not is_int(saved[key]) or saved[key] < (0 if key == "rank" else 1):
-                raise ValueError(f"loader state {key}={saved[key]!r} is not a valid {key}.")
+        check_settings(saved, mine, before_data=True)
         if isinstance(self.dataset, Mixture):
             # Name the difference (weights, a source) before the opaque fingerprint.
             for key in ("weights", "sources", "size"):
@@ -477,32 +468,16 @@ class GPTDataLoader:
                 f"{self._data_id()[:19]}...). Load it into a loader "
                 "over the same store split or tokens."
             )
-        diff = {k: (saved[k], v) for k, v in mine.items() if k not in ELASTIC and saved[k] != v}
-        if diff:
-            shown = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in diff.items())
-            raise ValueError(
-                f"this loader state was saved with other settings ({shown}). "
-                "Create the loader with the saved settings."
-            )
-        was = (int(saved["batch_size"]), int(saved["world_size"]))
-        _, saved_batches = _batches(len(self.dataset), *was, self.drop_last)
-        check_state(state, saved_batches, ranges=True)
-        done = int(state["batches_done"])
-        if done >= saved_batches:
-            batches = self.n_batches  # the epoch was finished: the next pass starts the next
-        else:
-            samples = done * was[0] * was[1]  # global samples of this epoch handed out
-            step = self.batch_size * self.world_size
-            batches = min(-(-samples // step), self.n_batches)
-            if batches * step != samples:
-                warnings.warn(
-                    f"the global batch changed from {was[0] * was[1]} ({was[0]} x "
-                    f"{was[1]} ranks) to {step}: resuming at global sample {batches * step:,} "
-                    f"of epoch {state['epoch']}, the next global-batch boundary after "
-                    f"{samples:,}, so {batches * step - samples:,} samples are skipped. Keep "
-                    "batch_size * world_size to resume at the same sample.",
-                    stacklevel=2,
-                )
+        check_settings(saved, mine, before_data=False)
+        batches, message = resume_batches(
+            state,
+            n_windows=len(self.dataset),
+            batch_size=self.batch_size,
+            world_size=self.world_size,
+            drop_last=self.drop_last,
+        )
+        if message:
+            warnings.warn(message, stacklevel=2)
         self.epoch = int(state["epoch"])
         self._batches_done = self._skip = batches
         self._perm_seed = state["perm_seed"]
