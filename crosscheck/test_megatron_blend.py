@@ -82,12 +82,19 @@ def test_blended_dataset_route(raw, size) -> None:
         def __getitem__(self, k: int) -> dict:
             return {"k": k}
 
-    config = types.SimpleNamespace(path_to_cache=None, mmap_bin_files=False)
+    config = types.SimpleNamespace(
+        path_to_cache=None,
+        mmap_bin_files=False,
+        defer_npy_index_mmap=False,
+        fast_cache_load=False,
+        mid_level_dataset_surplus=0.005,
+    )
     try:
         ds = blended.BlendedDataset(
             [Stand(i, int(b)) for i, b in enumerate(buffer)], w.tolist(), int(target.sum()), config
         )
     except Exception as exc:  # noqa: BLE001 - the constructor's needs vary across releases
         pytest.skip(f"BlendedDataset could not be built over stand-ins: {exc}")
-    d, j = build_blending_indices(megatron_weights(w), int(target.sum()))
+    # The builder normalized once (w); BlendedDataset normalizes again: the --data-path route.
+    d, j = build_blending_indices(megatron_weights(raw), int(target.sum()))
     assert np.array_equal(ds.dataset_index, d) and np.array_equal(ds.dataset_sample_index, j)
