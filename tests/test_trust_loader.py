@@ -108,3 +108,12 @@ def test_elastic_resume_of_a_mixture() -> None:
     single.load_state_dict(parts[0].state_dict())
     got += [v for x, _ in single for v in x[:, 0].tolist()]
     assert got == [v for batch in whole for v in batch]
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_inputs_and_targets_are_each_contiguous(num_workers: int) -> None:
+    # nanoGPT's targets.view(-1) needs it; torch.stack in the classic path gives it.
+    x, y = next(iter(make(seed=0, num_workers=num_workers)))
+    assert x.is_contiguous() and y.is_contiguous()
+    assert x.view(-1).shape == y.view(-1).shape == (16,)
+    assert x.data_ptr() != y.data_ptr()
