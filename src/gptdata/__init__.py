@@ -23,6 +23,7 @@ _LAZY = {
     "SlidingWindowDataset": "windows.dataset",
     "create_dataloader": "windows.loader",
     "GPTDataLoader": "windows.loader",
+    "Mixture": "windows.mixture",
     "GPTEmbedding": "embeddings",
     "RotaryEmbedding": "embeddings",
     "GPTDatasetV1": "book",
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from .windows.attention import causal_document_mask, cu_seqlens, flex_document_mask
     from .windows.dataset import SlidingWindowDataset
     from .windows.loader import GPTDataLoader, create_dataloader
+    from .windows.mixture import Mixture
 
 
 def __getattr__(name: str) -> Any:
@@ -65,6 +67,7 @@ __all__ = [
     "GPTEmbedding",
     "HFTokenizer",
     "InputError",
+    "Mixture",
     "RotaryEmbedding",
     "SimpleTokenizer",
     "SimpleTokenizerV1",
