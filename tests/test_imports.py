@@ -21,7 +21,8 @@ PACKAGE = Path(gptdata.__file__).resolve().parent
 LAYERS: list[tuple[str, set[str]]] = [
     (
         "inputs and fixed files",
-        {"_startup", "_layout", "sources", "_readers", "hf_input", "_gpt2files", "samples"},
+        {"_startup", "_layout", "sources", "_readers", "hf_input", "_gpt2files", "samples"}
+        | {"instructions"},
     ),
     ("tokenizers", {"dialect", "_fast", "tokenizers", "booktokenizers"}),
     ("store", {"store", "_splitarray", "_manifest"}),
@@ -41,7 +42,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "evaldata",
         },
     ),
-    ("windows", {"windows", "attention", "documents", "masks"}),
+    ("windows", {"windows", "attention", "documents", "masks", "finetune", "packing"}),
     ("loader", {"loader", "loaderstate"}),
     (
         "model side",

@@ -40,6 +40,8 @@ _LAZY = {
     "cu_seqlens": "attention",
     "evaluate": "evaluation",
     "EvalResult": "evaluation",
+    "InstructionDataset": "finetune",
+    "instruction_collate": "finetune",
 }
 
 if TYPE_CHECKING:
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     from .book import GPTDatasetV1, create_dataloader_v1
     from .embeddings import GPTEmbedding, RotaryEmbedding
     from .evaluation import EvalResult, evaluate
+    from .finetune import InstructionDataset, instruction_collate
     from .loader import GPTDataLoader, create_dataloader
     from .windows import SlidingWindowDataset
 
@@ -69,6 +72,7 @@ __all__ = [
     "GPTEmbedding",
     "HFTokenizer",
     "InputError",
+    "InstructionDataset",
     "RotaryEmbedding",
     "SimpleTokenizer",
     "SimpleTokenizerV1",
@@ -89,6 +93,7 @@ __all__ = [
     "get_tokenizer",
     "load_tokens",
     "import_store",
+    "instruction_collate",
     "prepare",
     "split_words",
 ]
