@@ -32,7 +32,7 @@ TooLong = Literal["error", "truncate"]
 def plan_rows(lengths: Sequence[int], *, max_length: int) -> list[list[int]]:
     """Example indices per row: first fit in order, each example ``length + 1`` tokens.
 
-    lengths [3, 2, 4], max_length=5 (rows of 6) -> [[0, 2], [1]]
+    lengths [3, 4, 1], max_length=5 (rows of 6; needs 4, 5, 2) -> [[0, 2], [1]]
     """
     capacity = max_length + 1
     rows: list[list[int]] = []
