@@ -14,7 +14,9 @@ from gptdata.finetune import Example
 from gptdata.packing import PackedInstructionDataset, packed_collate, padding_report, plan_rows
 
 
-def book_collate(batch, pad_token_id=50256, ignore_index=-100, allowed_max_length=None, prompt_lengths=None):
+def book_collate(
+    batch, pad_token_id=50256, ignore_index=-100, allowed_max_length=None, prompt_lengths=None
+):
     """Written from the book's description: one item at a time, lists and slices."""
     width = max(len(ids) + 1 for ids in batch)
     inputs, targets = [], []
@@ -38,7 +40,11 @@ def book_collate(batch, pad_token_id=50256, ignore_index=-100, allowed_max_lengt
 def test_golden_batch_checked_by_hand() -> None:
     x, y = instruction_collate([[0, 1, 2, 3, 4], [5, 6], [7, 8, 9]], pad_token_id=50256)
     assert x.tolist() == [[0, 1, 2, 3, 4], [5, 6, 50256, 50256, 50256], [7, 8, 9, 50256, 50256]]
-    assert y.tolist() == [[1, 2, 3, 4, 50256], [6, 50256, -100, -100, -100], [8, 9, 50256, -100, -100]]
+    assert y.tolist() == [
+        [1, 2, 3, 4, 50256],
+        [6, 50256, -100, -100, -100],
+        [8, 9, 50256, -100, -100],
+    ]
     assert x.dtype == y.dtype == torch.int64
     # A pad ID inside an example is "the first" pad, by value, as in the book.
     _, y = instruction_collate([[1, 9, 2], [3]], pad_token_id=9)
@@ -72,8 +78,12 @@ def test_collate_equals_the_book(batch, pad, allowed, data) -> None:
     assert torch.equal(x, bx) and torch.equal(y, by)
     prompts = [data.draw(st.integers(0, len(ids) + 1)) for ids in batch]
     examples = [Example(ids, p) for ids, p in zip(batch, prompts, strict=True)]
-    x, y = instruction_collate(examples, pad_token_id=pad, allowed_max_length=allowed, mask_prompt=True)
-    bx, by = book_collate(batch, pad_token_id=pad, allowed_max_length=allowed, prompt_lengths=prompts)
+    x, y = instruction_collate(
+        examples, pad_token_id=pad, allowed_max_length=allowed, mask_prompt=True
+    )
+    bx, by = book_collate(
+        batch, pad_token_id=pad, allowed_max_length=allowed, prompt_lengths=prompts
+    )
     assert torch.equal(x, bx) and torch.equal(y, by)
 
 
@@ -85,7 +95,10 @@ def test_dataset_in_a_torch_dataloader_as_the_book() -> None:
     ds = InstructionDataset(records)
     assert ds[0].prompt_length == len(ds.tokenizer.encode(ds.texts[0][0]))
     loader = torch.utils.data.DataLoader(
-        ds, batch_size=2, shuffle=False, collate_fn=partial(instruction_collate, allowed_max_length=1024)
+        ds,
+        batch_size=2,
+        shuffle=False,
+        collate_fn=partial(instruction_collate, allowed_max_length=1024),
     )
     x, y = next(iter(loader))
     bx, by = book_collate([e.token_ids for e in ds.examples])
@@ -116,13 +129,17 @@ def reference_packed(rows, prompts, eot):
 
 
 def test_packing_golden() -> None:
-    ds = PackedInstructionDataset([Example([1, 2], 1), Example([3], 1), Example([4, 5, 6], 2)], max_length=5, eot_id=0)
+    ds = PackedInstructionDataset(
+        [Example([1, 2], 1), Example([3], 1), Example([4, 5, 6], 2)], max_length=5, eot_id=0
+    )
     assert ds.rows == [[0, 1], [2]]
     batch = packed_collate([ds[0], ds[1]], eot_id=0)
     assert batch["input_ids"].tolist() == [[1, 2, 0, 3, 0], [4, 5, 6, 0, 0]]
     assert batch["targets"].tolist() == [[2, 0, -100, 0, -100], [5, 6, 0, -100, -100]]
     assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1], [0, 1, 2, 3, 0]]
-    masked = PackedInstructionDataset([Example([4, 5, 6], 2)], max_length=5, eot_id=0, mask_prompt=True)
+    masked = PackedInstructionDataset(
+        [Example([4, 5, 6], 2)], max_length=5, eot_id=0, mask_prompt=True
+    )
     assert packed_collate([masked[0]], eot_id=0)["targets"].tolist() == [[-100, 6, 0, -100, -100]]
 
 
@@ -150,9 +167,13 @@ def test_packing_equals_the_document_mask_rule(lengths, max_length, mask, data) 
 
 
 def test_too_long_examples_refused_or_truncated() -> None:
-    with pytest.raises(ValueError, match=r"1 example\(s\) are longer than max_length=3 tokens \(longest 5"):
+    with pytest.raises(
+        ValueError, match=r"1 example\(s\) are longer than max_length=3 tokens \(longest 5"
+    ):
         PackedInstructionDataset([[1, 2, 3, 4, 5], [1]], max_length=3)
-    ds = PackedInstructionDataset([[1, 2, 3, 4, 5], [1]], max_length=3, eot_id=0, too_long="truncate")
+    ds = PackedInstructionDataset(
+        [[1, 2, 3, 4, 5], [1]], max_length=3, eot_id=0, too_long="truncate"
+    )
     assert ds[0][0].tolist() == [1, 2, 3, 0]
     assert plan_rows([3, 4, 1], max_length=5) == [[0, 2], [1]]
 
@@ -162,7 +183,9 @@ def test_padding_report_counts_what_collate_makes() -> None:
     report = padding_report(examples, batch_size=2, max_length=4)
     pads = loss = 0
     for start in (0, 2):
-        x, y = instruction_collate(examples[start : start + 2], pad_token_id=0, allowed_max_length=4)
+        x, y = instruction_collate(
+            examples[start : start + 2], pad_token_id=0, allowed_max_length=4
+        )
         real = [min(len(e), x.shape[1]) for e in examples[start : start + 2]]
         pads += x.numel() - sum(real)
         loss += int((y != -100).sum())

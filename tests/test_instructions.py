@@ -19,7 +19,11 @@ from gptdata.instructions import (
 )
 from gptdata.sources import InputError
 
-WITH_INPUT = {"instruction": "Rewrite as a question.", "input": "It rains.", "output": "Does it rain?"}
+WITH_INPUT = {
+    "instruction": "Rewrite as a question.",
+    "input": "It rains.",
+    "output": "Does it rain?",
+}
 NO_INPUT = {"instruction": "Name a color.", "input": "", "output": "Blue."}
 
 
@@ -51,7 +55,10 @@ def test_phi3_golden_strings_exercise_7_1() -> None:
         "<|user|>\nRewrite as a question.\nIt rains.",
         "\n<|assistant|>:\nDoes it rain?",
     )
-    assert format_example(NO_INPUT, template="phi3") == ("<|user|>\nName a color.", "\n<|assistant|>:\nBlue.")
+    assert format_example(NO_INPUT, template="phi3") == (
+        "<|user|>\nName a color.",
+        "\n<|assistant|>:\nBlue.",
+    )
 
 
 def sample_records() -> list[dict]:
@@ -62,7 +69,11 @@ def sample_records() -> list[dict]:
 def test_encoding_equals_the_books_for_the_shipped_set() -> None:
     tok = get_tokenizer("gpt2")
     records = sample_records()
-    assert len(records) >= 30 and any(r["input"] for r in records) and any(not r["input"] for r in records)
+    assert (
+        len(records) >= 30
+        and any(r["input"] for r in records)
+        and any(not r["input"] for r in records)
+    )
     for entry in records:
         prompt, response = format_example(entry)
         book = tok.encode(book_format_input(entry) + "\n\n### Response:\n" + entry["output"])
@@ -105,7 +116,9 @@ def test_renamed_fields_and_missing_input() -> None:
 
 
 def test_chat_records_single_and_multi_turn() -> None:
-    single = {"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]}
+    single = {
+        "messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]
+    }
     multi = {
         "messages": [
             {"role": "system", "content": "Be brief."},
@@ -120,12 +133,18 @@ def test_chat_records_single_and_multi_turn() -> None:
         ("And 3+3?", "system: Be brief.\nuser: 2+2?\nassistant: 4", "6"),
     ]
     bad = {"messages": [{"role": "assistant", "content": "x"}, {"role": "user", "content": "y"}]}
-    with pytest.raises(InputError, match=r"record 0: a chat must end with a user turn then an assistant turn \(roles: assistant, user\)"):
+    with pytest.raises(
+        InputError,
+        match=r"record 0: a chat must end with a user turn then an assistant turn \(roles: assistant, user\)",
+    ):
         list(read_examples([bad]))
 
 
 GOOD = [WITH_INPUT, NO_INPUT]
-EXPECTED = [("Rewrite as a question.", "It rains.", "Does it rain?"), ("Name a color.", "", "Blue.")]
+EXPECTED = [
+    ("Rewrite as a question.", "It rains.", "Does it rain?"),
+    ("Name a color.", "", "Blue."),
+]
 
 
 def test_every_reader_format(tmp_path) -> None:
@@ -149,7 +168,10 @@ def test_bad_records_name_file_and_record(tmp_path) -> None:
     path = tmp_path / "d.json"
     cases = [
         ({"instruction": "x"}, r"d.json: record 2: no field 'output' \(output\)"),
-        ({"instruction": "x", "output": 5}, r"d.json: record 2: field 'output' is int, not a string"),
+        (
+            {"instruction": "x", "output": 5},
+            r"d.json: record 2: field 'output' is int, not a string",
+        ),
         ({"instruction": "  ", "output": "y"}, r"d.json: record 2: empty instruction"),
         ("text", r"d.json: record 2: a str, not an object"),
     ]
@@ -161,7 +183,9 @@ def test_bad_records_name_file_and_record(tmp_path) -> None:
         assert len(list(read_examples(path, errors="skip", stats=stats))) == 3
         assert (stats.examples, stats.skipped) == (3, 1)
     jsonl = tmp_path / "d.jsonl"
-    jsonl.write_text(json.dumps(NO_INPUT) + "\n\n" + json.dumps({"output": "y"}) + "\n", encoding="utf-8")
+    jsonl.write_text(
+        json.dumps(NO_INPUT) + "\n\n" + json.dumps({"output": "y"}) + "\n", encoding="utf-8"
+    )
     with pytest.raises(InputError, match=r"d.jsonl:3: no field 'instruction'"):
         list(read_examples(jsonl))
     (tmp_path / "o.json").write_text("{}", encoding="utf-8")
