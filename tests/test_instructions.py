@@ -191,3 +191,18 @@ def test_bad_records_name_file_and_record(tmp_path) -> None:
     (tmp_path / "o.json").write_text("{}", encoding="utf-8")
     with pytest.raises(InputError, match="holds a dict; expected a list of objects"):
         list(read_examples(tmp_path / "o.json"))
+
+
+def test_boundary_merge_keeps_the_books_prompt_count() -> None:
+    # An instruction ending in a newline: BPE joins it with alpaca's "\n\n###" into one token.
+    from gptdata import InstructionDataset
+
+    tok = get_tokenizer("gpt2")
+    entry = {"instruction": "Say hi\n", "input": "", "output": "Hi"}
+    prompt, response = format_example(entry)
+    ids, book_count = tok.encode(prompt + response), len(tok.encode(book_format_input(entry)))
+    shared = next(
+        i for i, (a, b) in enumerate(zip(tok.encode(prompt), ids, strict=False)) if a != b
+    )
+    assert shared == book_count - 1  # the merge: one token of the prompt is not in the example
+    assert InstructionDataset([entry])[0].prompt_length == book_count  # the book's count, kept

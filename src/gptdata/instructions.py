@@ -15,12 +15,16 @@ Templates (``TEMPLATES``): ``alpaca`` is the book's ``format_input`` plus its re
 ``phi3`` the book's exercise 7.1; a template file holds ``{instruction}``, ``{input}`` and
 ``{output}``, and the text before ``{output}`` is the prompt (a file without ``{output}`` is
 refused). The book encodes ``prompt + response`` in one call and takes the prompt's token count
-as ``len(encode(prompt))`` (exercise 7.2); so does gptdata. GPT-2 BPE never merges across the
-alpaca/phi3 boundary unless the prompt ends in whitespace (the response starts with a newline);
-then the count is the book's, off by one at most, as in the book.
+as ``len(encode(prompt))`` (exercise 7.2); so does gptdata. Measured with GPT-2 BPE: the prompt's
+tokens are the start of the example's for the whole shipped set and for text ending in spaces,
+tabs or ``\r``; the one merge found is a prompt ending in ``\n`` before alpaca's ``\n\n###``
+(``\n`` + ``\n\n`` -> one ``\n\n\n`` token): the shared prefix is then one token shorter
+than the count, and the count stays the book's, so the same targets are masked as in the book.
+A file template should end its prompt where a token must end (a newline, not ``"A: "``, whose
+space joins the answer's first word).
 
     >>> p, r = format_example({"instruction": "Say hi.", "input": "", "output": "Hi!"})
-    >>> p[-28:], r
+    >>> p[-26:], r
     ('\\n\\n### Instruction:\\nSay hi.', '\\n\\n### Response:\\nHi!')
 """
 
