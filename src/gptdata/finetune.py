@@ -19,7 +19,7 @@ is ``gptdata.packing``.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -88,6 +88,9 @@ class InstructionDataset:
 
     def __getitem__(self, index: int) -> Example:
         return self.examples[index]
+
+    def __iter__(self) -> Iterator[Example]:
+        return iter(self.examples)
 
     def __repr__(self) -> str:
         return (
