@@ -157,7 +157,8 @@ def test_every_reader_format(tmp_path) -> None:
     import pyarrow.parquet as pq
 
     pq.write_table(pa.Table.from_pylist(GOOD), tmp_path / "a.parquet")
-    for name in ("a.json", "a.jsonl", "a.jsonl.gz", "a.parquet"):
+    (tmp_path / "bom.json").write_text("\ufeff" + json.dumps(GOOD), encoding="utf-8")
+    for name in ("a.json", "bom.json", "a.jsonl", "a.jsonl.gz", "a.parquet"):
         assert list(read_examples(tmp_path / name)) == EXPECTED, name
     datasets = pytest.importorskip("datasets")
     datasets.Dataset.from_list(GOOD).save_to_disk(str(tmp_path / "hf"))

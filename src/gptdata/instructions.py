@@ -213,7 +213,7 @@ def _records(path: str) -> Iterator[tuple[str, Any]]:
                     row += 1
     elif name.endswith(".json"):
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            data = json.loads(Path(path).read_text(encoding="utf-8-sig"))  # a BOM is no part of it
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InputError(f"{path}: not a JSON file ({exc}).") from None
         if not isinstance(data, list):
