@@ -103,7 +103,7 @@ def test_dataset_in_a_torch_dataloader_as_the_book() -> None:
     x, y = next(iter(loader))
     bx, by = book_collate([e.token_ids for e in ds.examples])
     assert torch.equal(x, bx) and torch.equal(y, by)
-    packed = PackedInstructionDataset(ds, max_length=64)  # both examples in one row of 65
+    packed = PackedInstructionDataset(ds, max_length=128)  # both (36 + 49 tokens) in one row
     assert (
         packed.rows == [[0, 1]] and packed[0][0][: len(ds[0].token_ids)].tolist() == ds[0].token_ids
     )
