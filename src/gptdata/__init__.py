@@ -35,6 +35,8 @@ _LAZY = {
     "EvalResult": "evaluation.scoring",
     "compare": "evaluation.compare",
     "Comparison": "evaluation.compare",
+    "InstructionDataset": "windows.finetune",
+    "instruction_collate": "windows.finetune",
 }
 
 if TYPE_CHECKING:
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from .evaluation.scoring import EvalResult, evaluate
     from .windows.attention import causal_document_mask, cu_seqlens, flex_document_mask
     from .windows.dataset import SlidingWindowDataset
+    from .windows.finetune import InstructionDataset, instruction_collate
     from .windows.loader import GPTDataLoader, create_dataloader
     from .windows.mixture import Mixture
 
@@ -67,6 +70,7 @@ __all__ = [
     "GPTEmbedding",
     "HFTokenizer",
     "InputError",
+    "InstructionDataset",
     "Mixture",
     "RotaryEmbedding",
     "SimpleTokenizer",
@@ -89,6 +93,7 @@ __all__ = [
     "get_tokenizer",
     "load_tokens",
     "import_store",
+    "instruction_collate",
     "prepare",
     "split_words",
 ]
