@@ -86,7 +86,11 @@ def add_plan(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 def add_eval(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """``gptdata eval SOURCE --model SPEC ...``: loss, perplexity, bpb."""
     ev = add_verb(sub, "eval", "loss, perplexity and bits per byte of models on a source", common)
-    ev.add_argument("source", help="a token store, or a text/JSONL/Parquet file")
+    ev.add_argument(
+        "source",
+        help="a token store, or a text/JSONL/Parquet file; with --instructions, instruction "
+        "examples (.json list, .jsonl, .parquet)",
+    )
     ev.add_argument(
         "--model",
         action="append",
@@ -128,6 +132,28 @@ def add_eval(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "--plot", default=None, metavar="FILE.png", help="loss by position, bpb per document"
     )
     ev.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    add_instruction_reading(
+        ev,
+        "SOURCE holds instruction examples: score each response only (the prompt is context, "
+        "as the book's prompt masking trains), and compare models over examples",
+    )
+
+
+def add_instruction_reading(parser: argparse.ArgumentParser, what: str) -> None:
+    """--instructions, --template and --fields, the words prepare --instructions uses."""
+    parser.add_argument("--instructions", action="store_true", help=what)
+    parser.add_argument(
+        "--template",
+        default="alpaca",
+        help="with --instructions: alpaca (the book's prompt, default), phi3, or a file with "
+        "{instruction}, {input} and {output}",
+    )
+    parser.add_argument(
+        "--fields",
+        default=None,
+        metavar="NAME=COLUMN,...",
+        help="with --instructions: rename fields, e.g. instruction=prompt,output=completion",
+    )
 
 
 def add_checkpoint(parser: argparse.ArgumentParser) -> None:
@@ -293,7 +319,23 @@ def cmd_eval(a: argparse.Namespace) -> int:
 
     check_output(a.per_document, "--per-document")
     check_output(a.plot, "--plot", plot=True)
-    data = load_eval_data(Path(a.source), tokenizer=a.tokenizer, split=a.split)
+    _check_instruction_options(a)
+    if a.instructions:
+        from ..evaluation.instructions import InstructionData
+
+        if a.by is not None:
+            raise ValueError(
+                "--by is for text: with --instructions each example is scored on its own. "
+                "Drop --by."
+            )
+        examples = InstructionData.of(
+            Path(a.source), tokenizer=a.tokenizer, template=a.template, fields=a.fields,
+            split=a.split,
+        )  # fmt: skip
+        data, where = examples, examples.data.name
+    else:
+        data = load_eval_data(Path(a.source), tokenizer=a.tokenizer, split=a.split)
+        where = data.name
     scorers = [
         load_model(spec, device=a.device, checkpoint=_checkpoint_for(spec, a)) for spec in a.model
     ]
@@ -306,7 +348,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
     results = []
     for scorer in scorers:
         if not a.quiet:
-            print(f"eval: {scorer.name} on {data.name}", file=sys.stderr)
+            print(f"eval: {scorer.name} on {where}", file=sys.stderr)
         results.append(
             evaluate(
                 scorer,
@@ -326,6 +368,14 @@ def cmd_eval(a: argparse.Namespace) -> int:
         plot(results, a.plot)
         print(f"wrote {a.plot}", file=sys.stderr)
     return 0
+
+
+def _check_instruction_options(a: argparse.Namespace) -> None:
+    """--template and --fields say how instruction examples are read: refused without them."""
+    if not a.instructions:
+        for flag, value, default in (("--template", a.template, "alpaca"), ("--fields", a.fields, None)):
+            if value != default:
+                raise ValueError(f"{flag} reads instruction examples; add --instructions.")
 
 
 def cmd_demo(a: argparse.Namespace) -> int:

@@ -94,6 +94,7 @@ class Comparison:
     units: int = 0  # documents, or chunks of CHUNK_TOKENS with unit="chunk"
     refused: str | None = None
     warning: str | None = None
+    noun: str = "document"  # "example" for instruction results (by="response")
 
     @classmethod
     def of(
@@ -116,7 +117,8 @@ class Comparison:
         if metric not in _SHORT:
             raise ValueError(f"metric={metric!r} is not one of {sorted(_SHORT)}.")
         D = len(a.documents)
-        keep = {"documents": D, "samples": samples, "unit": unit, "metric": metric}
+        noun = _noun(a)
+        keep = {"documents": D, "samples": samples, "unit": unit, "metric": metric, "noun": noun}
         # A non-finite sum has no difference and no interval: say which model and documents,
         # rather than dropping the bootstrap draws that hold them.
         bad = [f"{r.name} has {why}" for r in (a, b) if (why := r.nonfinite(metric))]
@@ -132,7 +134,7 @@ class Comparison:
         warning = None
         if unit == "document" and D < FEW:
             warning = (
-                f"the interval rests on {D} document{'s' if D != 1 else ''}; --bootstrap-unit "
+                f"the interval rests on {D} {noun}{'s' if D != 1 else ''}; --bootstrap-unit "
                 f"chunk resamples blocks of {CHUNK_TOKENS} tokens instead"
             )
         if U < 2:  # one unit: every draw is the same, a zero-width interval would claim certainty
@@ -159,11 +161,12 @@ class Comparison:
         if self.unit == "chunk":
             count = f"({n:,} chunk{'s' if n != 1 else ''} of {CHUNK_TOKENS} tokens)"
         else:
-            count = f"({n:,} document{'s' if n != 1 else ''})"
+            count = f"({n:,} {self.noun}{'s' if n != 1 else ''})"
         if not math.isfinite(self.low):
             return (
                 f"{self.a} - {self.b} = {self.diff:+.3f} {what} {count}; no confidence interval "
-                f"from one {self.unit}: pass --bootstrap-unit chunk"
+                f"from one {self.noun if self.unit == 'document' else 'chunk'}: pass "
+                "--bootstrap-unit chunk"
             )
         if self.low > 0:
             line = (
@@ -213,6 +216,11 @@ def compare(
     )
 
 
+def _noun(r: EvalResult) -> str:
+    """What one unit of the bootstrap is called: instruction results are over examples."""
+    return "example" if r.by == "response" else "document"
+
+
 def changed_most(a: EvalResult, b: EvalResult, *, count: int = 3) -> list[str]:
     """The documents whose bits moved most between ``a`` and ``b`` (largest share of the diff)."""
     _same_documents(a, b)
@@ -220,7 +228,7 @@ def changed_most(a: EvalResult, b: EvalResult, *, count: int = 3) -> list[str]:
     bpa, bpb = a.documents.bits_per_byte(), b.documents.bits_per_byte()
     order = np.argsort(-np.abs(bits), kind="stable")[:count]
     return [
-        f"  document {int(k):,} ({int(a.documents.bytes[k]):,} bytes): {bpa[k]:.3f} -> "
+        f"  {_noun(a)} {int(k):,} ({int(a.documents.bytes[k]):,} bytes): {bpa[k]:.3f} -> "
         f"{bpb[k]:.3f} bpb ({-bits[k]:+,.1f} bits)"
         for k in order
     ]
@@ -263,16 +271,22 @@ def report(
         }
         return json.dumps(json_safe(doc), indent=2, allow_nan=False)
     r0 = results[0]
-    lines = [
+    head = (
         f"{r0.source}: {len(r0.documents):,} documents, by {r0.by}, max_length "
         f"{r0.max_length:,}, stride {r0.stride:,}; bytes from the scored tokens, words from "
-        f"{r0.counted_on}",
-        table(results),
-    ]
+        f"{r0.counted_on}"
+    )
+    if r0.by == "response":
+        head = (
+            f"{r0.source}: {len(r0.documents):,} examples, response tokens only (the prompt is "
+            f"context), max_length {r0.max_length:,}, stride {r0.stride:,}; bytes and words "
+            "from the scored response tokens"
+        )
+    lines = [head, table(results)]
     lines += [f"{r.name}: {why}" for r in results if (why := r.nonfinite())]
     for c, (x, y) in zip(comparisons, pairs, strict=True):
         lines.append(f"\n{c.a} vs {c.b}: {c.verdict()}")
-        lines.append(f"documents that changed most ({c.a} -> {c.b}):")
+        lines.append(f"{c.noun}s that changed most ({c.a} -> {c.b}):")
         lines.extend(changed_most(x, y))
     return "\n".join(lines)
 

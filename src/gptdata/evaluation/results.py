@@ -33,6 +33,16 @@ class DocumentScores:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(self.bytes > 0, self.nll_text / math.log(2) / self.bytes, np.nan)
 
+    def loss(self) -> np.ndarray:
+        """Mean nll per scored token of each document (NaN for one with no scored token)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.tokens > 0, self.nll / np.maximum(self.tokens, 1), np.nan)
+
+    def perplexity(self) -> np.ndarray:
+        """exp(loss) per document; saturates at inf, NaN stays NaN."""
+        with np.errstate(over="ignore"):
+            return np.exp(self.loss())
+
     def __len__(self) -> int:
         return len(self.tokens)
 

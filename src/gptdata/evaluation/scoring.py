@@ -135,6 +135,9 @@ def evaluate(
     progress: bool = True,
     name: str | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
+    instructions: bool = False,
+    template: str | os.PathLike[str] = "alpaca",
+    fields: str | dict[str, str] | None = None,
 ) -> EvalResult:
     """Score every token of ``source`` once with ``model``; see the module docstring.
 
@@ -150,13 +153,19 @@ def evaluate(
 
         >>> evaluate(model, "Hello world", max_length=2, name="tuned").tokens  # 'Hello', ' world'
         2
+
+    Instruction examples (an ``InstructionDataset``, or ``instructions=True`` with a ``.json`` /
+    ``.jsonl`` / ``.parquet`` path or a list of dicts, read with ``template`` and ``fields``):
+    only the response tokens are scored, the prompt is context; see ``instructions.py``.
+
+        >>> evaluate(model, Path("held-out.json"), instructions=True).documents.loss()  # each
     """
     if max_length is not None:
         max_length = _whole("max_length", max_length, 1)
     if stride is not None:
         stride = _whole("stride", stride, 1)
     batch_size = _whole("batch_size", batch_size, 1)
-    by = by or _default_by(source)
+    by_asked, by = by, by or _default_by(source)
     if by not in ("document", "stream"):
         raise ValueError(f"by={by!r} is not 'document' or 'stream'.")
     if name is not None and not isinstance(name, str):
@@ -180,6 +189,28 @@ def evaluate(
             f"stride={stride} must be between 1 and max_length={max_length}: every token is "
             "scored once, so windows may overlap but never skip tokens. Lower the stride."
         )
+    from .instructions import InstructionData, is_instructions, score_instructions
+
+    if instructions or is_instructions(source):
+        if by_asked is not None:
+            raise ValueError(
+                f"by={by_asked!r} is for text: each instruction example is scored on its own. Drop by=."
+            )
+        examples = (
+            source
+            if isinstance(source, InstructionData)
+            else InstructionData.of(
+                source, tokenizer=tokenizer, template=template, fields=fields, split=split
+            )
+        )
+        scorer.check(max_length=max_length, tokenizer=examples.tokenizer)
+        result = score_instructions(
+            scorer, examples, max_length=max_length, stride=stride, batch_size=batch_size,
+            progress=progress,
+        )  # fmt: skip
+        if name is not None:
+            result.name = name
+        return result
     data = (
         source
         if isinstance(source, EvalData)
@@ -210,12 +241,11 @@ def _scored_targets(data: EvalData, by: By) -> np.ndarray:
     return scored
 
 
-def _chunk_sizes(data: EvalData, by: By) -> tuple[np.ndarray, np.ndarray]:
+def _chunk_sizes(data: EvalData, scored: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Scored targets and their UTF-8 bytes per block of CHUNK_TOKENS targets, once per call."""
     from ..tokenizers import token_byte_lengths
 
     targets = data.seq[1:]
-    scored = _scored_targets(data, by)
     block = np.arange(len(targets)) // CHUNK_TOKENS  # (N,)
     count = int(block[-1]) + 1 if len(block) else 0
     tokens = np.bincount(block, weights=scored, minlength=count).astype(np.int64)
@@ -258,7 +288,35 @@ def _score(
         doc_tokens = data.lengths + (np.arange(D) < D - 1 + data.trailing_separator)
     if int(scored.sum()) == 0:
         raise ValueError(f"{data.name}: no tokens to score (every document is empty).")
-    chunk_tokens, chunk_bytes = _chunk_sizes(data, by)
+    windows = (starts, lens, scored)
+    return score_windows(
+        scorer, data, windows, _scored_targets(data, by), doc_tokens,
+        max_length=max_length, batch_size=batch_size, by=by, progress=progress, stride=stride,
+    )  # fmt: skip
+
+
+def score_windows(
+    scorer: Scorer,
+    data: EvalData,
+    windows: tuple[np.ndarray, np.ndarray, np.ndarray],
+    targets_scored: np.ndarray,
+    doc_tokens: np.ndarray,
+    *,
+    max_length: int,
+    stride: int,
+    batch_size: int,
+    by: str,
+    progress: bool,
+) -> EvalResult:
+    """Run the model over ``windows`` = (starts, lengths, scored) in ``data.seq`` and sum.
+
+    Each window scores its last ``scored`` targets; ``targets_scored`` ``(len(seq) - 1,)`` says
+    which targets of ``seq[1:]`` count (for chunk sizes); ``doc_tokens`` the scored tokens per
+    document. Text (``_score``) and instruction examples (``instructions.py``) both run here.
+    """
+    seq, D = data.seq, data.documents
+    starts, lens, scored = windows
+    chunk_tokens, chunk_bytes = _chunk_sizes(data, targets_scored)
     C = len(chunk_tokens)
     dev = scorer.device
     # The sums live on the device and come back in one copy at the end: no host sync per batch
@@ -340,7 +398,7 @@ def _score(
         nll=float(nll_doc.sum()),
         nll_text=float(nll_text_doc.sum()),
         bytes=int(data.bytes.sum()),
-        words=int(data.words.sum()) if by == "document" else None,
+        words=int(data.words.sum()) if by != "stream" else None,
         documents=docs,
         position_nll=out[at_pos:],
         position_tokens=pos_tok,
