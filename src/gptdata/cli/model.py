@@ -22,12 +22,22 @@ def add_inspect(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     i.add_argument(
         "--max-length", type=whole(1), default=4, help="tokens of context per window (default 4)"
     )
-    i.add_argument("--start", type=whole(0), default=0, help="token offset to start from")
+    i.add_argument(
+        "--start",
+        type=whole(0),
+        default=0,
+        help="token offset to start from; with --instructions, the first example shown",
+    )
     i.add_argument(
         "--stride", type=whole(1), default=None, help="stride for --windows (default max-length)"
     )
     i.add_argument("--windows", action="store_true", help="show dataset (input, target) rows")
-    i.add_argument("-n", type=whole(1), default=4, help="number of windows to show (default 4)")
+    i.add_argument(
+        "-n",
+        type=whole(1),
+        default=None,
+        help="number of windows to show (default 4); with --instructions, of examples (default 1)",
+    )
     i.add_argument("--split", default=None, help="store split (default: the first)")
     add_reading(i)
     i.add_argument(
@@ -45,6 +55,11 @@ def add_inspect(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
         "unigram:STORE, bigram:STORE); twice: side by side; with --windows, -n windows",
     )
     add_checkpoint(i)
+    add_instruction_reading(
+        i,
+        "SOURCE holds instruction examples: show one as the model sees it, prompt and response "
+        "tokens marked; with --model, each response token's probability",
+    )
 
 
 def add_plan(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -206,6 +221,10 @@ def cmd_inspect(a: argparse.Namespace) -> int:
     from ..inspect.plan import source_splits
     from ..tokenizers import get_tokenizer
 
+    _check_instruction_options(a)
+    if a.instructions:
+        return _inspect_instructions(a)
+    a.n = 4 if a.n is None else a.n
     loaded = source_splits(
         Path(a.source),  # a path: the CLI never takes raw text here (tokenize does)
         tokenizer=get_tokenizer(a.tokenizer, backend=a.backend),
@@ -261,6 +280,33 @@ def cmd_inspect(a: argparse.Namespace) -> int:
         lines = context_pairs(
             tokens[a.start : a.start + a.max_length + 1], loaded.tokenizer, max_length=a.max_length
         )
+    print("\n".join(lines))
+    return 0
+
+
+def _inspect_instructions(a: argparse.Namespace) -> int:
+    """``inspect --instructions``: examples from --start, prompt and response tokens marked."""
+    from ..evaluation.instructions import instruction_dataset
+    from ..inspect.instructions import example_lines
+    from ..tokenizers import get_tokenizer
+
+    for flag, used in (("--windows", a.windows), ("--documents mask", a.documents == "mask")):
+        if used:
+            raise ValueError(f"{flag} shows text windows; with --instructions drop it.")
+    if a.checkpoint and not a.model:
+        raise ValueError("--checkpoint loads weights into a --model py:FILE.py:NAME; pass one.")
+    ds = instruction_dataset(
+        Path(a.source), tokenizer=get_tokenizer(a.tokenizer, backend=a.backend),
+        template=a.template, fields=a.fields, split=a.split,
+    )  # fmt: skip
+    scorers = []
+    if a.model:
+        from ..evaluation.models import load_model
+
+        scorers = [load_model(spec, checkpoint=_checkpoint_for(spec, a)) for spec in a.model]
+        for scorer in scorers:
+            scorer.check(max_length=1, tokenizer=ds.tokenizer)  # vocabulary and tokenizer
+    lines = example_lines(ds, start=a.start, count=a.n or 1, scorers=scorers)
     print("\n".join(lines))
     return 0
 

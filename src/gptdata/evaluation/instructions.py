@@ -14,11 +14,11 @@ Sums, not means of means, per example and in total: ``nll`` over the scored toke
 nll / tokens``; ``bits_per_byte = nll_text / ln 2 / bytes`` with ``bytes`` the UTF-8 bytes of the
 scored response tokens (the end-of-text counts 0 bytes and is left out of ``nll_text``).
 
-An example longer than ``max_length`` is scored with rolling windows, as text is: the first
-window ends at the ``max_length``-th response target and holds as much of the prompt before it as
-fits (the prompt is context, never scored); each later window scores the next ``stride`` response
-targets with the ``max_length`` tokens before them. (The book's collate would cut such an example
-at ``allowed_max_length`` instead; evaluation scores the whole response.)
+An example longer than ``max_length`` is scored with the rolling windows text evaluation uses
+(``scoring.window_table``, ``stride``) over the whole example, each window keeping only its
+response targets: the prompt is context (a response target has at least ``max_length - stride +
+1`` tokens before it, or all of them), never scored. The book's collate would cut such an
+example at ``allowed_max_length`` instead; evaluation scores the whole response.
 
 Sources: an ``InstructionDataset`` (recognised as such), or, with ``instructions=True``, what
 ``InstructionDataset`` reads (a ``.json`` list, ``.jsonl``, ``.parquet``, ``.arrow``, a ``datasets``
@@ -218,24 +218,24 @@ class InstructionData:
 def instruction_windows(
     x: InstructionData, *, max_length: int, stride: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(starts, lengths, scored) in ``x.data.seq``: one window per example that fits, else rolling.
+    """(starts, lengths, scored) in ``x.data.seq``: text evaluation's windows over each example,
+    each keeping only its response targets; windows that score only the prompt are dropped.
 
-    Window ``w`` of example ``k`` scores response targets ``[first + prev, first + end)`` with
-    ``end = min(L + w * s, m)`` (``m`` scored targets); its input is the ``L`` tokens before
-    the last (fewer at the example's start): the prompt is context.
-    ``n = [5], first = [2], L = 8`` -> starts [0], lengths [5], scored [3]
+    An example that fits is one window, its whole input. ``n = [10], first = [3], L = 4, s = 2``:
+    text windows score targets [0, 4), [4, 6), [6, 8), [8, 10) -> here [3], [4, 5], [6, 7], [8, 9]
+    -> starts [0, 2, 4, 6], lengths [4, 4, 4, 4], scored [1, 2, 2, 2]
     """
-    L, s = max_length, stride
-    n, first = x.data.lengths, x.first
-    m = n - first  # (E,)
-    per = 1 + np.where(m > L, -(-(m - L) // s), 0)  # windows per example
-    ex = np.repeat(np.arange(len(n)), per)  # (W,)
-    w = np.arange(len(ex)) - np.repeat(np.cumsum(per) - per, per)  # window number in its example
-    end = np.minimum(L + w * s, m[ex])
-    prev = np.where(w == 0, 0, np.minimum(L + (w - 1) * s, m[ex]))
-    stop = first[ex] + end  # one past the last target this window scores
-    start = np.maximum(stop - L, 0)
-    return x.data.offsets[ex] + start, stop - start, end - prev
+    from .scoring import window_table
+
+    offsets, first = x.data.offsets, x.first
+    starts, lens, scored = window_table(
+        offsets, x.data.lengths, max_length=max_length, stride=stride
+    )  # (W,) each
+    ex = np.searchsorted(offsets, starts, side="right") - 1  # (W,) the example of each window
+    end = starts - offsets[ex] + lens  # one past its last scored target, in example coordinates
+    keep = np.minimum(scored, end - first[ex])  # its last `keep` targets are response targets
+    use = keep > 0
+    return starts[use], lens[use], keep[use]
 
 
 def score_instructions(
