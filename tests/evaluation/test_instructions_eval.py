@@ -195,6 +195,14 @@ def test_comparison_over_examples(ds: InstructionDataset) -> None:
     assert c.diff == pytest.approx(base.bits_per_byte - tuned.bits_per_byte, rel=1e-9)
     assert c.verdict().endswith("(38 examples)")
     assert c.low <= c.diff <= c.high
+    with pytest.raises(ValueError, match="instruction results are compared over examples"):
+        gptdata.compare([base, tuned], unit="chunk")
+    few = [gptdata.evaluate(m, ds, progress=False) for m in (TableModel(), TableModel())]
+    for r in few:  # three examples of the same scores: a warning that names the fix
+        r.documents = type(r.documents)(*(v[:3] for v in vars(r.documents).values()))
+    assert "warning: the interval rests on 3 examples; hold out more examples" in (
+        gptdata.compare(few, samples=50).verdict()
+    )
 
 
 def test_refusals(ds: InstructionDataset, tmp_path: Path) -> None:

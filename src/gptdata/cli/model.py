@@ -419,7 +419,10 @@ def cmd_eval(a: argparse.Namespace) -> int:
 def _check_instruction_options(a: argparse.Namespace) -> None:
     """--template and --fields say how instruction examples are read: refused without them."""
     if not a.instructions:
-        for flag, value, default in (("--template", a.template, "alpaca"), ("--fields", a.fields, None)):
+        for flag, value, default in (
+            ("--template", a.template, "alpaca"),
+            ("--fields", a.fields, None),
+        ):
             if value != default:
                 raise ValueError(f"{flag} reads instruction examples; add --instructions.")
 

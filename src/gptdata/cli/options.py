@@ -30,6 +30,7 @@ EPILOGS = {
   gptdata inspect the-verdict.txt --start 50
   gptdata inspect store --max-length 8 --windows --stride 4 -n 3
   gptdata inspect docs.jsonl --text-field content --max-length 8
+  gptdata inspect test.json --instructions --start 3 --model hf:tuned
   gptdata inspect store --max-length 8 --windows --documents mask
   gptdata inspect val.txt --model py:mymodel.py:make --checkpoint model.pth --model bigram:store
 """,
@@ -56,6 +57,7 @@ EPILOGS = {
   gptdata eval store --model bigram:store --model hf:base --model hf:tuned --plot eval.png
   gptdata eval notes.jsonl --model hf:base --stride 512 --per-document docs.csv --json
   gptdata eval the-verdict.txt --model py:mymodel.py:make --checkpoint model.pth --bootstrap-unit chunk
+  gptdata eval test.json --instructions --model hf:base --model hf:tuned   # responses only
 """,
 }
 

@@ -118,6 +118,11 @@ class Comparison:
             raise ValueError(f"metric={metric!r} is not one of {sorted(_SHORT)}.")
         D = len(a.documents)
         noun = _noun(a)
+        if noun == "example" and unit == "chunk":
+            raise ValueError(
+                "unit='chunk' (--bootstrap-unit chunk) is for long texts: instruction results "
+                "are compared over examples. Drop it."
+            )
         keep = {"documents": D, "samples": samples, "unit": unit, "metric": metric, "noun": noun}
         # A non-finite sum has no difference and no interval: say which model and documents,
         # rather than dropping the bootstrap draws that hold them.
@@ -133,10 +138,12 @@ class Comparison:
         U = len(den)
         warning = None
         if unit == "document" and D < FEW:
-            warning = (
-                f"the interval rests on {D} {noun}{'s' if D != 1 else ''}; --bootstrap-unit "
-                f"chunk resamples blocks of {CHUNK_TOKENS} tokens instead"
+            fix = (
+                "hold out more examples for a firmer one"
+                if noun == "example"
+                else f"--bootstrap-unit chunk resamples blocks of {CHUNK_TOKENS} tokens instead"
             )
+            warning = f"the interval rests on {D} {noun}{'s' if D != 1 else ''}; {fix}"
         if U < 2:  # one unit: every draw is the same, a zero-width interval would claim certainty
             nan = float("nan")
             return cls(a.name, b.name, diff, nan, nan, units=U, warning=warning, **keep)
@@ -165,8 +172,8 @@ class Comparison:
         if not math.isfinite(self.low):
             return (
                 f"{self.a} - {self.b} = {self.diff:+.3f} {what} {count}; no confidence interval "
-                f"from one {self.noun if self.unit == 'document' else 'chunk'}: pass "
-                "--bootstrap-unit chunk"
+                f"from one {self.noun if self.unit == 'document' else 'chunk'}"
+                + ("" if self.noun == "example" else ": pass --bootstrap-unit chunk")
             )
         if self.low > 0:
             line = (

@@ -42,6 +42,7 @@ from ..windows.finetune import IGNORE_INDEX, Example, InstructionDataset, instru
 from .data import EvalData
 from .models import Scorer
 from .results import EvalResult
+from .runner import score_windows, window_table
 
 __all__ = ["InstructionData", "is_instructions", "response_masks", "score_instructions"]
 
@@ -73,9 +74,7 @@ def is_instructions(source: Any) -> bool:
 def _is_store(source: Any) -> bool:
     if isinstance(source, (TokenStore, Split)):
         return True
-    return isinstance(source, (str, os.PathLike)) and os.path.isfile(
-        os.path.join(source, MANIFEST)
-    )
+    return isinstance(source, (str, os.PathLike)) and os.path.isfile(os.path.join(source, MANIFEST))
 
 
 def _store_examples(source: Any, *, split: str | None) -> InstructionDataset:
@@ -154,7 +153,9 @@ class InstructionData:
         ds = instruction_dataset(
             source, tokenizer=tokenizer, template=template, fields=fields, split=split
         )
-        where = os.fspath(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
+        where = (
+            os.fspath(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
+        )
         return cls.from_dataset(ds, name=f"{where} (template {ds.template.name})")
 
     @classmethod
@@ -225,8 +226,6 @@ def instruction_windows(
     text windows score targets [0, 4), [4, 6), [6, 8), [8, 10) -> here [3], [4, 5], [6, 7], [8, 9]
     -> starts [0, 2, 4, 6], lengths [4, 4, 4, 4], scored [1, 2, 2, 2]
     """
-    from .scoring import window_table
-
     offsets, first = x.data.offsets, x.first
     starts, lens, scored = window_table(
         offsets, x.data.lengths, max_length=max_length, stride=stride
@@ -248,8 +247,6 @@ def score_instructions(
     progress: bool = True,
 ) -> EvalResult:
     """Response-only sums per example (``result.documents``, one entry per example) and in all."""
-    from .scoring import score_windows
-
     # Memory follows the tokens scored: no window longer than the longest example.
     fit = max(1, min(max_length, int(x.data.lengths.max())))
     step = min(stride, fit)
