@@ -10,6 +10,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from .instructions import (
+    add_instruction_reading,
+    check_instruction_options,
+    eval_source,
+    inspect_instructions,
+)
 from .options import SOURCE_HELP, TOKENIZER_HELP, add_backend, add_reading, add_verb, whole
 
 
@@ -154,23 +160,6 @@ def add_eval(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     )
 
 
-def add_instruction_reading(parser: argparse.ArgumentParser, what: str) -> None:
-    """--instructions, --template and --fields, the words prepare --instructions uses."""
-    parser.add_argument("--instructions", action="store_true", help=what)
-    parser.add_argument(
-        "--template",
-        default="alpaca",
-        help="with --instructions: alpaca (the book's prompt, default), phi3, or a file with "
-        "{instruction}, {input} and {output}",
-    )
-    parser.add_argument(
-        "--fields",
-        default=None,
-        metavar="NAME=COLUMN,...",
-        help="with --instructions: rename fields, e.g. instruction=prompt,output=completion",
-    )
-
-
 def add_checkpoint(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint",
@@ -221,9 +210,16 @@ def cmd_inspect(a: argparse.Namespace) -> int:
     from ..inspect.plan import source_splits
     from ..tokenizers import get_tokenizer
 
-    _check_instruction_options(a)
+    check_instruction_options(a)
     if a.instructions:
-        return _inspect_instructions(a)
+        if a.checkpoint and not a.model:
+            raise ValueError("--checkpoint loads weights into a --model py:FILE.py:NAME; pass one.")
+        scorers = []
+        if a.model:
+            from ..evaluation.models import load_model
+
+            scorers = [load_model(spec, checkpoint=_checkpoint_for(spec, a)) for spec in a.model]
+        return inspect_instructions(a, scorers)
     a.n = 4 if a.n is None else a.n
     loaded = source_splits(
         Path(a.source),  # a path: the CLI never takes raw text here (tokenize does)
@@ -284,33 +280,6 @@ def cmd_inspect(a: argparse.Namespace) -> int:
     return 0
 
 
-def _inspect_instructions(a: argparse.Namespace) -> int:
-    """``inspect --instructions``: examples from --start, prompt and response tokens marked."""
-    from ..evaluation.instructions import instruction_dataset
-    from ..inspect.instructions import example_lines
-    from ..tokenizers import get_tokenizer
-
-    for flag, used in (("--windows", a.windows), ("--documents mask", a.documents == "mask")):
-        if used:
-            raise ValueError(f"{flag} shows text windows; with --instructions drop it.")
-    if a.checkpoint and not a.model:
-        raise ValueError("--checkpoint loads weights into a --model py:FILE.py:NAME; pass one.")
-    ds = instruction_dataset(
-        Path(a.source), tokenizer=get_tokenizer(a.tokenizer, backend=a.backend),
-        template=a.template, fields=a.fields, split=a.split,
-    )  # fmt: skip
-    scorers = []
-    if a.model:
-        from ..evaluation.models import load_model
-
-        scorers = [load_model(spec, checkpoint=_checkpoint_for(spec, a)) for spec in a.model]
-        for scorer in scorers:
-            scorer.check(max_length=1, tokenizer=ds.tokenizer)  # vocabulary and tokenizer
-    lines = example_lines(ds, start=a.start, count=a.n or 1, scorers=scorers)
-    print("\n".join(lines))
-    return 0
-
-
 def _checkpoint_for(spec: str, a: argparse.Namespace) -> str | None:
     """--checkpoint goes to the py: models (one py: model, or the one it names first)."""
     if not a.checkpoint:
@@ -356,32 +325,13 @@ def cmd_plan(a: argparse.Namespace) -> int:
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from ..evaluation.compare import plot, report, write_per_document
-    from ..evaluation.data import load_eval_data
     from ..evaluation.models import load_model
     from ..evaluation.scoring import evaluate
 
     check_output(a.per_document, "--per-document")
     check_output(a.plot, "--plot", plot=True)
-    _check_instruction_options(a)
-    if a.instructions:
-        from ..evaluation.instructions import InstructionData
-
-        if a.by is not None:
-            raise ValueError(
-                "--by is for text: with --instructions each example is scored on its own. "
-                "Drop --by."
-            )
-        examples = InstructionData.of(
-            Path(a.source), tokenizer=a.tokenizer, template=a.template, fields=a.fields,
-            split=a.split,
-        )  # fmt: skip
-        data, where = examples, examples.data.name
-    else:
-        data = load_eval_data(Path(a.source), tokenizer=a.tokenizer, split=a.split)
-        where = data.name
+    data, where = eval_source(a)
     scorers = [
         load_model(spec, device=a.device, checkpoint=_checkpoint_for(spec, a)) for spec in a.model
     ]
@@ -414,17 +364,6 @@ def cmd_eval(a: argparse.Namespace) -> int:
         plot(results, a.plot)
         print(f"wrote {a.plot}", file=sys.stderr)
     return 0
-
-
-def _check_instruction_options(a: argparse.Namespace) -> None:
-    """--template and --fields say how instruction examples are read: refused without them."""
-    if not a.instructions:
-        for flag, value, default in (
-            ("--template", a.template, "alpaca"),
-            ("--fields", a.fields, None),
-        ):
-            if value != default:
-                raise ValueError(f"{flag} reads instruction examples; add --instructions.")
 
 
 def cmd_demo(a: argparse.Namespace) -> int:
