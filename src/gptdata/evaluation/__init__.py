@@ -3,5 +3,7 @@
 ``scoring.evaluate`` scores any source read by the one reader (``prepare.load_tokens``) with lm-eval's
 rolling windows and returns ``results.EvalResult``; ``models`` loads the model a user names
 (``pyfile``: ``py:FILE.py:NAME``), ``baselines`` gives count models to compare with, ``compare``
-the paired bootstrap between two results. Loads torch: nothing is imported here.
+the paired bootstrap between two results; ``runner`` runs a model over a table of windows (for
+text and instructions alike); ``instructions`` scores the responses of instruction examples only.
+Loads torch: nothing is imported here.
 """
