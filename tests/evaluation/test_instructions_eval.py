@@ -14,12 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import gptdata
 from gptdata.cli.entry import main
 from gptdata.evaluation.instructions import InstructionData, instruction_windows
 from gptdata.prepare.instructions import ALPACA_PREAMBLE, get_template
-from gptdata.windows.finetune import InstructionDataset, instruction_collate
+from gptdata.windows.finetune import Example, InstructionDataset, instruction_collate
 
 SAMPLE = Path(gptdata.__file__).parent / "data" / "instructions.json"
 V = 50257
@@ -65,6 +67,44 @@ def test_scored_targets_are_the_prompt_masked_collates(ds: InstructionDataset) -
         assert np.array_equal(x.targets_scored[o : o + n], want)
         assert x.first[k] == ex.prompt_length - 1  # the first trained target: the header's \n
         assert not x.targets_scored[o + n : o + n + 1].any()  # into the next example: never
+
+
+class Examples(list):
+    """Bare examples with what InstructionData reads of a dataset: a tokenizer and a template."""
+
+    tokenizer = gptdata.get_tokenizer("gpt2")
+    template = get_template("alpaca")
+
+
+examples = st.lists(
+    st.lists(st.integers(0, 1000), min_size=2, max_size=30).flatmap(
+        lambda ids: st.integers(1, len(ids)).map(lambda p: Example(ids, p))
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(examples, st.integers(1, 12), st.data())
+def test_windows_score_each_response_target_once(batch, max_length, data) -> None:
+    stride = data.draw(st.integers(1, max_length))
+    x = InstructionData.from_dataset(Examples(batch), name="random")  # type: ignore[arg-type]
+    _, targets = instruction_collate(batch, mask_prompt=True)  # (E, longest)
+    for k, ex in enumerate(batch):
+        n, o = len(ex.token_ids), x.data.offsets[k]
+        assert np.array_equal(x.targets_scored[o : o + n], (targets[k, :n] != -100).numpy())
+    starts, lengths, scored = instruction_windows(x, max_length=max_length, stride=stride)
+    hits = [s + ln - j for s, ln, sc in zip(starts, lengths, scored) for j in range(sc)]
+    want = (np.flatnonzero(x.targets_scored) + 1).tolist()  # scored targets, as seq positions
+    assert sorted(hits) == want  # every response target exactly once, no prompt target
+    assert (lengths <= max_length).all() and (scored >= 1).all()
+    for s, ln, sc in zip(starts, lengths, scored):
+        k = np.searchsorted(x.data.offsets, s, side="right") - 1
+        o = x.data.offsets[k]
+        assert o <= s and s + ln <= o + x.data.lengths[k]  # never across examples
+        # Context before the first scored target: all of the example, or max_length - stride.
+        assert s == o or ln - sc >= max_length - stride
 
 
 def test_response_scores_equal_a_hand_computation(ds: InstructionDataset) -> None:
