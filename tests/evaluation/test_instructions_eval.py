@@ -95,11 +95,13 @@ def test_windows_score_each_response_target_once(batch, max_length, data) -> Non
         n, o = len(ex.token_ids), x.data.offsets[k]
         assert np.array_equal(x.targets_scored[o : o + n], (targets[k, :n] != -100).numpy())
     starts, lengths, scored = instruction_windows(x, max_length=max_length, stride=stride)
-    hits = [s + ln - j for s, ln, sc in zip(starts, lengths, scored) for j in range(sc)]
+    hits = [
+        s + ln - j for s, ln, sc in zip(starts, lengths, scored, strict=True) for j in range(sc)
+    ]
     want = (np.flatnonzero(x.targets_scored) + 1).tolist()  # scored targets, as seq positions
     assert sorted(hits) == want  # every response target exactly once, no prompt target
     assert (lengths <= max_length).all() and (scored >= 1).all()
-    for s, ln, sc in zip(starts, lengths, scored):
+    for s, ln, sc in zip(starts, lengths, scored, strict=True):
         k = np.searchsorted(x.data.offsets, s, side="right") - 1
         o = x.data.offsets[k]
         assert o <= s and s + ln <= o + x.data.lengths[k]  # never across examples
