@@ -15,7 +15,7 @@ nll / tokens``; ``bits_per_byte = nll_text / ln 2 / bytes`` with ``bytes`` the U
 scored response tokens (the end-of-text counts 0 bytes and is left out of ``nll_text``).
 
 An example longer than ``max_length`` is scored with the rolling windows text evaluation uses
-(``scoring.window_table``, ``stride``) over the whole example, each window keeping only its
+(``runner.window_table``, ``stride``) over the whole example, each window keeping only its
 response targets: the prompt is context (a response target has at least ``max_length - stride +
 1`` tokens before it, or all of them), never scored. The book's collate would cut such an
 example at ``allowed_max_length`` instead; evaluation scores the whole response.
