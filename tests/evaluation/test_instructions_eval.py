@@ -343,6 +343,8 @@ def test_cli_eval_instruction_options(tiny: Path, tmp_path: Path, capsys) -> Non
     )
     assert main([*argv, "--by", "stream"]) == 1
     assert "--by is for text" in capsys.readouterr().err
+    assert main([*argv, "--bootstrap-unit", "chunk"]) == 1
+    assert "--bootstrap-unit chunk is for long texts" in capsys.readouterr().err
 
 
 def test_cli_inspect_instructions(tiny: Path, capsys) -> None:

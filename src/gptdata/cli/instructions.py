@@ -40,6 +40,11 @@ def check_instruction_options(a: argparse.Namespace) -> None:
         ):
             if used:
                 raise ValueError(f"{flag} shows text windows; with --instructions drop it.")
+        if getattr(a, "bootstrap_unit", "document") == "chunk":
+            raise ValueError(
+                "--bootstrap-unit chunk is for long texts: instruction results are compared "
+                "over examples. Drop it."
+            )
     else:
         for flag, value, default in (
             ("--template", a.template, "alpaca"),
