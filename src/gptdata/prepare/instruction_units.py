@@ -148,7 +148,8 @@ def tokenize_instruction_unit(
         "stats": {
             "bytes": unit.pieces[0].end,
             "documents": stats.examples,
-            "skipped_records": stats.skipped,
+            # bad records (errors="skip"); only when there are some, as the text readers' stats
+            **({"bad_records": stats.skipped} if stats.skipped else {}),
         },
         "parts": {s: w.finish() for s, w in writers.items()},
     }
