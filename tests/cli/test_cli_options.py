@@ -171,6 +171,6 @@ def test_usage_mistakes_are_one_line(capsys) -> None:
         main(["plan"])
     assert exc.value.code == 2
     assert capsys.readouterr().err == (
-        "error: the following arguments are required: source, --max-length, --stride, "
-        "--batch-size. See gptdata plan --help.\n"
+        "error: the following arguments are required: source, --max-length, --batch-size. "
+        "See gptdata plan --help.\n"
     )

@@ -253,3 +253,37 @@ def test_cli_prepare_instructions_book_split(tmp_path) -> None:
         text=True,
     )
     assert r.returncode != 0 and r.stderr.startswith("error: ") and "tail" in r.stderr
+
+
+def test_cli_plan_instructions_padded_vs_packed(tmp_path) -> None:
+    from gptdata.windows.finetune import InstructionDataset as DS
+    from gptdata.windows.packing import padding_report
+
+    r = subprocess.run(
+        [sys.executable, "-m", "gptdata", "plan", SAMPLE, "--instructions", "--max-length",
+         "512", "--batch-size", "8"], capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rep = padding_report(list(DS(SAMPLE)), batch_size=8, max_length=512)
+    assert f"{rep.padded_pad_tokens:,} pad tokens per epoch" in r.stdout
+    assert f"{rep.packed_rows:,} rows of 513 tokens, {rep.packed_pad_tokens:,} fill" in r.stdout
+    assert f"loss tokens per padded batch: {rep.loss_tokens_per_batch:,.1f}" in r.stdout
+    r = subprocess.run(
+        [sys.executable, "-m", "gptdata", "plan", SAMPLE, "--max-length", "8", "--batch-size", "2"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert r.returncode == 1 and r.stderr == (
+        "error: plan needs --stride N (or --instructions). See gptdata plan --help.\n"
+    )
+
+
+def test_bad_records_skipped_and_counted(tmp_path) -> None:
+    path = tmp_path / "d.json"
+    good = {"instruction": "Say hi.", "output": "Hi!"}
+    path.write_text(json.dumps([good, {"instruction": "No output."}, good | {"input": 3}]))
+    with pytest.raises(Exception, match=r"record 1: no field 'output'"):
+        prepare([path], tmp_path / "s", instructions=True, quiet=True)
+    store = prepare([path], tmp_path / "s", instructions=True, quiet=True, errors="skip",
+                    val_fraction=0.0)  # fmt: skip
+    assert store.manifest["stats"] == {"bad_records": 2}
+    assert store.split("train").n_documents == 1

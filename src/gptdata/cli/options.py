@@ -40,6 +40,7 @@ EPILOGS = {
   gptdata plan the-verdict.txt --max-length 256 --stride 128 --batch-size 2 --plot plan.png
   gptdata plan 'data/*.jsonl.gz' --text-field content --max-length 1024 --stride 1024 --batch-size 8
   gptdata plan store --max-length 1024 --stride 1024 --batch-size 32 --documents mask
+  gptdata plan instruction-data.json --instructions --max-length 1024 --batch-size 8
 """,
     "demo": "examples:\n  gptdata demo\n  gptdata demo my-text.txt\n",
     "export": """examples:
