@@ -296,6 +296,8 @@ class TokenStore:
             f"total      {self.n_tokens:,} tokens ({text:,} of text + {self.n_separators:,} "
             f"separators), {self.n_documents:,} documents"
         )
+        if self.has_masks:
+            lines.append("masks      a response mask per token (1 bit each): an instruction store")
         opts = ", ".join(f"{k}={v}" for k, v in m.get("options", {}).items())
         lines.append(f"options    {opts}")
         inputs = m.get("inputs", [])
