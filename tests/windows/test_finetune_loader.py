@@ -11,8 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from gptdata.windows.finetune import InstructionDataset, instruction_collate
-from gptdata.windows.finetune_loader import InstructionLoader
-from gptdata.windows.loader import create_dataloader
+from gptdata.windows.finetune_loader import InstructionLoader, create_dataloader
 from gptdata.windows.packing import PackedInstructionDataset, packed_collate
 
 SAMPLE = str(resources.files("gptdata") / "data" / "instructions.json")

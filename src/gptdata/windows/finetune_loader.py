@@ -22,6 +22,7 @@ apart as for windows; evaluate on a second loader over the val split, as the boo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterator
 from typing import Any
@@ -32,6 +33,7 @@ import torch
 from .documents import pin
 from .finetune import GPT2_EOT_ID, IGNORE_INDEX, InstructionDataset, instruction_collate
 from .loader import GPTDataLoader, _BatchSampler
+from .loader import create_dataloader as _windows_dataloader
 from .loaderstate import batches_per_rank, is_int
 from .packing import PackedInstructionDataset, TooLong, packed_collate
 
@@ -192,6 +194,35 @@ class InstructionLoader(GPTDataLoader):
         )
 
 
-def is_instruction_source(source: Any) -> bool:
-    """Whether ``create_dataloader`` should batch ``source`` as instruction examples."""
-    return isinstance(source, InstructionDataset)
+@functools.wraps(_windows_dataloader)
+def create_dataloader(source: Any, **options: Any) -> GPTDataLoader:
+    """``gptdata.create_dataloader``: sliding windows (``windows.loader.create_dataloader``), or,
+    for an ``InstructionDataset``, the book's chapter-7 batches (``InstructionLoader``).
+
+    Instruction options: ``pad_token_id``, ``ignore_index``, ``allowed_max_length``,
+    ``mask_prompt``, ``device``, ``packing`` (rows of ``max_length``), ``too_long``.
+
+        create_dataloader(InstructionDataset("data.json"), batch_size=8, mask_prompt=True)
+    """
+    if isinstance(source, InstructionDataset):
+        if not options.get("packing"):
+            options.pop("max_length", None)  # a padded batch is as wide as its longest example
+        return InstructionLoader(source, **options)
+    extra = sorted(set(options) & INSTRUCTION_OPTIONS)
+    if extra:
+        raise TypeError(
+            f"create_dataloader got {', '.join(extra)}, options of instruction data; pass an "
+            "InstructionDataset as the source for them."
+        )
+    return _windows_dataloader(source, **options)
+
+
+INSTRUCTION_OPTIONS = {
+    "pad_token_id",
+    "ignore_index",
+    "allowed_max_length",
+    "mask_prompt",
+    "device",
+    "packing",
+    "too_long",
+}

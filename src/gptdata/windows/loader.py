@@ -502,12 +502,8 @@ def create_dataloader(
     documents: Documents = "concat",
     batch_format: BatchFormat = "tuple",
     eot_id: int | None = None,
-    **instruction: Any,
 ) -> GPTDataLoader:
     """Sliding-window batches from a Path (file, folder or store), store, split, IDs or text.
-
-    An ``InstructionDataset`` gives the book's chapter-7 batches instead (``finetune_loader``):
-    ``instruction`` takes ``instruction_collate``'s options and ``packing=True``.
 
     ``source`` is anything ``SlidingWindowDataset`` takes; ``split`` picks a store's split; or
     a ``Mixture`` (its own max_length, stride and format; the others here are ignored).
@@ -517,26 +513,6 @@ def create_dataloader(
     documents="mask", batch_format="dict" -> {"input_ids", "targets", "position_ids",
         "doc_ids"}, each (8, 4), targets -100 after each end-of-text (see gptdata.documents).
     """
-    from .finetune_loader import InstructionLoader, is_instruction_source
-
-    if is_instruction_source(source):
-        return InstructionLoader(
-            source,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            drop_last=drop_last,
-            seed=seed,
-            rank=rank,
-            world_size=world_size,
-            pin_memory=pin_memory,
-            max_length=max_length if instruction.get("packing") else None,
-            **instruction,
-        )
-    if instruction:
-        raise TypeError(
-            f"create_dataloader got {', '.join(sorted(instruction))}, options of instruction "
-            "data; pass an InstructionDataset as the source for them."
-        )
     if isinstance(source, Mixture):
         return GPTDataLoader(
             source,
