@@ -136,5 +136,8 @@ def test_options_refused_for_text_and_bad_settings(ds) -> None:
         InstructionLoader(ds, packing=True)
     with pytest.raises(ValueError, match="gives 0 batches"):
         create_dataloader(ds, batch_size=len(ds) + 1)
+    with pytest.raises(ValueError, match="pass num_workers=0"):
+        create_dataloader(ds, num_workers=2)
+    assert len(create_dataloader(ds, num_workers=0, batch_size=2)) == len(ds) // 2
     with pytest.raises(ValueError, match="needs rank"):
         create_dataloader(ds, world_size=2)

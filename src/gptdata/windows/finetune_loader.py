@@ -74,7 +74,14 @@ class InstructionLoader(GPTDataLoader):
         packing: bool = False,
         max_length: int | None = None,
         too_long: TooLong = "error",
+        num_workers: int = 0,
     ) -> None:
+        if num_workers != 0:
+            raise ValueError(
+                f"num_workers={num_workers!r}: instruction batches are collated in this process "
+                "(a collate of small examples costs less than a worker transfer); pass "
+                "num_workers=0, as the book does."
+            )
         if packing and max_length is None:
             raise ValueError("packing=True needs max_length=N, the tokens of a packed row.")
         self.examples = dataset
