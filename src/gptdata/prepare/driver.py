@@ -62,10 +62,10 @@ from .executors import (
     _TermAsInterrupt,
 )
 from .instruction_units import (
-    instruction_options,
     instruction_units,
     resolve_instruction_inputs,
     split_names,
+    split_setup,
 )
 from .progress import _Progress, _summary, python_arg
 from .sources import (
@@ -207,27 +207,14 @@ def prepare(
     workers = workers or os.cpu_count() or 1
     _check_options(val_fraction, workers, shard_tokens, errors, test_fraction)
     check_split_by(split_by)
-    instruction_spec = None
-    if instructions:
-        instruction_spec = instruction_options(template, fields, split_by)
-        if errors not in ("strict", "skip"):
-            raise ValueError(f"errors={errors!r}: instruction data takes 'strict' or 'skip'.")
-    if test_fraction > 0 or instructions:
-        if split_by == "tail":
-            raise ValueError(
-                "test_fraction needs a document split (whole documents to test); pass "
-                "split_by='documents' or 'auto'."
-            )
-        split_by = "documents"
+    instruction_spec, split_by = split_setup(
+        instructions, template, fields, split_by, errors, test_fraction, texts is not None
+    )
     if special_text not in ("ordinary", "allow"):
         raise ValueError(f"special_text={special_text!r} must be 'ordinary' or 'allow'.")
     out = Path(out)
     if (inputs is None) == (texts is None):
         raise ValueError("give either inputs (files, folders, globs) or texts=, not both/neither.")
-    if instructions and texts is not None:
-        raise ValueError(
-            "instructions=True reads files; pass a list of dicts to InstructionDataset."
-        )
     if instructions:
         files: list[InputFile] | None = resolve_instruction_inputs(inputs)
     else:

@@ -176,3 +176,36 @@ def instruction_options(
         get_template(name)  # the template's own checks (a file without {output} is refused)
         text = Path(name).read_text(encoding="utf-8")
     return {"template": name, "template_text": text, "fields": parse_fields(fields)}
+
+
+def split_setup(
+    instructions: bool,
+    template: str | os.PathLike[str],
+    fields: Any,
+    split_by: str,
+    errors: str,
+    test_fraction: float,
+    from_texts: bool,
+) -> tuple[dict[str, Any] | None, str]:
+    """``prepare``'s options for instruction data and a test split: (the manifest's
+    ``options.instructions`` or None, the split policy). Both split whole documents.
+
+    (False, ..., split_by="auto", test_fraction=0.1) -> (None, "documents")
+    """
+    spec = None
+    if instructions:
+        if from_texts:
+            raise ValueError(
+                "instructions=True reads files; pass a list of dicts to InstructionDataset."
+            )
+        spec = instruction_options(template, fields, split_by)
+        if errors not in ("strict", "skip"):
+            raise ValueError(f"errors={errors!r}: instruction data takes 'strict' or 'skip'.")
+    if test_fraction > 0 or instructions:
+        if split_by == "tail":
+            raise ValueError(
+                "test_fraction needs a document split (whole documents to test); pass "
+                "split_by='documents' or 'auto'."
+            )
+        split_by = "documents"
+    return spec, split_by
