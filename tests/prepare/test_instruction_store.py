@@ -287,3 +287,39 @@ def test_bad_records_skipped_and_counted(tmp_path) -> None:
                     val_fraction=0.0)  # fmt: skip
     assert store.manifest["stats"] == {"bad_records": 2}
     assert store.split("train").n_documents == 1
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.text("ab \n", min_size=1, max_size=12).filter(str.strip),
+            st.text("xy \n", max_size=12),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    st.integers(8, 80),
+)
+def test_masks_across_shards_equal_direct(tmp_path_factory, pairs, shard_tokens) -> None:
+    """Many small shards: the implied separator between two shards is response, like a stored one."""
+    root = tmp_path_factory.mktemp("h")
+    path = root / "d.jsonl"
+    path.write_text("".join(json.dumps({"instruction": i, "output": o}) + "\n" for i, o in pairs))
+    store = prepare([path], root / "s", instructions=True, quiet=True, val_fraction=0.0,
+                    shard_tokens=shard_tokens, workers=1)  # fmt: skip
+    tok = get_tokenizer("gpt2")
+    want: list[int] = []
+    for k, (i, o) in enumerate(pairs):
+        prompt, response = format_example({"instruction": i, "output": o})
+        n = len(tok.encode(prompt + response, special="text"))
+        p = min(len(tok.encode(prompt, special="text")), n)
+        want += ([1] if k else []) + [0] * p + [1] * (n - p)
+    train = store.split("train")
+    assert train.response_mask().astype(int).tolist() == want
+    ds = InstructionDataset(root / "s")
+    assert [e.prompt_length for e in ds] == [
+        min(len(tok.encode(format_example({"instruction": i, "output": o})[0], special="text")),
+            len(e.token_ids))
+        for (i, o), e in zip(pairs, ds, strict=True)
+    ]  # fmt: skip
