@@ -40,6 +40,8 @@ def check_instruction_options(a: argparse.Namespace) -> None:
         ):
             if used:
                 raise ValueError(f"{flag} shows text windows; with --instructions drop it.")
+        if getattr(a, "blend", None):
+            raise ValueError("--blend is a mixture of text sources; with --instructions drop it.")
         if getattr(a, "bootstrap_unit", "document") == "chunk":
             raise ValueError(
                 "--bootstrap-unit chunk is for long texts: instruction results are compared "

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
+from ..tokenizers import get_tokenizer
 from .instructions import (
     add_instruction_reading,
     check_instruction_options,
@@ -22,7 +24,8 @@ from .options import SOURCE_HELP, TOKENIZER_HELP, add_backend, add_reading, add_
 def add_inspect(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """``gptdata inspect SOURCE``: next-token pairs or windows."""
     i = add_verb(sub, "inspect", "show next-token pairs or windows of a text file or store", common)
-    i.add_argument("source", help=SOURCE_HELP)
+    i.add_argument("source", nargs="?", help=SOURCE_HELP + " (or --blend)")
+    add_blend(i)
     i.add_argument("--tokenizer", default="gpt2", help=TOKENIZER_HELP)
     add_backend(i)
     i.add_argument(
@@ -68,16 +71,58 @@ def add_inspect(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     )
 
 
+def add_blend(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--blend",
+        nargs="+",
+        metavar="WEIGHT PATH",
+        default=None,
+        help="a mixture in Megatron's --data-path syntax: 0.7 web/ 0.2 code/ 0.1 books/",
+    )
+
+
+def _source_or_blend(a: argparse.Namespace) -> None:
+    if (a.source is None) == (a.blend is None):
+        raise ValueError("give a SOURCE or a mixture with --blend WEIGHT PATH ..., not both.")
+
+
+def _mixture(a: argparse.Namespace, *, stride: int) -> tuple[Any, list[str]]:
+    from ..inspect.blend import _names, parse_blend
+    from ..windows.mixture import Mixture
+
+    pairs = parse_blend(a.blend)
+    mix = Mixture(
+        pairs,
+        max_length=a.max_length,
+        stride=stride,
+        tokenizer=get_tokenizer(a.tokenizer, backend=a.backend),
+    )
+    return mix, _names(mix, [p for _, p in pairs])
+
+
 def add_plan(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """``gptdata plan SOURCE --max-length N ...``: sizes before training."""
     pl = add_verb(sub, "plan", "windows, batches and embedding sizes before training", common)
-    pl.add_argument("source", help=SOURCE_HELP)
+    pl.add_argument("source", nargs="?", help=SOURCE_HELP + " (or --blend)")
+    add_blend(pl)
+    amount = pl.add_mutually_exclusive_group()
+    amount.add_argument(
+        "--samples", type=whole(1), default=None, help="with --blend: windows to draw in all"
+    )
+    amount.add_argument(
+        "--tokens", type=whole(1), default=None, help="with --blend: tokens to train on in all"
+    )
     pl.add_argument("--tokenizer", default="gpt2", help=TOKENIZER_HELP)
     add_backend(pl)
     pl.add_argument(
         "--max-length", type=whole(1), required=True, help="tokens of context per window"
     )
-    pl.add_argument("--stride", type=whole(1), required=True, help="tokens between window starts")
+    pl.add_argument(
+        "--stride",
+        type=whole(1),
+        default=None,
+        help="tokens between window starts (required, except with --instructions)",
+    )
     pl.add_argument("--batch-size", type=whole(1), required=True, help="windows per batch")
     pl.add_argument(
         "--world-size", type=whole(1), default=1, help="data-parallel ranks (default 1)"
@@ -101,6 +146,12 @@ def add_plan(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         choices=["concat", "mask"],
         default="concat",
         help="mask: also count masked targets and documents per window",
+    )
+    pl.add_argument(
+        "--instructions",
+        action="store_true",
+        help="SOURCE is instruction data (a file, or a store prepared with --instructions): "
+        "pad tokens of padded vs packed batches, loss tokens per batch",
     )
 
 
@@ -208,8 +259,8 @@ def add_demo(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 def cmd_inspect(a: argparse.Namespace) -> int:
     from ..inspect.pairs import context_pairs, window_rows
     from ..inspect.plan import source_splits
-    from ..tokenizers import get_tokenizer
 
+    _source_or_blend(a)
     check_instruction_options(a)
     if a.instructions:
         if a.checkpoint and not a.model:
@@ -221,6 +272,13 @@ def cmd_inspect(a: argparse.Namespace) -> int:
             scorers = [load_model(spec, checkpoint=_checkpoint_for(spec, a)) for spec in a.model]
         return inspect_instructions(a, scorers)
     a.n = 4 if a.n is None else a.n
+    if a.blend:
+        from ..inspect.blend import blend_windows
+
+        mix, names = _mixture(a, stride=a.stride or a.max_length)
+        tok = mix.datasets[0].corpus.tokenizer or get_tokenizer(a.tokenizer, backend=a.backend)
+        print("\n".join(blend_windows(mix, tok, n=min(a.n, len(mix)), names=names)))
+        return 0
     loaded = source_splits(
         Path(a.source),  # a path: the CLI never takes raw text here (tokenize does)
         tokenizer=get_tokenizer(a.tokenizer, backend=a.backend),
@@ -296,10 +354,23 @@ def _checkpoint_for(spec: str, a: argparse.Namespace) -> str | None:
 
 
 def cmd_plan(a: argparse.Namespace) -> int:
-    from ..inspect.plan import plan_report, plot, source_splits
-    from ..tokenizers import get_tokenizer
+    from ..inspect.plan import instruction_plan, plan_report, plot, source_splits
 
+    _source_or_blend(a)
+    if a.instructions:
+        if a.blend:
+            raise ValueError("--instructions plans one instruction source; drop --blend.")
+        print(instruction_plan(a.source, batch_size=a.batch_size, max_length=a.max_length))
+        return 0
+    if a.stride is None:
+        raise SystemExit(
+            "error: plan needs --stride N (or --instructions). See gptdata plan --help."
+        )
     check_output(a.plot, "--plot", plot=True)
+    if a.blend:
+        return _plan_blend(a)
+    if a.samples or a.tokens:
+        raise ValueError("--samples and --tokens size a mixture: use them with --blend.")
     loaded = source_splits(
         Path(a.source),  # a path: the CLI never takes raw text here (tokenize does)
         tokenizer=get_tokenizer(a.tokenizer, backend=a.backend),
@@ -322,6 +393,23 @@ def cmd_plan(a: argparse.Namespace) -> int:
     if not ok:
         print("error: a split yields zero batches; see the fix above.", file=sys.stderr)
     return 0 if ok else 2
+
+
+def _plan_blend(a: argparse.Namespace) -> int:
+    from ..inspect.blend import blend_report, parse_blend, plot_shares
+
+    mix, names = _mixture(a, stride=a.stride)
+    samples = a.samples or (-(-a.tokens // a.max_length) if a.tokens else None)
+    paths = [p for _, p in parse_blend(a.blend)]
+    print(
+        blend_report(
+            mix, samples=samples, batch_size=a.batch_size, world_size=a.world_size, paths=paths
+        )
+    )
+    if a.plot:
+        plot_shares(mix, samples or len(mix), a.plot, names)
+        print(f"wrote {a.plot}", file=sys.stderr)
+    return 0
 
 
 def cmd_eval(a: argparse.Namespace) -> int:

@@ -22,8 +22,9 @@ example at ``allowed_max_length`` instead; evaluation scores the whole response.
 
 Sources: an ``InstructionDataset`` (recognised as such), or, with ``instructions=True``, what
 ``InstructionDataset`` reads (a ``.json`` list, ``.jsonl``, ``.parquet``, ``.arrow``, a ``datasets``
-folder, a list of dicts) with ``template`` and ``fields``. A store prepared with ``--instructions``
-goes through ``InstructionDataset`` too (``_store_examples``): there is one reader.
+folder, a list of dicts) with ``template`` and ``fields``; a store prepared with ``--instructions``
+(its folder, a ``TokenStore`` or a ``Split``; ``split``, default 'val') is read by
+``InstructionDataset`` too, from the store's response mask: there is one reader.
 """
 
 from __future__ import annotations
@@ -77,18 +78,26 @@ def _is_store(source: Any) -> bool:
     return isinstance(source, (str, os.PathLike)) and os.path.isfile(os.path.join(source, MANIFEST))
 
 
-def _store_examples(source: Any, *, split: str | None) -> InstructionDataset:
-    """HOOK (issue 21, store masks): a store prepared with ``--instructions`` -> its examples.
-
-    The store's per-token response mask is read by ``InstructionDataset`` (``windows/finetune.py``),
-    the one reader of instruction data; once it accepts a store, this returns
-    ``InstructionDataset(store.split(split or "val"))`` and nothing else here changes.
-    """
-    raise ValueError(
-        f"{source}: evaluating the examples of a store needs the store's response mask, which "
-        "InstructionDataset does not read yet. Pass the instruction file itself (e.g. "
-        "held-out.json with --instructions)."
-    )
+def _store_examples(
+    source: Any, *, split: str | None, tokenizer: Tokenizer | str | None
+) -> InstructionDataset:
+    """A store prepared with ``--instructions`` -> its examples at ``split`` (default 'val', as
+    text evaluation), read by ``InstructionDataset`` from the store's per-token response mask:
+    the one reader of instruction data (a store without masks is refused there, with the fix)."""
+    name = split or "val"
+    store = source if isinstance(source, TokenStore) else None
+    if isinstance(source, (str, os.PathLike)):
+        store = TokenStore.open(source)
+    if store is not None:
+        if name not in store.splits:
+            raise ValueError(
+                f"{store.root} has no split {name!r} (it has {store.splits}); pass "
+                "another split, e.g. split='test'."
+            )
+        source = store.split(name)
+    if tokenizer is None:
+        return InstructionDataset(source)  # the store's own tokenizer
+    return InstructionDataset(source, tokenizer=tokenizer)
 
 
 def instruction_dataset(
@@ -110,7 +119,7 @@ def instruction_dataset(
             )
         return source
     if _is_store(source):
-        return _store_examples(source, split=split)
+        return _store_examples(source, split=split, tokenizer=tokenizer)
     if isinstance(source, str) and not os.path.exists(source) and "\n" in source:
         raise ValueError("instructions=True reads a file or a list of dicts, not a text string.")
     return InstructionDataset(

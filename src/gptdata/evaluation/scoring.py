@@ -27,7 +27,9 @@ import numpy as np
 import torch
 
 from ..tokenizers import Tokenizer
+from ..windows.mixture import Mixture
 from .data import EvalData, load_eval_data
+from .mixture import evaluate_mixture
 from .models import Scorer, load_model
 from .results import DocumentScores, EvalResult
 from .runner import score_windows, window_table
@@ -114,7 +116,8 @@ def evaluate(
     if stride is not None:
         stride = _whole("stride", stride, 1)
     batch_size = _whole("batch_size", batch_size, 1)
-    by_asked, by = by, by or _default_by(source)
+    asked_by = by
+    by = by or _default_by(source)
     if by not in ("document", "stream"):
         raise ValueError(f"by={by!r} is not 'document' or 'stream'.")
     if name is not None and not isinstance(name, str):
@@ -138,12 +141,21 @@ def evaluate(
             f"stride={stride} must be between 1 and max_length={max_length}: every token is "
             "scored once, so windows may overlap but never skip tokens. Lower the stride."
         )
+    if isinstance(source, Mixture):  # each source alone, then the totals (evaluation/mixture.py)
+        opts = {"max_length": max_length, "stride": stride, "batch_size": batch_size}
+
+        def score(corpus: Any, default_by: By) -> EvalResult:
+            return evaluate(
+                scorer, corpus, by=asked_by or default_by, progress=progress, name=name, **opts
+            )
+
+        return evaluate_mixture(score, source)
     from .instructions import InstructionData, is_instructions, score_instructions
 
     if instructions or is_instructions(source):
-        if by_asked is not None:
+        if asked_by is not None:
             raise ValueError(
-                f"by={by_asked!r} is for text: each instruction example is scored on its own. Drop by=."
+                f"by={asked_by!r} is for text: each instruction example is scored on its own. Drop by=."
             )
         examples = (
             source

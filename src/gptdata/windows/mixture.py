@@ -67,7 +67,7 @@ class Mixture:
             if not isinstance(pair, (tuple, list)) or len(pair) != 2:
                 raise ValueError(
                     f"mixture entry {i} is {pair!r}: give (weight, source) pairs, e.g. "
-                    "Mixture([(0.7, 'web/'), (0.3, 'code/')], ...)."
+                    "Mixture([(0.7, Path('web/')), (0.3, Path('code/'))], ...)."
                 )
             if pair[1] is None:
                 raise ValueError(f"mixture entry {i} has no source (None): pass a path or IDs.")
