@@ -184,6 +184,25 @@ def test_prompt_tokens_are_never_scored(ds: InstructionDataset) -> None:
     assert r.loss == pytest.approx(uniform, rel=1e-6)
 
 
+def test_a_store_prepared_with_instructions_scores_as_its_file(tmp_path: Path) -> None:
+    store = gptdata.prepare(
+        [SAMPLE], tmp_path / "store", instructions=True, val_fraction=0.2, quiet=True
+    )
+    records = json.loads(SAMPLE.read_text(encoding="utf-8"))
+    by_ids = {tuple(ex.token_ids): k for k, ex in enumerate(InstructionDataset(records))}
+    held_out = [by_ids[tuple(ex.token_ids)] for ex in InstructionDataset(store.split("val"))]
+    assert 0 < len(held_out) < len(records)
+    want = gptdata.evaluate(
+        TableModel(), [records[k] for k in held_out], instructions=True, progress=False
+    )
+    for source in (tmp_path / "store", store, store.split("val")):  # the store's val split
+        got = gptdata.evaluate(TableModel(), source, instructions=True, progress=False)
+        np.testing.assert_allclose(got.documents.nll, want.documents.nll, rtol=1e-6)
+        assert np.array_equal(got.documents.bytes, want.documents.bytes)
+    train = gptdata.evaluate(TableModel(), store, instructions=True, split="train", progress=False)
+    assert len(train.documents) == len(records) - len(held_out)
+
+
 def test_long_examples_are_scored_with_rolling_windows(ds: InstructionDataset) -> None:
     # The windows of the docstring: targets 0..9, the response from target 3 on.
     class X:
@@ -257,8 +276,10 @@ def test_refusals(ds: InstructionDataset, tmp_path: Path) -> None:
         gptdata.evaluate(TableModel(), empty, progress=False)
     store = tmp_path / "store"
     gptdata.prepare(None, store, texts=["Some held-out text. " * 50] * 4, quiet=True)
-    with pytest.raises(ValueError, match="needs the store's response mask"):
+    with pytest.raises(ValueError, match="has no response masks; it was not prepared"):
         gptdata.evaluate(TableModel(), store, instructions=True, progress=False)
+    with pytest.raises(ValueError, match="has no split 'test'"):
+        gptdata.evaluate(TableModel(), store, instructions=True, split="test", progress=False)
     with pytest.raises(ValueError, match="tokenizer=.* is not the InstructionDataset's"):
         simple = gptdata.SimpleTokenizer.from_text("a b c")
         gptdata.evaluate(TableModel(), ds, tokenizer=simple, progress=False)
