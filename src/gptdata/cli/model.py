@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from ..tokenizers import get_tokenizer
+from .blend import _plan_blend, _source_or_blend, add_blend, inspect_blend
 from .instructions import (
     add_instruction_reading,
     check_instruction_options,
@@ -69,35 +69,6 @@ def add_inspect(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
         "SOURCE holds instruction examples: show one as the model sees it, prompt and response "
         "tokens marked; with --model, each response token's probability",
     )
-
-
-def add_blend(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--blend",
-        nargs="+",
-        metavar="WEIGHT PATH",
-        default=None,
-        help="a mixture in Megatron's --data-path syntax: 0.7 web/ 0.2 code/ 0.1 books/",
-    )
-
-
-def _source_or_blend(a: argparse.Namespace) -> None:
-    if (a.source is None) == (a.blend is None):
-        raise ValueError("give a SOURCE or a mixture with --blend WEIGHT PATH ..., not both.")
-
-
-def _mixture(a: argparse.Namespace, *, stride: int) -> tuple[Any, list[str]]:
-    from ..inspect.blend import _names, parse_blend
-    from ..windows.mixture import Mixture
-
-    pairs = parse_blend(a.blend)
-    mix = Mixture(
-        pairs,
-        max_length=a.max_length,
-        stride=stride,
-        tokenizer=get_tokenizer(a.tokenizer, backend=a.backend),
-    )
-    return mix, _names(mix, [p for _, p in pairs])
 
 
 def add_plan(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -273,12 +244,7 @@ def cmd_inspect(a: argparse.Namespace) -> int:
         return inspect_instructions(a, scorers)
     a.n = 4 if a.n is None else a.n
     if a.blend:
-        from ..inspect.blend import blend_windows
-
-        mix, names = _mixture(a, stride=a.stride or a.max_length)
-        tok = mix.datasets[0].corpus.tokenizer or get_tokenizer(a.tokenizer, backend=a.backend)
-        print("\n".join(blend_windows(mix, tok, n=min(a.n, len(mix)), names=names)))
-        return 0
+        return inspect_blend(a)
     loaded = source_splits(
         Path(a.source),  # a path: the CLI never takes raw text here (tokenize does)
         tokenizer=get_tokenizer(a.tokenizer, backend=a.backend),
@@ -393,23 +359,6 @@ def cmd_plan(a: argparse.Namespace) -> int:
     if not ok:
         print("error: a split yields zero batches; see the fix above.", file=sys.stderr)
     return 0 if ok else 2
-
-
-def _plan_blend(a: argparse.Namespace) -> int:
-    from ..inspect.blend import blend_report, parse_blend, plot_shares
-
-    mix, names = _mixture(a, stride=a.stride)
-    samples = a.samples or (-(-a.tokens // a.max_length) if a.tokens else None)
-    paths = [p for _, p in parse_blend(a.blend)]
-    print(
-        blend_report(
-            mix, samples=samples, batch_size=a.batch_size, world_size=a.world_size, paths=paths
-        )
-    )
-    if a.plot:
-        plot_shares(mix, samples or len(mix), a.plot, names)
-        print(f"wrote {a.plot}", file=sys.stderr)
-    return 0
 
 
 def cmd_eval(a: argparse.Namespace) -> int:
