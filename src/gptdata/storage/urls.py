@@ -314,9 +314,13 @@ class Location:
         }
 
     def open(self, *, block_size: int = CHUNK) -> BinaryIO:
-        """A streaming reader: each ``read`` fetches only the bytes it asks for (a range)."""
+        """A streaming reader: each ``read`` fetches only the bytes it asks for (a range), plus
+        ``block_size`` read ahead; its errors are one line too (``streams.RemoteReader``)."""
+        from .streams import RemoteReader
+
         with remote_errors(self.url):
-            return self.fs.open(self.path, "rb", block_size=block_size, cache_type="readahead")
+            raw = self.fs.open(self.path, "rb", block_size=block_size, cache_type="readahead")
+        return RemoteReader(raw, self.url)  # type: ignore[return-value]
 
     def read_range(self, start: int, end: int) -> bytes:
         """Bytes ``start``..``end`` (end exclusive) in one ranged request."""
