@@ -194,9 +194,7 @@ def prepare(
     if (inputs is None) == (texts is None):
         raise ValueError("give either inputs (files, folders, globs) or texts=, not both/neither.")
     files = (
-        None
-        if texts is not None
-        else resolve_inputs(inputs, storage_options=storage_options)  # type: ignore[arg-type]
+        None if texts is not None else resolve_inputs(inputs, storage_options=storage_options)  # type: ignore[arg-type]
     )
     if files is not None:
         local = [f.path for f in files if not is_remote(f.path)]  # an object is never in out

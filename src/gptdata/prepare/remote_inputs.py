@@ -20,7 +20,6 @@ prefix is (``manifest.json``, ``gptdata-side.json``, ``state.json``, ``dataset_d
 from __future__ import annotations
 
 import json
-import posixpath
 import re
 from collections.abc import Mapping
 from typing import Any

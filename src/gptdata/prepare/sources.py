@@ -33,13 +33,20 @@ from typing import Any, NamedTuple
 from ..storage import is_remote
 from ..store.layout import is_gptdata_folder
 from . import hf_input
-from .readers import Options, open_input
 from .readers import Errors as Errors  # re-exported: the reading side lives in _readers
 from .readers import InputError as InputError
 from .readers import Kind as Kind
+from .readers import (
+    Options,
+    open_input,
+    parquet_file,
+    read_arrow,
+    read_jsonl,
+    read_parquet,
+    read_txt,
+)
 from .readers import Piece as Piece
 from .readers import ReadStats as ReadStats
-from .readers import parquet_file, read_arrow, read_jsonl, read_parquet, read_txt
 
 FOLDER_SUFFIXES = (".txt", ".md", ".jsonl", ".jsonl.gz", ".parquet", ".arrow")
 
@@ -195,7 +202,9 @@ def resolve_inputs(
     return files
 
 
-def _jsonl_cuts(path: str, size: int, unit_bytes: int, storage_options: Options = None) -> list[int]:
+def _jsonl_cuts(
+    path: str, size: int, unit_bytes: int, storage_options: Options = None
+) -> list[int]:
     """Byte offsets of line starts near every multiple of unit_bytes, plus 0 and size.
 
     A remote file is read 64 KiB at a time around each cut, not whole (a line longer than that
