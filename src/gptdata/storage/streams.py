@@ -11,18 +11,21 @@ on open, naming the URL and the fix.
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Callable
 from typing import Any
 
-from .urls import remote_errors
+# urls.remote_errors, passed in by Location.open: this module imports nothing (no circle with urls)
+Guard = Callable[[str], contextlib.AbstractContextManager[None]]
 
 
 class RemoteReader(io.RawIOBase):
-    """``raw`` (an fsspec file) with its errors translated; seekable, read-only."""
+    """``raw`` (an fsspec file) with its errors translated by ``guard``; seekable, read-only."""
 
-    def __init__(self, raw: Any, url: str) -> None:
+    def __init__(self, raw: Any, url: str, guard: Guard) -> None:
         super().__init__()
-        self._raw, self.url = raw, url
+        self._raw, self.url, self._guard = raw, url, guard
 
     def readable(self) -> bool:
         return True
@@ -35,7 +38,7 @@ class RemoteReader(io.RawIOBase):
         return int(self._raw.size)
 
     def read(self, size: int | None = -1) -> bytes:
-        with remote_errors(self.url):
+        with self._guard(self.url):
             return bytes(self._raw.read(-1 if size is None else size))
 
     def readinto(self, buffer: Any) -> int:
@@ -45,12 +48,12 @@ class RemoteReader(io.RawIOBase):
 
     def readline(self, size: int | None = -1) -> bytes:
         # fsspec reads ahead to the newline; RawIOBase's default would ask one byte at a time.
-        with remote_errors(self.url):
+        with self._guard(self.url):
             line = bytes(self._raw.readline())
         return line if size is None or size < 0 else line[:size]
 
     def seek(self, offset: int, whence: int = 0) -> int:
-        with remote_errors(self.url):
+        with self._guard(self.url):
             return int(self._raw.seek(offset, whence))
 
     def tell(self) -> int:
