@@ -302,3 +302,41 @@ def test_out_on_s3_is_refused_for_now(s3, tmp_path) -> None:
     with pytest.raises(ValueError, match=r"is on object storage; writing stores there comes next"):
         prepare([tmp_path], s3["url"] + "/stores/web", quiet=True)
     assert not Path("s3:").exists()
+
+
+def test_a_prefix_skips_stores_and_reads_datasetdicts_by_the_local_rules(s3, tmp_path) -> None:
+    from gptdata import prepare
+    from gptdata.prepare.hf_input import HFInputError
+    from gptdata.prepare.sources import resolve_inputs
+
+    corpus = _corpus(tmp_path)
+    prepare([corpus / "a.txt"], corpus / "store", quiet=True, workers=1)  # a store inside
+    (corpus / "store" / "notes.txt").write_text("inside a store: never read")
+    dd = corpus / "dd"  # a DatasetDict of one split, then with a held-out one
+    shutil.copytree(corpus / "wiki", dd / "train")
+    (dd / "dataset_dict.json").write_text(json.dumps({"splits": ["train"]}))
+    url = _upload(s3, corpus, "corpus")
+    local = [f.path[len(str(corpus)) :] for f in resolve_inputs([corpus])]
+    remote = resolve_inputs([url], storage_options=s3["options"])
+    assert local == [f.path[len(url) :] for f in remote]
+    assert "/dd/train/data-00000-of-00001.arrow" in local and not any("store" in p for p in local)
+    with pytest.raises(ValueError, match=r"is a gptdata store .* not a corpus"):
+        resolve_inputs([url + "/store/"], storage_options=s3["options"])
+    with pytest.raises(ValueError, match=r"lies inside a gptdata store"):
+        resolve_inputs([url + "/store/notes.txt"], storage_options=s3["options"])
+    opts = s3["options"]
+    _upload(s3, dd / "train", "corpus/dd/test")
+    from gptdata.storage import Location
+
+    Location(url + "/dd/dataset_dict.json", storage_options=opts).write_bytes(
+        json.dumps({"splits": ["train", "test"]}).encode()
+    )
+    with pytest.raises(
+        HFInputError, match=r"held-out split\(s\) test: .* Point at s3://.*/dd/train"
+    ):
+        resolve_inputs([url + "/dd/"], storage_options=opts)
+    Location(url + "/dd/train/state.json", storage_options=opts).write_bytes(
+        json.dumps({"_data_files": [{"filename": "../../a.txt"}]}).encode()
+    )
+    with pytest.raises(HFInputError, match=r"resolves outside s3://.*/dd/train"):
+        resolve_inputs([url + "/dd/train"], storage_options=opts)
