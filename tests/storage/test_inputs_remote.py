@@ -4,6 +4,7 @@ the same plan and the same store as local copies, and one-line errors."""
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 import pickle
@@ -340,3 +341,33 @@ def test_a_prefix_skips_stores_and_reads_datasetdicts_by_the_local_rules(s3, tmp
     )
     with pytest.raises(HFInputError, match=r"resolves outside s3://.*/dd/train"):
         resolve_inputs([url + "/dd/train"], storage_options=opts)
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_arrow_ranges_find_each_batch_without_reading_bodies(tmp_path, legacy) -> None:
+    from gptdata.prepare import arrow_ranges
+
+    table = pa.table({"text": [f"row {i}" for i in range(700)]})
+    path = tmp_path / "s.arrow"
+    options = pa.ipc.IpcWriteOptions(use_legacy_format=legacy)
+    with (
+        pa.OSFile(str(path), "wb") as sink,
+        pa.ipc.new_stream(sink, table.schema, options=options) as writer,
+    ):
+        for batch in table.to_batches(max_chunksize=100):
+            writer.write_batch(batch)
+    with open(path, "rb") as fh:
+        layout = arrow_ranges.record_batches(fh)
+        assert layout is not None and len(layout[1]) == 7
+        got = pa.ipc.open_stream(arrow_ranges.piece_stream(fh, layout, 2, 5)).read_all()
+    assert got.column("text").to_pylist() == [f"row {i}" for i in range(200, 500)]
+    coded = pa.table({"text": pa.array(["a", "b", "a"]).dictionary_encode()})
+    with (
+        pa.OSFile(str(tmp_path / "d.arrow"), "wb") as sink,
+        pa.ipc.new_stream(sink, coded.schema) as writer,
+    ):
+        writer.write_table(coded)
+    with open(tmp_path / "d.arrow", "rb") as fh:
+        assert arrow_ranges.record_batches(fh) is None  # dictionaries: read sequentially
+    with pytest.raises(arrow_ranges.NotAStream):
+        arrow_ranges.record_batches(io.BytesIO(b"\xff\xff\xff\xff\x10\x00\x00\x00" + b"\x00" * 8))

@@ -26,6 +26,7 @@ from typing import Any
 
 from ..storage import Location, StorageError, is_remote
 from ..store.heldout import held_out_word
+from . import arrow_ranges
 
 STATE = "state.json"
 DATASET_DICT = "dataset_dict.json"
@@ -155,26 +156,41 @@ def _ipc() -> Any:
     return pa, ipc
 
 
-def _batches(path: str, storage_options: Mapping[str, Any] | None = None) -> Iterator[Any]:
-    """Record batches of an Arrow IPC stream (or file), memory-mapped: bodies are not copied.
-
-    A remote one (``s3://...``) is read in ranged requests as the batches are asked for.
+def _batches(
+    path: str,
+    storage_options: Mapping[str, Any] | None = None,
+    start: int = 0,
+    end: int | None = None,
+) -> Iterator[Any]:
+    """Record batches ``start..end-1`` of an Arrow IPC stream (or file), memory-mapped: bodies
+    are not copied. A remote one (``s3://...``) is read by range: only those batches' bytes
+    (``arrow_ranges``), in requests of about 1 MiB.
     """
     pa, ipc = _ipc()
     try:
         if is_remote(path):
-            source = Location(path, storage_options=storage_options).open()
+            source = Location(path, storage_options=storage_options).open(block_size=1 << 20)
         else:
             source = pa.memory_map(path, "r")
-        if source.read(6) == b"ARROW1":  # the IPC *file* format (feather v2)
+        if source.read(6) == b"ARROW1":  # the IPC *file* format (feather v2): a footer
             source.seek(0)
             reader = ipc.open_file(source)
-            for i in range(reader.num_record_batches):
+            n = reader.num_record_batches
+            for i in range(start, n if end is None else min(end, n)):
                 yield reader.get_batch(i)
             return
         source.seek(0)
-        yield from ipc.open_stream(source)
-    except pa.ArrowInvalid as exc:
+        layout = arrow_ranges.record_batches(source) if is_remote(path) else None
+        if layout is not None:
+            yield from ipc.open_stream(arrow_ranges.piece_stream(source, layout, start, end))
+            return
+        source.seek(0)
+        for i, batch in enumerate(ipc.open_stream(source)):
+            if end is not None and i >= end:
+                return
+            if i >= start:
+                yield batch
+    except (pa.ArrowInvalid, arrow_ranges.NotAStream) as exc:
         raise HFInputError(
             f"{path}: not an Arrow IPC stream or file ({_first_line(exc)}). Hugging Face "
             "datasets writes these with save_to_disk; remove it from the inputs or rewrite it."
@@ -194,8 +210,20 @@ def _first_line(exc: BaseException) -> str:
 
 
 def arrow_batch_count(path: str, storage_options: Mapping[str, Any] | None = None) -> int:
-    """How many record batches the file holds (reads only the stream's metadata locally; a
-    remote IPC stream is read through once, a batch at a time, since it has no footer)."""
+    """How many record batches the file holds (reads only the stream's metadata; remotely, each
+    message's header, skipping the bodies: ``arrow_ranges``)."""
+    if is_remote(path):
+        try:
+            with Location(path, storage_options=storage_options).open(block_size=1 << 20) as fh:
+                if fh.read(6) != b"ARROW1":
+                    layout = arrow_ranges.record_batches(fh)
+                    if layout is not None:
+                        return len(layout[1])
+        except arrow_ranges.NotAStream as exc:
+            raise HFInputError(
+                f"{path}: not an Arrow IPC stream or file ({exc}). Hugging Face datasets writes "
+                "these with save_to_disk; remove it from the inputs or rewrite it."
+            ) from None
     return sum(1 for _ in _batches(path, storage_options))
 
 
@@ -208,11 +236,7 @@ def read_arrow(
     storage_options: Mapping[str, Any] | None = None,
 ) -> Iterator[str | None]:
     """The ``text_field`` value of every row in record batches ``start..end-1``."""
-    for i, batch in enumerate(_batches(path, storage_options)):
-        if i >= end:
-            break
-        if i < start:
-            continue
+    for batch in _batches(path, storage_options, start, end):
         names = batch.schema.names
         if text_field not in names:
             raise HFInputError(
