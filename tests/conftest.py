@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from s3fixtures import s3, s3_endpoint  # noqa: F401  (moto's S3 server: tests/storage)
+
 # The Verdict (Edith Wharton, 1908) and Tiny Shakespeare: public domain, so they ship here and a
 # fresh clone runs every test.
 DATA = Path(__file__).resolve().parent / "data"

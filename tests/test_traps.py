@@ -70,51 +70,86 @@ def test_store_folder_store_and_split_are_sources(tmp_path) -> None:
 # -- 2. a second pass while one is unfinished ---------------------------------------------------
 
 
-def test_second_pass_mid_epoch_warns_with_the_position() -> None:
+def test_side_pass_neither_warns_nor_moves_the_state() -> None:
+    # Issue 19 (replacing issue 11's warning): passes are independent, as torch's are.
     loader = create_dataloader(TEXT, batch_size=2, max_length=16, stride=16, seed=0)
-    n = len(loader)
+    expected = rows(create_dataloader(TEXT, batch_size=2, max_length=16, stride=16, seed=0))
     it = iter(loader)
-    for _ in range(3):
-        next(it)
-    with pytest.warns(UserWarning, match=rf"epoch 0, batch 3 of {n}\).*second loader"):
+    got = [next(it)[0].tolist() for _ in range(3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         for k, _batch in enumerate(loader):  # nanoGPT's estimate_loss pattern
             if k == 1:
                 break
-    # A pass whose iterator is gone, or that ran to its end, is not abandoned: no warning.
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        del it
-        next(iter(loader))
-        list(loader)
-        list(loader)
+        assert loader.state_dict()["batches_done"] == 3  # the oldest live pass owns the state
+        got += [x.tolist() for x, _ in it]
+    assert got == expected
 
 
-def test_book_chapter5_loop_warns_once_per_epoch_not_per_evaluation() -> None:
-    # The book's train_model_simple evaluates on the training loader every few steps: each
-    # epoch's training pass is abandoned once (warned); the later evaluations abandon nothing.
-    loader = create_dataloader(TEXT, batch_size=2, max_length=8, stride=8, seed=0)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        for _epoch in range(3):
-            for step, _batch in enumerate(loader):
-                if step % 2 == 0:
+@pytest.mark.parametrize("seed", [None, 0])
+def test_book_chapter5_loop_unchanged_by_evaluation_and_resumes(seed) -> None:
+    # The book's train_model_simple evaluates on the training loader every few steps.
+    def run(evaluate: bool, stop: int | None = None, state=None) -> tuple[list, dict | None]:
+        loader = create_dataloader(TEXT, batch_size=2, max_length=8, stride=8, seed=seed)
+        if state is not None:
+            loader.load_state_dict(state)
+        seen, step = [], 0
+        for _epoch in range(2):
+            for x, _y in loader:
+                seen.append(x.tolist())
+                step += 1
+                if step == stop:
+                    return seen, loader.state_dict()
+                if evaluate and step % 2 == 0 and seed is not None:
                     for i, _eval in enumerate(loader):  # calc_loss_loader(num_batches=2)
                         if i == 2:
                             break
-    found = [str(w.message) for w in caught if "unfinished" in str(w.message)]
-    assert len(found) == 3 and all("batch 1 of" in m for m in found), found
+        return seen, None
+
+    torch.manual_seed(5)
+    plain, _ = run(False)
+    torch.manual_seed(5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        evaluated, _ = run(True)
+    assert evaluated == plain
+    torch.manual_seed(5)
+    first, state = run(True, stop=5)
+    n = len(create_dataloader(TEXT, batch_size=2, max_length=8, stride=8, seed=seed))
+    assert state is not None and (state["epoch"], state["batches_done"]) == divmod(5, n)
+    rest = create_dataloader(TEXT, batch_size=2, max_length=8, stride=8, seed=seed)
+    rest.load_state_dict(state)
+    tail = rows(rest)  # the rest of the epoch the checkpoint was taken in
+    assert first + tail == plain[: len(first) + len(tail)] and tail
 
 
-def test_abandoned_iterator_no_longer_moves_the_state() -> None:
-    loader = create_dataloader(TEXT, batch_size=2, max_length=16, stride=16, seed=0)
-    it = iter(loader)
-    next(it)
-    with pytest.warns(UserWarning, match="batch 1 of"):
-        ev = iter(loader)
-        next(ev)
-        next(ev)
-    next(it)  # the old pass keeps yielding, but the state follows the new one
-    assert loader.state_dict()["batches_done"] == 2
+def test_side_pass_with_seed_none_draws_like_a_torch_iterator() -> None:
+    # With seed=None the training pass and each side pass draw from torch's global generator in
+    # the order a classic DataLoader's iterators do, so the chapter-5 loop matches the book's.
+    from torch.utils.data import DataLoader
+
+    from reference import ReferenceDataset
+
+    ids = create_dataloader(TEXT, batch_size=2, max_length=8, stride=8).dataset
+    ref = ReferenceDataset(ids.tokens.gather(np.array([0]), len(ids.tokens))[0].tolist(), 8, 8)
+
+    def loop(loader) -> list:
+        seen = []
+        for _epoch in range(2):
+            for step, (x, _y) in enumerate(loader):
+                seen.append(x.tolist())
+                if step % 2 == 0:
+                    for i, (ex, _ey) in enumerate(loader):
+                        seen.append(ex.tolist())
+                        if i == 1:
+                            break
+        return seen
+
+    torch.manual_seed(11)
+    classic = loop(DataLoader(ref, batch_size=2, shuffle=True, drop_last=True))
+    torch.manual_seed(11)
+    ours = loop(create_dataloader(TEXT, batch_size=2, max_length=8, stride=8))
+    assert ours == classic
 
 
 @pytest.mark.parametrize("seed", [None, 3])
@@ -156,15 +191,18 @@ def test_forever_crosses_epochs_and_resumes_exactly(seed) -> None:
         assert got == expected, cut
 
 
-def test_forever_stream_taken_over_is_loud() -> None:
-    loader = create_dataloader(TEXT, batch_size=2, max_length=64, stride=64, seed=0)
+def test_forever_stream_unchanged_by_a_side_pass() -> None:
+    def make() -> GPTDataLoader:
+        return create_dataloader(TEXT, batch_size=2, max_length=64, stride=64, seed=0)
+
+    reference = make().forever()
+    expected = [next(reference)[0].tolist() for _ in range(len(make()) + 2)]
+    loader = make()
     stream = loader.forever()
-    next(stream)
-    with pytest.warns(UserWarning, match="abandoned"):
-        list(loader)
-    with pytest.raises(RuntimeError, match="forever\\(\\) stream was abandoned"):
-        for _ in range(len(loader) + 1):
-            next(stream)
+    got = [next(stream)[0].tolist()]
+    list(loader)  # a whole side pass
+    got += [next(stream)[0].tolist() for _ in range(len(expected) - 1)]
+    assert got == expected
 
 
 # -- 3. in-memory arrays keep their dtype -------------------------------------------------------
@@ -258,8 +296,8 @@ def test_impossible_states_are_refused(change, message) -> None:
         ({"rank": 0.5, "world_size": 2}, r"rank=0.5 must be an integer"),
         ({"rank": True, "world_size": 2}, r"rank=True must be an integer"),
         ({"world_size": 0}, r"world_size=0 must be an integer >= 1"),
-        ({"seed": 1.5}, r"seed=1.5 must be an integer or None"),
-        ({"seed": "7"}, r"seed='7' must be an integer or None"),
+        ({"seed": 1.5}, r"seed=1.5 must be an integer >= 0 or None"),
+        ({"seed": "7"}, r"seed='7' must be an integer >= 0 or None"),
     ],
 )
 def test_rank_world_size_seed_checked_when_built(kwargs, message) -> None:

@@ -23,6 +23,7 @@ _LAZY = {
     "SlidingWindowDataset": "windows.dataset",
     "create_dataloader": "windows.loader",
     "GPTDataLoader": "windows.loader",
+    "Mixture": "windows.mixture",
     "GPTEmbedding": "embeddings",
     "RotaryEmbedding": "embeddings",
     "GPTDatasetV1": "book",
@@ -32,15 +33,22 @@ _LAZY = {
     "cu_seqlens": "windows.attention",
     "evaluate": "evaluation.scoring",
     "EvalResult": "evaluation.scoring",
+    "compare": "evaluation.compare",
+    "Comparison": "evaluation.compare",
+    "InstructionDataset": "windows.finetune",
+    "instruction_collate": "windows.finetune",
 }
 
 if TYPE_CHECKING:
     from .book import GPTDatasetV1, create_dataloader_v1
     from .embeddings import GPTEmbedding, RotaryEmbedding
+    from .evaluation.compare import Comparison, compare
     from .evaluation.scoring import EvalResult, evaluate
     from .windows.attention import causal_document_mask, cu_seqlens, flex_document_mask
     from .windows.dataset import SlidingWindowDataset
+    from .windows.finetune import InstructionDataset, instruction_collate
     from .windows.loader import GPTDataLoader, create_dataloader
+    from .windows.mixture import Mixture
 
 
 def __getattr__(name: str) -> Any:
@@ -52,6 +60,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Comparison",
     "Corpus",
     "EvalResult",
     "FormatError",
@@ -61,6 +70,8 @@ __all__ = [
     "GPTEmbedding",
     "HFTokenizer",
     "InputError",
+    "InstructionDataset",
+    "Mixture",
     "RotaryEmbedding",
     "SimpleTokenizer",
     "SimpleTokenizerV1",
@@ -72,6 +83,7 @@ __all__ = [
     "Tokenizer",
     "build_vocab",
     "causal_document_mask",
+    "compare",
     "create_dataloader_v1",
     "create_dataloader",
     "cu_seqlens",
@@ -81,6 +93,7 @@ __all__ = [
     "get_tokenizer",
     "load_tokens",
     "import_store",
+    "instruction_collate",
     "prepare",
     "split_words",
 ]

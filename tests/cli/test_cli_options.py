@@ -171,6 +171,11 @@ def test_usage_mistakes_are_one_line(capsys) -> None:
         main(["plan"])
     assert exc.value.code == 2
     assert capsys.readouterr().err == (
-        "error: the following arguments are required: source, --max-length, --stride, "
+        "error: the following arguments are required: --max-length, --stride, "
         "--batch-size. See gptdata plan --help.\n"
+    )
+    # SOURCE may be left out for --blend; with neither, one line says so.
+    assert main(["plan", "--max-length", "8", "--stride", "8", "--batch-size", "2"]) == 1
+    assert capsys.readouterr().err == (
+        "error: give a SOURCE or a mixture with --blend WEIGHT PATH ..., not both.\n"
     )

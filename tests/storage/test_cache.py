@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-from s3fixtures import needs_s3
 
 from gptdata.storage import Location, RemoteFile, ShardCache, StorageError
+from s3fixtures import needs_s3
 
 pytestmark = needs_s3
 STORE_ID = "7d2c0883d5ea8d5c56cb8b97f70df031"

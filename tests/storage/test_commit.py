@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-from s3fixtures import needs_s3
 
 from gptdata.storage import (
     Location,
@@ -20,6 +19,7 @@ from gptdata.storage import (
     check_remote_out,
 )
 from gptdata.storage import commit as remote_commit
+from s3fixtures import needs_s3
 
 pytestmark = needs_s3
 DATA = Path(__file__).resolve().parents[1] / "data"

@@ -7,7 +7,6 @@ import os
 import pickle
 
 import pytest
-from s3fixtures import needs_s3
 
 from gptdata.storage import (
     Location,
@@ -19,6 +18,7 @@ from gptdata.storage import (
     parse_storage_options,
 )
 from gptdata.storage.urls import _filesystem, translate
+from s3fixtures import needs_s3
 
 
 def test_is_remote() -> None:

@@ -9,14 +9,17 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
+from ..tokenizers import get_tokenizer
 from .options import SOURCE_HELP, TOKENIZER_HELP, add_backend, add_reading, add_verb, whole
 
 
 def add_inspect(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """``gptdata inspect SOURCE``: next-token pairs or windows."""
     i = add_verb(sub, "inspect", "show next-token pairs or windows of a text file or store", common)
-    i.add_argument("source", help=SOURCE_HELP)
+    i.add_argument("source", nargs="?", help=SOURCE_HELP + " (or --blend)")
+    add_blend(i)
     i.add_argument("--tokenizer", default="gpt2", help=TOKENIZER_HELP)
     add_backend(i)
     i.add_argument(
@@ -38,16 +41,56 @@ def add_inspect(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     )
     i.add_argument(
         "--model",
+        action="append",
         default=None,
         metavar="SPEC",
-        help="also show a model's P(desired) and top 3 (hf:DIR, unigram:STORE, bigram:STORE)",
+        help="also show a model's P(desired) and top 3 (hf:DIR, py:FILE.py:NAME, "
+        "unigram:STORE, bigram:STORE); twice: side by side; with --windows, -n windows",
     )
+    add_checkpoint(i)
+
+
+def add_blend(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--blend",
+        nargs="+",
+        metavar="WEIGHT PATH",
+        default=None,
+        help="a mixture in Megatron's --data-path syntax: 0.7 web/ 0.2 code/ 0.1 books/",
+    )
+
+
+def _source_or_blend(a: argparse.Namespace) -> None:
+    if (a.source is None) == (a.blend is None):
+        raise ValueError("give a SOURCE or a mixture with --blend WEIGHT PATH ..., not both.")
+
+
+def _mixture(a: argparse.Namespace, *, stride: int) -> tuple[Any, list[str]]:
+    from ..inspect.blend import _names, parse_blend
+    from ..windows.mixture import Mixture
+
+    pairs = parse_blend(a.blend)
+    mix = Mixture(
+        pairs,
+        max_length=a.max_length,
+        stride=stride,
+        tokenizer=get_tokenizer(a.tokenizer, backend=a.backend),
+    )
+    return mix, _names(mix, [p for _, p in pairs])
 
 
 def add_plan(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """``gptdata plan SOURCE --max-length N ...``: sizes before training."""
     pl = add_verb(sub, "plan", "windows, batches and embedding sizes before training", common)
-    pl.add_argument("source", help=SOURCE_HELP)
+    pl.add_argument("source", nargs="?", help=SOURCE_HELP + " (or --blend)")
+    add_blend(pl)
+    amount = pl.add_mutually_exclusive_group()
+    amount.add_argument(
+        "--samples", type=whole(1), default=None, help="with --blend: windows to draw in all"
+    )
+    amount.add_argument(
+        "--tokens", type=whole(1), default=None, help="with --blend: tokens to train on in all"
+    )
     pl.add_argument("--tokenizer", default="gpt2", help=TOKENIZER_HELP)
     add_backend(pl)
     pl.add_argument(
@@ -89,8 +132,10 @@ def add_eval(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         action="append",
         required=True,
         metavar="SPEC",
-        help="hf:DIR, unigram:STORE or bigram:STORE; repeat to compare models",
+        help="hf:DIR, py:FILE.py:NAME (NAME: a model or a zero-argument function returning "
+        "one), unigram:STORE or bigram:STORE; repeat to compare models",
     )
+    add_checkpoint(ev)
     ev.add_argument("--tokenizer", default=None, help="default: the store's, else gpt2")
     ev.add_argument(
         "--max-length",
@@ -111,11 +156,57 @@ def add_eval(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     ev.add_argument("--json", action="store_true", help="machine-readable results on stdout")
     ev.add_argument("--per-document", default=None, metavar="FILE", help=".csv or .jsonl")
     ev.add_argument("--bootstrap", type=whole(1), default=1000, help="bootstrap samples")
+    ev.add_argument(
+        "--bootstrap-unit",
+        choices=["document", "chunk"],
+        default="document",
+        help="what the bootstrap resamples: documents (default), or chunk: blocks of 256 "
+        "tokens, so one held-out file still gets an interval (advised under 10 documents)",
+    )
     ev.add_argument("--seed", type=whole(0), default=0, help="seed of the bootstrap")
     ev.add_argument(
         "--plot", default=None, metavar="FILE.png", help="loss by position, bpb per document"
     )
     ev.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+
+def add_checkpoint(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="PATH",
+        help="weights for the py: models: a state dict saved with torch.save (or a dict with "
+        "'model_state_dict'), read with torch.load(weights_only=True)",
+    )
+
+
+PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
+def check_output(path: str | None, flag: str, *, plot: bool = False) -> None:
+    """Refuse an output path that cannot be written, before any work (an hour of evaluation
+    lost to a typo in the folder name)."""
+    if path is None:
+        return
+    import os
+
+    out = Path(path)
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; name a file in it, e.g. {out / 'out'}.")
+    if not parent.is_dir():
+        raise ValueError(f"{flag} {path}: no folder {parent}. Create it first (mkdir -p {parent}).")
+    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise ValueError(f"{flag} {path}: not writable. Choose another path.")
+    if plot:
+        if out.suffix.lower() not in PLOT_SUFFIXES:
+            raise ValueError(f"{flag} {path}: the file name must end in one of {PLOT_SUFFIXES}.")
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise RuntimeError(
+                f"{flag} needs matplotlib. Fix: pip install 'gptdata[plot]'"
+            ) from None
 
 
 def add_demo(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -127,8 +218,15 @@ def add_demo(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 def cmd_inspect(a: argparse.Namespace) -> int:
     from ..inspect.pairs import context_pairs, window_rows
     from ..inspect.plan import source_splits
-    from ..tokenizers import get_tokenizer
 
+    _source_or_blend(a)
+    if a.blend:
+        from ..inspect.blend import blend_windows
+
+        mix, names = _mixture(a, stride=a.stride or a.max_length)
+        tok = mix.datasets[0].corpus.tokenizer or get_tokenizer(a.tokenizer, backend=a.backend)
+        print("\n".join(blend_windows(mix, tok, n=min(a.n, len(mix)), names=names)))
+        return 0
     loaded = source_splits(
         Path(a.source),  # a path: the CLI never takes raw text here (tokenize does)
         tokenizer=get_tokenizer(a.tokenizer, backend=a.backend),
@@ -144,14 +242,29 @@ def cmd_inspect(a: argparse.Namespace) -> int:
             f"--start {a.start:,} is beyond the data: split {name!r} of {a.source} has "
             f"{len(tokens):,} tokens, so --start can be at most {max(len(tokens) - 2, 0):,}."
         )
+    if a.checkpoint and not a.model:
+        raise ValueError("--checkpoint loads weights into a --model py:FILE.py:NAME; pass one.")
     if a.model:
         from ..evaluation.models import load_model
+        from ..inspect.guesses import model_windows
         from ..inspect.pairs import model_pairs
 
-        ids = tokens[a.start : a.start + a.max_length + 1]
-        scorer = load_model(a.model)
-        scorer.check(max_length=max(len(ids) - 1, 1), tokenizer=loaded.tokenizer)
-        print("\n".join(model_pairs(scorer, [int(t) for t in ids], loaded.tokenizer)))
+        scorers = [load_model(spec, checkpoint=_checkpoint_for(spec, a)) for spec in a.model]
+        stride = a.stride or a.max_length
+        for scorer in scorers:
+            scorer.check(max_length=a.max_length, tokenizer=loaded.tokenizer)
+        if a.windows or a.documents == "mask":  # a mask needs the window view: one, or -n
+            count = a.n if a.windows else 1
+            end = a.start + (count - 1) * stride + a.max_length + 1
+            lines = model_windows(
+                scorers, tokens[: min(end, len(tokens))], loaded.tokenizer,
+                max_length=a.max_length, stride=stride, start=a.start, count=count,
+                documents=a.documents,
+            )  # fmt: skip
+        else:
+            ids = [int(t) for t in tokens[a.start : a.start + a.max_length + 1]]
+            lines = model_pairs(scorers, ids, loaded.tokenizer)
+        print("\n".join(lines))
         return 0
     if a.windows:
         end = a.start + (a.n - 1) * (a.stride or a.max_length) + a.max_length + 1
@@ -173,10 +286,30 @@ def cmd_inspect(a: argparse.Namespace) -> int:
     return 0
 
 
+def _checkpoint_for(spec: str, a: argparse.Namespace) -> str | None:
+    """--checkpoint goes to the py: models (one py: model, or the one it names first)."""
+    if not a.checkpoint:
+        return None
+    pys = [m for m in a.model if m.startswith("py:")]
+    if not pys:
+        raise ValueError("--checkpoint loads weights into a --model py:FILE.py:NAME; pass one.")
+    if len(pys) > 1:
+        raise ValueError(
+            "--checkpoint with two py: models is ambiguous: evaluate them one checkpoint at a "
+            "time, or write each checkpoint's loading into its own NAME function."
+        )
+    return a.checkpoint if spec.startswith("py:") else None
+
+
 def cmd_plan(a: argparse.Namespace) -> int:
     from ..inspect.plan import plan_report, plot, source_splits
-    from ..tokenizers import get_tokenizer
 
+    check_output(a.plot, "--plot", plot=True)
+    _source_or_blend(a)
+    if a.blend:
+        return _plan_blend(a)
+    if a.samples or a.tokens:
+        raise ValueError("--samples and --tokens size a mixture: use them with --blend.")
     loaded = source_splits(
         Path(a.source),  # a path: the CLI never takes raw text here (tokenize does)
         tokenizer=get_tokenizer(a.tokenizer, backend=a.backend),
@@ -201,6 +334,23 @@ def cmd_plan(a: argparse.Namespace) -> int:
     return 0 if ok else 2
 
 
+def _plan_blend(a: argparse.Namespace) -> int:
+    from ..inspect.blend import blend_report, parse_blend, plot_shares
+
+    mix, names = _mixture(a, stride=a.stride)
+    samples = a.samples or (-(-a.tokens // a.max_length) if a.tokens else None)
+    paths = [p for _, p in parse_blend(a.blend)]
+    print(
+        blend_report(
+            mix, samples=samples, batch_size=a.batch_size, world_size=a.world_size, paths=paths
+        )
+    )
+    if a.plot:
+        plot_shares(mix, samples or len(mix), a.plot, names)
+        print(f"wrote {a.plot}", file=sys.stderr)
+    return 0
+
+
 def cmd_eval(a: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -209,8 +359,12 @@ def cmd_eval(a: argparse.Namespace) -> int:
     from ..evaluation.models import load_model
     from ..evaluation.scoring import evaluate
 
+    check_output(a.per_document, "--per-document")
+    check_output(a.plot, "--plot", plot=True)
     data = load_eval_data(Path(a.source), tokenizer=a.tokenizer, split=a.split)
-    scorers = [load_model(spec, device=a.device) for spec in a.model]
+    scorers = [
+        load_model(spec, device=a.device, checkpoint=_checkpoint_for(spec, a)) for spec in a.model
+    ]
     max_length = a.max_length
     if max_length is None:
         known = [s.max_positions for s in scorers if s.max_positions]
@@ -232,7 +386,7 @@ def cmd_eval(a: argparse.Namespace) -> int:
                 progress=not a.quiet,
             )
         )
-    print(report(results, samples=a.bootstrap, seed=a.seed, as_json=a.json))
+    print(report(results, samples=a.bootstrap, seed=a.seed, as_json=a.json, unit=a.bootstrap_unit))
     if a.per_document:
         write_per_document(results, a.per_document)
         print(f"wrote {a.per_document}", file=sys.stderr)

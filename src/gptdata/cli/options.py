@@ -34,6 +34,8 @@ EPILOGS = {
   gptdata inspect store --max-length 8 --windows --stride 4 -n 3
   gptdata inspect docs.jsonl --text-field content --max-length 8
   gptdata inspect store --max-length 8 --windows --documents mask
+  gptdata inspect val.txt --model py:mymodel.py:make --checkpoint model.pth --model bigram:store
+  gptdata inspect --blend 0.7 web/ 0.3 code/ --max-length 16 -n 8
 """,
     "plan": """examples:
   gptdata plan store --max-length 256 --stride 128 --batch-size 8
@@ -41,6 +43,7 @@ EPILOGS = {
   gptdata plan the-verdict.txt --max-length 256 --stride 128 --batch-size 2 --plot plan.png
   gptdata plan 'data/*.jsonl.gz' --text-field content --max-length 1024 --stride 1024 --batch-size 8
   gptdata plan store --max-length 1024 --stride 1024 --batch-size 32 --documents mask
+  gptdata plan --blend 0.7 web/ 0.2 code/ 0.1 books/ --max-length 1024 --stride 1024 --batch-size 8 --tokens 1000000000
 """,
     "demo": "examples:\n  gptdata demo\n  gptdata demo my-text.txt\n",
     "export": """examples:
@@ -57,6 +60,7 @@ EPILOGS = {
   gptdata eval store --model hf:checkpoints/base --max-length 1024
   gptdata eval store --model bigram:store --model hf:base --model hf:tuned --plot eval.png
   gptdata eval notes.jsonl --model hf:base --stride 512 --per-document docs.csv --json
+  gptdata eval the-verdict.txt --model py:mymodel.py:make --checkpoint model.pth --bootstrap-unit chunk
 """,
 }
 

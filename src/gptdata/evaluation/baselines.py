@@ -67,6 +67,10 @@ class Unigram:
         """(B, T) inputs and targets -> (B, T) float32 log P(target)."""
         return self.log_table.to(targets.device)[targets].float()
 
+    def next_log_probs(self, context: int) -> torch.Tensor:
+        """(V,) float32 log P(w) for every w (the context does not matter)."""
+        return self.log_table.float()
+
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
         """(B, T) -> (B, T, V) log-probabilities (small inputs only)."""
         table = self.log_table.float().to(inputs.device)
@@ -196,6 +200,16 @@ class Bigram:
         pair = torch.where(self._keys_t[i] == query, self._counts_t[i], 0)  # (B, T)
         logp = torch.log(pair + self._uni[y]) - self._log_ctx[x]  # (B, T) float64
         return logp.float().to(targets.device)
+
+    def next_log_probs(self, context: int) -> torch.Tensor:
+        """(V,) float32 log P(w | context) for every w: one row, what ``inspect`` shows."""
+        v = int(context)
+        lo = int(np.searchsorted(self.keys, v * self.vocab_size))
+        hi = int(np.searchsorted(self.keys, (v + 1) * self.vocab_size))
+        row = self._uni.clone()  # (V,) float64
+        ws = torch.from_numpy((self.keys[lo:hi] % self.vocab_size).astype(np.int64))
+        row[ws] += self._counts_t[lo:hi].double()
+        return (torch.log(row) - self._log_ctx[v]).float()  # (V,)
 
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
         """(B, T) -> (B, T, V) log-probabilities (small inputs only)."""

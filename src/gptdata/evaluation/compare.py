@@ -7,6 +7,11 @@ with replacement (the same draw for both models) and recomputing each model's co
 
     >>> print(Comparison.of(base, tuned).verdict())
     tuned is better by 0.041 bpb, 95 % CI 0.030-0.052 (412 documents)
+
+A non-finite loss (a target given probability 0, NaN logits) gets no verdict but says where it is
+("A has infinite loss on 1 document (doc 7): no comparison"); fewer than 10 documents warn, and
+``unit="chunk"`` resamples blocks of 256 consecutive tokens instead (one held-out file still gets
+an interval); one unit gets no interval at all rather than a zero-width one.
 """
 
 from __future__ import annotations
@@ -15,13 +20,14 @@ import csv
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from .scoring import EvalResult
+from .results import CHUNK_TOKENS, EvalResult
 
 LN2 = math.log(2)
 
@@ -49,9 +55,32 @@ def _same_documents(a: EvalResult, b: EvalResult) -> None:
         )
 
 
+Unit = Literal["document", "chunk"]
+Metric = Literal["bits_per_byte", "loss"]
+FEW = 10  # fewer documents than this: the interval rests on few, and the verdict says so
+_SHORT = {"bits_per_byte": "bpb", "loss": "nats/token"}
+
+
+def _per_unit(r: EvalResult, metric: str, unit: str) -> tuple[np.ndarray, np.ndarray]:
+    """(numerator, denominator) per resampling unit: bits and bytes, or nats and tokens."""
+    if unit == "chunk":
+        if r.chunks is None:
+            raise ValueError(f"{r.name} has no chunk sums; evaluate it again to compare by chunk.")
+        part: Any = r.chunks
+    else:
+        part = r.documents
+    if metric == "bits_per_byte":
+        return part.nll_text / LN2, part.bytes.astype(np.float64)
+    return part.nll, part.tokens.astype(np.float64)
+
+
 @dataclass(frozen=True)
 class Comparison:
-    """``diff = bpb(a) - bpb(b)``: positive means ``b`` is better."""
+    """``diff = metric(a) - metric(b)``: positive means ``b`` is better.
+
+    ``refused`` says why there is no verdict (a non-finite loss); ``warning`` that the interval
+    rests on few documents; ``low``/``high`` are NaN where there is no interval (one unit).
+    """
 
     a: str
     b: str
@@ -60,52 +89,128 @@ class Comparison:
     high: float
     documents: int
     samples: int
+    unit: str = "document"
+    metric: str = "bits_per_byte"
+    units: int = 0  # documents, or chunks of CHUNK_TOKENS with unit="chunk"
+    refused: str | None = None
+    warning: str | None = None
 
     @classmethod
-    def of(cls, a: EvalResult, b: EvalResult, *, samples: int = 1000, seed: int = 0) -> Comparison:
+    def of(
+        cls,
+        a: EvalResult,
+        b: EvalResult,
+        *,
+        samples: int = 1000,
+        seed: int = 0,
+        unit: Unit = "document",
+        metric: Metric = "bits_per_byte",
+    ) -> Comparison:
         _same_documents(a, b)
-        if samples < 1:
-            raise ValueError(f"samples must be >= 1 (--bootstrap), got {samples}.")
-        na, nb = a.documents.nll_text / LN2, b.documents.nll_text / LN2  # bits per document
-        nbytes = a.documents.bytes.astype(np.float64)
-        if nbytes.sum() == 0:
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"samples must be a whole number >= 1 (--bootstrap), got {samples!r}.")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a whole number >= 0 (--seed), got {seed!r}.")
+        if unit not in ("document", "chunk"):
+            raise ValueError(f"unit={unit!r} is not 'document' or 'chunk' (--bootstrap-unit).")
+        if metric not in _SHORT:
+            raise ValueError(f"metric={metric!r} is not one of {sorted(_SHORT)}.")
+        D = len(a.documents)
+        keep = {"documents": D, "samples": samples, "unit": unit, "metric": metric}
+        # A non-finite sum has no difference and no interval: say which model and documents,
+        # rather than dropping the bootstrap draws that hold them.
+        bad = [f"{r.name} has {why}" for r in (a, b) if (why := r.nonfinite(metric))]
+        if bad:
+            nan = float("nan")
+            return cls(a.name, b.name, nan, nan, nan, units=D, refused="; ".join(bad), **keep)
+        na, den = _per_unit(a, metric, unit)
+        nb, _ = _per_unit(b, metric, unit)
+        if den.sum() == 0:
             raise ValueError("the documents have 0 bytes of text: no bits per byte to compare.")
-        with np.errstate(invalid="ignore"):  # inf - inf (a probability 0 in both) is NaN
-            diff = float((na.sum() - nb.sum()) / nbytes.sum())
-        D = len(nbytes)
+        diff = float((na.sum() - nb.sum()) / den.sum())
+        U = len(den)
+        warning = None
+        if unit == "document" and D < FEW:
+            warning = (
+                f"the interval rests on {D} document{'s' if D != 1 else ''}; --bootstrap-unit "
+                f"chunk resamples blocks of {CHUNK_TOKENS} tokens instead"
+            )
+        if U < 2:  # one unit: every draw is the same, a zero-width interval would claim certainty
+            nan = float("nan")
+            return cls(a.name, b.name, diff, nan, nan, units=U, warning=warning, **keep)
         rng = np.random.default_rng(seed)
         draws = np.empty(samples)
-        rows = max(1, (1 << 22) // max(D, 1))  # bound memory: rows x D indices at a time
+        rows = max(1, (1 << 22) // U)  # bound memory: rows x U indices at a time
         for r0 in range(0, samples, rows):
             r1 = min(samples, r0 + rows)
-            pick = rng.integers(0, D, size=(r1 - r0, D))  # (rows, D) documents drawn
-            with np.errstate(invalid="ignore", divide="ignore"):
-                draws[r0:r1] = (na[pick].sum(1) - nb[pick].sum(1)) / nbytes[pick].sum(1)
+            pick = rng.integers(0, U, size=(r1 - r0, U))  # (rows, U) units drawn
+            with np.errstate(invalid="ignore", divide="ignore"):  # a draw of 0-byte units
+                draws[r0:r1] = (na[pick].sum(1) - nb[pick].sum(1)) / den[pick].sum(1)
         draws = draws[np.isfinite(draws)]
         low, high = np.percentile(draws, [2.5, 97.5]) if len(draws) else (diff, diff)
-        return cls(a.name, b.name, diff, float(low), float(high), D, samples)
+        return cls(a.name, b.name, diff, float(low), float(high), units=U, warning=warning, **keep)
 
     def verdict(self) -> str:
-        """One line: which model is better, by how many bits per byte, with the 95 % CI."""
-        docs = f"({self.documents:,} document{'s' if self.documents != 1 else ''})"
+        """One line: which model is better, by how much, with the 95 % CI (or why not)."""
+        if self.refused:
+            return f"{self.refused}: no comparison"
+        what = _SHORT[self.metric]
+        n = self.units
+        if self.unit == "chunk":
+            count = f"({n:,} chunk{'s' if n != 1 else ''} of {CHUNK_TOKENS} tokens)"
+        else:
+            count = f"({n:,} document{'s' if n != 1 else ''})"
+        if not math.isfinite(self.low):
+            return (
+                f"{self.a} - {self.b} = {self.diff:+.3f} {what} {count}; no confidence interval "
+                f"from one {self.unit}: pass --bootstrap-unit chunk"
+            )
         if self.low > 0:
-            return (
-                f"{self.b} is better by {self.diff:.3f} bpb, 95 % CI "
-                f"{self.low:.3f}-{self.high:.3f} {docs}"
+            line = (
+                f"{self.b} is better by {self.diff:.3f} {what}, 95 % CI "
+                f"{self.low:.3f}-{self.high:.3f} {count}"
             )
-        if self.high < 0:
-            return (
-                f"{self.a} is better by {-self.diff:.3f} bpb, 95 % CI "
-                f"{-self.high:.3f}-{-self.low:.3f} {docs}"
+        elif self.high < 0:
+            line = (
+                f"{self.a} is better by {-self.diff:.3f} {what}, 95 % CI "
+                f"{-self.high:.3f}-{-self.low:.3f} {count}"
             )
-        return (
-            f"no clear difference: {self.a} - {self.b} = {self.diff:+.3f} bpb, 95 % CI "
-            f"{self.low:+.3f} to {self.high:+.3f} {docs}"
-        )
+        else:
+            line = (
+                f"no clear difference: {self.a} - {self.b} = {self.diff:+.3f} {what}, 95 % CI "
+                f"{self.low:+.3f} to {self.high:+.3f} {count}"
+            )
+        return line + (f"; warning: {self.warning}" if self.warning else "")
 
     def to_dict(self) -> dict[str, object]:
         """Plain JSON values; non-finite numbers are None (JSON null), as in EvalResult."""
         return json_safe({**self.__dict__, "verdict": self.verdict()})
+
+
+def compare(
+    results: Sequence[EvalResult],
+    *,
+    metric: Metric = "bits_per_byte",
+    samples: int = 1000,
+    seed: int = 0,
+    unit: Unit = "document",
+) -> Comparison:
+    """The paired bootstrap between two results of the same source, as ``gptdata eval`` prints.
+
+        >>> c = compare([base, tuned], metric="bits_per_byte", samples=1000, seed=0)
+        >>> c.diff, c.low, c.high, c.verdict()
+        (0.041, 0.030, 0.052, 'tuned is better by 0.041 bpb, 95 % CI 0.030-0.052 (412 documents)')
+
+    ``unit="chunk"`` resamples blocks of 256 consecutive tokens instead of documents, so one long
+    held-out file still gets an interval. For more than two results, call it per pair.
+    """
+    if len(results) != 2 or not all(isinstance(r, EvalResult) for r in results):
+        raise ValueError(
+            f"compare takes two EvalResults (got {len(results)}); for more, compare each pair."
+        )
+    return Comparison.of(
+        results[0], results[1], samples=samples, seed=seed, unit=unit, metric=metric
+    )
 
 
 def changed_most(a: EvalResult, b: EvalResult, *, count: int = 3) -> list[str]:
@@ -139,12 +244,18 @@ def table(results: list[EvalResult]) -> str:
 
 
 def report(
-    results: list[EvalResult], *, samples: int = 1000, seed: int = 0, as_json: bool = False
+    results: list[EvalResult],
+    *,
+    samples: int = 1000,
+    seed: int = 0,
+    as_json: bool = False,
+    unit: Unit = "document",
 ) -> str:
-    """What ``gptdata eval`` prints: the table, then per pair the verdict and the documents that
-    changed most; or, ``as_json``, each model's ``to_dict()`` and each comparison's."""
+    """What ``gptdata eval`` prints: the table, any non-finite losses, then per pair the verdict
+    and the documents that changed most; or, ``as_json``, each model's ``to_dict()`` and each
+    comparison's."""
     pairs = [(x, y) for i, x in enumerate(results) for y in results[i + 1 :]]
-    comparisons = [Comparison.of(x, y, samples=samples, seed=seed) for x, y in pairs]
+    comparisons = [Comparison.of(x, y, samples=samples, seed=seed, unit=unit) for x, y in pairs]
     if as_json:
         doc = {
             "models": [r.to_dict() for r in results],
@@ -158,6 +269,7 @@ def report(
         f"{r0.counted_on}",
         table(results),
     ]
+    lines += [f"{r.name}: {why}" for r in results if (why := r.nonfinite())]
     for c, (x, y) in zip(comparisons, pairs, strict=True):
         lines.append(f"\n{c.a} vs {c.b}: {c.verdict()}")
         lines.append(f"documents that changed most ({c.a} -> {c.b}):")

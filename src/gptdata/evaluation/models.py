@@ -6,6 +6,8 @@ with ``.logits`` (Hugging Face), or a tuple whose first item is the logits (nano
 called with the targets). Specs:
 
     hf:DIR          a Hugging Face causal LM saved in DIR (local files only; ``gptdata[hf]``)
+    py:FILE.py:NAME your own model: NAME in FILE.py is a model or a zero-argument function
+                    returning one; ``checkpoint`` loads a state dict into it (see pyfile.py)
     unigram:STORE   add-one unigram counted from STORE's train split  (see baselines.py)
     bigram:STORE    bigram backing off to the unigram, from STORE's train split
 
@@ -24,6 +26,8 @@ from typing import Any
 import torch
 
 from ..tokenizers import Tokenizer
+
+SPECS = "hf:DIR, py:FILE.py:NAME, unigram:STORE, bigram:STORE"
 
 
 def logits_of(output: Any) -> torch.Tensor:
@@ -61,8 +65,11 @@ def _max_positions(model: Any) -> int | None:
     pos_emb = getattr(model, "pos_emb", None)
     if isinstance(pos_emb, torch.nn.Embedding):
         return pos_emb.num_embeddings
-    value = getattr(model, "max_positions", None)
-    return value if isinstance(value, int) else None
+    for name in ("max_positions", "context_length"):
+        value = getattr(model, name, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
 
 
 def _vocab_size(model: Any) -> int | None:
@@ -138,13 +145,15 @@ class Scorer:
         return logits
 
     def log_probs(
-        self, inputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None
+        self, inputs: torch.Tensor, targets: torch.Tensor, index: torch.Tensor | None
     ) -> torch.Tensor:
-        """log P(target) (K,) float32 at the scored positions (``mask`` (B, T), None = all)."""
+        """log P(target) (K,) float32 at the scored positions: ``index`` (K,) holds their flat
+        positions in (B, T), None = all. Indices, not a bool mask: a mask's indexing waits for
+        the device (it must count the rows), an index_select does not."""
         fast = getattr(self.model, "target_log_probs", None)
         if fast is not None:
-            logp = fast(inputs, targets)  # (B, T)
-            return logp.reshape(-1) if mask is None else logp[mask]
+            logp = fast(inputs, targets).reshape(-1)  # (B*T,)
+            return logp if index is None else logp.index_select(0, index)
         logits = self.logits(inputs, targets)  # (B, T, V)
         if not self.logits_checked:  # once: a model without a config shows its vocabulary here
             if logits.shape[-1] < self.need_vocab:
@@ -154,10 +163,9 @@ class Scorer:
                     "with the model's own tokenizer (tokenizer=...)."
                 )
             self.logits_checked = True
-        if mask is None:
-            rows, ys = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)  # (B*T, V)
-        else:
-            rows, ys = logits[mask], targets[mask]  # (K, V): only the scored positions
+        rows, ys = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)  # (B*T, V)
+        if index is not None:  # only the scored positions: (K, V)
+            rows, ys = rows.index_select(0, index), ys.index_select(0, index)
         # log_softmax + gather (cross_entropy, fused) in float32, a slice of rows at a time on
         # a CPU: the (rows, V) temporary stays in cache, measured 3x faster than one call over
         # (2048, 50257) and 4x faster than logsumexp; on a GPU one call is best.
@@ -186,26 +194,43 @@ def load_hf(path: str | os.PathLike[str], device: torch.device) -> Any:
     return model.to(device).eval()
 
 
-def load_model(model: Any, *, device: str | torch.device | None = None) -> Scorer:
-    """A model object or spec string -> Scorer; spec models are loaded onto ``device``."""
+def load_model(
+    model: Any,
+    *,
+    device: str | torch.device | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+) -> Scorer:
+    """A model object or spec string -> Scorer; spec models are loaded onto ``device``.
+
+    ``checkpoint`` (``py:`` specs only) is a ``torch.save``d state dict loaded into the model.
+    """
     if isinstance(model, str):
         kind, sep, where = model.partition(":")
         dev = torch.device(device or "cpu")
-        if not sep or not where or kind not in ("hf", "unigram", "bigram"):
+        if not sep or not where or kind not in ("hf", "py", "unigram", "bigram"):
+            raise ValueError(f"model spec {model!r} is not one of {SPECS}.")
+        if checkpoint is not None and kind != "py":
             raise ValueError(
-                f"model spec {model!r} is not one of hf:DIR, unigram:STORE, bigram:STORE."
+                f"--checkpoint loads weights into a py:FILE.py:NAME model, not {kind}:; "
+                f"drop it or name your model class with py:."
             )
         if kind == "hf":
             obj = load_hf(where, dev)
+        elif kind == "py":
+            from .pyfile import load_py
+
+            obj = load_py(where, checkpoint=checkpoint, device=dev)
         else:
             from .baselines import baseline_from_store
 
             obj = baseline_from_store(kind, where)
         return Scorer(obj, model, _vocab_size(obj), _max_positions(obj), dev)
+    if checkpoint is not None:
+        raise ValueError("checkpoint= is for py:FILE.py:NAME specs; load weights into your model.")
     if not callable(model):
         raise TypeError(
             f"model is {type(model).__name__}; pass a callable returning logits or a spec string "
-            "(hf:DIR, unigram:STORE, bigram:STORE)."
+            f"({SPECS})."
         )
     if device is None:
         params = model.parameters() if isinstance(model, torch.nn.Module) else iter(())

@@ -136,32 +136,72 @@ def model_pairs(scorer: Any, ids: list[int], tokenizer: Tokenizer, *, top: int =
     One forward pass over ``ids[:-1]``: position ``i - 1`` predicts ``ids[i]``. Probabilities
     are the softmax over all the model's logits, as ``evaluate`` scores them: a padded vocabulary
     (nanoGPT's 50,304 for GPT-2's 50,257) keeps its extra IDs, shown as ``<pad 50300>``.
+    ``scorer`` may be a list of scorers: each pair then shows every model, side by side.
+    """
+    if len(ids) < 2:
+        raise ValueError(f"need at least 2 tokens from --start, got {len(ids)}.")
+    scorers = scorer if isinstance(scorer, list) else [scorer]
+    got = [predictions(s, ids[:-1], ids[1:], top=top) for s in scorers]
+    lines = []
+    for i in range(1, len(ids)):
+        want = ids[i]
+        shown = " | ".join(
+            guess_text(tokenizer, float(p[i - 1]), q[i - 1], t[i - 1],
+                       name=s.name if len(scorers) > 1 else "")
+            for s, (p, q, t) in zip(scorers, got, strict=True)
+        )  # fmt: skip
+        context = escape(tokenizer.decode(ids[:i]))
+        lines.append(f"{context} ----> '{escape(tokenizer.decode([want]))}' ({want})  {shown}")
+    return lines
+
+
+def probability(p: float, digits: int = 4) -> str:
+    """0.25 -> '0.2500'; 1.4e-05 -> '1.40e-05' (never '0.0000'); 0 -> '0'."""
+    if p == 0:
+        return "0"
+    return f"{p:.{digits}f}" if p >= 10 ** -(digits - 1) else f"{p:.2e}"
+
+
+def predictions(
+    scorer: Any, x: list[int], y: list[int], *, top: int = 3
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One forward pass over ``x``: P(y[i]) (T,), the top probabilities (T, top) and IDs (T, top).
+
+    A model with ``next_log_probs(context_id)`` (a count baseline) is asked row by row.
     """
     import torch
 
-    if len(ids) < 2:
-        raise ValueError(f"need at least 2 tokens from --start, got {len(ids)}.")
-    x = torch.tensor([ids[:-1]], dtype=torch.long, device=scorer.device)  # (1, T)
-    y = torch.tensor([ids[1:]], dtype=torch.long, device=scorer.device)  # (1, T)
+    row = getattr(scorer.model, "next_log_probs", None)
+    if row is not None:
+        p_y, best_p, best = [], [], []
+        for v, w in zip(x, y, strict=True):
+            probs = torch.exp(row(v))  # (V,) float32, one row at a time
+            q, t = probs.topk(min(top, probs.shape[-1]))  # (top,)
+            p_y.append(float(probs[w]))
+            best_p.append(q.numpy())
+            best.append(t.numpy())
+        return np.array(p_y), np.array(best_p), np.array(best)
+    xt = torch.tensor([x], dtype=torch.long, device=scorer.device)  # (1, T)
+    yt = torch.tensor([y], dtype=torch.long, device=scorer.device)  # (1, T)
     with torch.inference_mode():
-        logits = scorer.logits(x, y)[0].float()  # (T, V); nanoGPT-style models too
-    probs = torch.softmax(logits, dim=-1)  # (T, V)
-    best_p, best = probs.topk(min(top, probs.shape[-1]), dim=-1)  # (T, top)
+        logits = scorer.logits(xt, yt)[0].float()  # (T, V); nanoGPT-style models too
+        probs = torch.softmax(logits, dim=-1)  # (T, V)
+        q, t = probs.topk(min(top, probs.shape[-1]), dim=-1)  # (T, top)
+        p_y = probs.gather(-1, yt[0, :, None])[:, 0]  # (T,)
+    return p_y.cpu().double().numpy(), q.cpu().double().numpy(), t.cpu().numpy()
+
+
+def guess_text(
+    tokenizer: Tokenizer, p: float, best_p: np.ndarray, best: np.ndarray, *, name: str = ""
+) -> str:
+    """'p=0.0213  top 3: 13 '.' 0.061, ...', prefixed by the model's name when there are two."""
 
     def shown(t: int) -> str:  # an ID past the tokenizer's vocabulary is the model's padding
         return escape(tokenizer.decode([t])) if t < tokenizer.vocab_size else f"<pad {t}>"
 
-    lines = []
-    for i in range(1, len(ids)):
-        want = ids[i]
-        p = float(probs[i - 1, want])
-        guesses = ", ".join(
-            f"{int(t)} '{shown(int(t))}' {float(q):.3f}"
-            for t, q in zip(best[i - 1], best_p[i - 1], strict=True)
-        )
-        context = escape(tokenizer.decode(ids[:i]))
-        lines.append(
-            f"{context} ----> '{escape(tokenizer.decode([want]))}' ({want})  p={p:.4f}  "
-            f"top {top}: {guesses}"
-        )
-    return lines
+    guesses = ", ".join(
+        f"{int(t)} '{shown(int(t))}' {probability(float(q), 3)}"
+        for t, q in zip(best, best_p, strict=True)
+    )
+    head = f"{name}: " if name else ""
+    return f"{head}p={probability(p)}  top {len(best)}: {guesses}"

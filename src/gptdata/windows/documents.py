@@ -118,12 +118,14 @@ class Format:
             # Compared before the cast: on a store's uint16 rows it is 3x faster than on int64.
             hits = np.flatnonzero(rows[:, :-1] == self.eot_id)  # (K,) input separators, (B, L) flat
         rows = rows.astype(np.int64, copy=False)  # (B, L + 1)
-        targets = rows[:, 1:]  # (B, L)
+        # Inputs and targets each their own contiguous array, as torch.stack gives: views of one
+        # buffer break .view(-1), and an in-place edit of the targets would change the inputs.
+        inputs = np.ascontiguousarray(rows[:, :-1])  # (B, L)
+        targets = rows[:, 1:].copy()  # (B, L)
         if hits.size:
-            targets = targets.copy()  # (B, L), contiguous: -100 where the input is a separator
-            targets.reshape(-1)[hits] = IGNORE_INDEX
+            targets.reshape(-1)[hits] = IGNORE_INDEX  # -100 where the input is a separator
         if self.batch_format == "tuple":
-            return torch.from_numpy(rows[:, :-1]), torch.from_numpy(targets)  # (B, L) x2
+            return torch.from_numpy(inputs), torch.from_numpy(targets)  # (B, L) x2
         positions, doc_ids = self._positions(hits, b, length)
         if self.batch_format == "hf":
             # labels[:, j] = input j, or -100 where input j - 1 is a separator: the targets, one
@@ -132,12 +134,12 @@ class Format:
             labels[:, 0] = rows[:, 0]
             labels[:, 1:] = targets[:, :-1]
             return {
-                "input_ids": torch.from_numpy(rows[:, :-1]),  # (B, L)
+                "input_ids": torch.from_numpy(inputs),  # (B, L)
                 "labels": torch.from_numpy(labels),  # (B, L)
                 "position_ids": torch.from_numpy(positions),  # (B, L)
             }
         return {
-            "input_ids": torch.from_numpy(rows[:, :-1]),  # (B, L)
+            "input_ids": torch.from_numpy(inputs),  # (B, L)
             "targets": torch.from_numpy(targets),  # (B, L)
             "position_ids": torch.from_numpy(positions),  # (B, L)
             "doc_ids": torch.from_numpy(doc_ids),  # (B, L)

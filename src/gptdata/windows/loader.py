@@ -28,7 +28,16 @@ from torch.utils.data import DataLoader
 from ..tokenizers import Tokenizer
 from .dataset import SlidingWindowDataset
 from .documents import Batch, BatchFormat, Documents, pin
-from .loaderstate import STATE_VERSION, check_state, epoch_seed, is_int
+from .loaderstate import (
+    STATE_VERSION,
+    batches_per_rank,
+    check_settings,
+    check_state,
+    epoch_seed,
+    is_int,
+    resume_batches,
+)
+from .mixture import Mixture
 
 
 def _accelerator_available() -> bool:
@@ -44,15 +53,17 @@ class _BatchSampler:
     Each item is an int64 array of up to ``per_item * batch_size`` window indices, batch-aligned.
     """
 
-    def __init__(self, loader: GPTDataLoader, skip: int, per_item: int = 1) -> None:
-        self.loader, self.skip, self.per_item = loader, skip, per_item
+    def __init__(
+        self, loader: GPTDataLoader, skip: int, per_item: int = 1, *, side: bool = False
+    ) -> None:
+        self.loader, self.skip, self.per_item, self.side = loader, skip, per_item, side
 
     def __len__(self) -> int:
         return math.ceil((len(self.loader) - self.skip) / self.per_item)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         # A generator, so the permutation is drawn at the first batch, as RandomSampler does.
-        order = self.loader._epoch_order()
+        order = self.loader._side_order() if self.side else self.loader._epoch_order()
         bs, end = self.loader.batch_size, len(self.loader)
         for b in range(self.skip, end, self.per_item):
             yield order[b * bs : min(b + self.per_item, end) * bs]
@@ -61,14 +72,25 @@ class _BatchSampler:
 class _Rows:
     """What a worker fetches: window indices -> one (n, max_length + 1) int64 block of rows."""
 
-    def __init__(self, dataset: SlidingWindowDataset) -> None:
+    def __init__(self, dataset: SlidingWindowDataset | Mixture) -> None:
         self.dataset = dataset
 
     def __getitem__(self, indices: np.ndarray) -> torch.Tensor:
+        if isinstance(self.dataset, Mixture):
+            return torch.from_numpy(self.dataset.rows(indices))  # (n, L + 1)
         rows = self.dataset.tokens.gather(
             indices * self.dataset.stride, self.dataset.max_length + 1
         )
         return torch.from_numpy(rows.astype(np.int64, copy=False))  # (n, L + 1)
+
+
+def _split(rows: np.ndarray) -> Batch:
+    """(B, L + 1) rows -> inputs, targets: each its own contiguous int64 tensor, as torch.stack
+    gives (views of one buffer break ``targets.view(-1)``). astype copies into C order, so this
+    is one pass over the rows per tensor."""
+    x = torch.from_numpy(rows[:, :-1].astype(np.int64))  # (B, L)
+    y = torch.from_numpy(rows[:, 1:].astype(np.int64))  # (B, L)
+    return x, y
 
 
 # Worker results cross processes through shared memory, at a fixed cost per transfer (~0.8 ms
@@ -94,7 +116,7 @@ class GPTDataLoader:
 
     def __init__(
         self,
-        dataset: SlidingWindowDataset,
+        dataset: SlidingWindowDataset | Mixture,
         *,
         batch_size: int = 4,
         shuffle: bool = True,
@@ -109,11 +131,17 @@ class GPTDataLoader:
         batch_format: BatchFormat | None = None,
         eot_id: int | None = None,
     ) -> None:
-        if not (hasattr(dataset, "tokens") and hasattr(dataset, "max_length")):
+        mixture = isinstance(dataset, Mixture)
+        if not mixture and not (hasattr(dataset, "tokens") and hasattr(dataset, "max_length")):
             raise TypeError(
                 f"GPTDataLoader takes a SlidingWindowDataset, got {type(dataset).__name__}. For "
                 "a Path, store, split, IDs or text use create_dataloader(source, max_length=..., "
                 "stride=...)."
+            )
+        if mixture and (documents is not None or batch_format is not None or eot_id is not None):
+            raise ValueError(
+                "documents, batch_format and eot_id of a Mixture are set when it is built: "
+                "Mixture([...], documents=..., batch_format=...)."
             )
         if documents is not None or batch_format is not None or eot_id is not None:
             dataset = dataset.with_format(
@@ -136,8 +164,14 @@ class GPTDataLoader:
                 continue
             if not is_int(value) or value < low:
                 raise ValueError(f"{name}={value!r} must be an integer >= {low}.")
-        if seed is not None and not is_int(seed):
-            raise ValueError(f"seed={seed!r} must be an integer or None.")
+        if seed is not None and (not is_int(seed) or seed < 0):
+            raise ValueError(f"seed={seed!r} must be an integer >= 0 or None.")
+        if rank is None and world_size is not None and world_size > 1:
+            raise ValueError(
+                f"world_size={world_size} needs rank: torch.distributed is not initialized, so "
+                "this process cannot know which rank it is. Pass rank=..., or call "
+                "torch.distributed.init_process_group first."
+            )
         rank, world_size = int(rank or 0), int(world_size or 1)
         batch_size, num_workers = int(batch_size), int(num_workers)
         seed = None if seed is None else int(seed)
@@ -145,6 +179,13 @@ class GPTDataLoader:
             raise ValueError(
                 f"rank={rank} must be in 0..{world_size - 1} for world_size={world_size}."
             )
+        if isinstance(dataset, Mixture):
+            # A mixture's order is Megatron's; seed and shuffle act inside each source.
+            if seed is not None or not shuffle:
+                dataset = dataset.with_order(
+                    seed=dataset.seed if seed is None else seed, shuffle=shuffle
+                )
+            seed = dataset.seed
         if world_size > 1 and seed is None:
             seed = 0  # every rank must draw the same order
         self.dataset, self.batch_size, self.shuffle = dataset, batch_size, shuffle
@@ -159,16 +200,17 @@ class GPTDataLoader:
                 stacklevel=2,
             )
             self.pin_memory = False
-        n = len(dataset)
-        self.per_rank = n // world_size if drop_last else math.ceil(n / world_size)
-        self.n_batches = (
-            self.per_rank // batch_size if drop_last else math.ceil(self.per_rank / batch_size)
+        self.per_rank, self.n_batches = batches_per_rank(
+            len(dataset), batch_size, world_size, drop_last
         )
         if self.n_batches == 0:
             where = f" per rank (world_size={world_size})" if world_size > 1 else ""
+            what = (
+                repr(dataset) if isinstance(dataset, Mixture) else f"{len(dataset.tokens):,} tokens"
+            )
             raise ValueError(
                 f"batch_size={batch_size} with drop_last={drop_last} gives 0 batches: there are "
-                f"{self.per_rank:,} windows{where} ({len(dataset.tokens):,} tokens, "
+                f"{self.per_rank:,} windows{where} ({what}, "
                 f"max_length={dataset.max_length}, stride={dataset.stride}). Lower batch_size, "
                 "max_length or stride, add text, or pass drop_last=False."
             )
@@ -177,7 +219,6 @@ class GPTDataLoader:
         self._perm_seed: int | None = None  # seed=None: what the global RNG gave this epoch
         self._skip = 0
         self._owner: object | None = None  # the live iterator whose pass state_dict() follows
-        self._warned: object | None = None  # the abandoned pass last warned about
 
     def __len__(self) -> int:
         return self.n_batches
@@ -188,7 +229,11 @@ class GPTDataLoader:
 
     def _epoch_order(self) -> np.ndarray:
         n = len(self.dataset)
-        if not self.shuffle:
+        if isinstance(self.dataset, Mixture):
+            # Epoch e is mixture samples e*n .. e*n + n - 1: later epochs go on down the
+            # blending stream, so forever() extends the mixture and sources keep their epochs.
+            order = torch.arange(self.epoch * n, (self.epoch + 1) * n)
+        elif not self.shuffle:
             order = torch.arange(n)
         else:
             if self.seed is None:
@@ -209,6 +254,17 @@ class GPTDataLoader:
             order_np = order_np[:total][self.rank :: self.world_size]
         return order_np
 
+    def _side_order(self) -> np.ndarray:
+        """A side pass's order: its own draw as a new torch DataLoader iterator makes (seed=None),
+        else the current epoch's order from its start. Touches no state of the training pass."""
+        saved = self._perm_seed
+        if self.shuffle and self.seed is None and not isinstance(self.dataset, Mixture):
+            self._perm_seed = None  # _epoch_order draws a fresh one from the global generator
+        try:
+            return self._epoch_order()
+        finally:
+            self._perm_seed = saved
+
     def __iter__(self) -> Iterator[Batch]:
         """One pass: the rest of the current epoch, or the next epoch when it was finished."""
         return self._iterate(forever=False)
@@ -228,43 +284,25 @@ class GPTDataLoader:
         return self._iterate(forever=True)
 
     def _iterate(self, *, forever: bool) -> Iterator[Batch]:
-        token = object()  # identifies this iterator; its batches count only while it owns state
+        token = object()  # identifies this iterator; only the oldest live one moves the state
+        if self._owner is not None:
+            # A side pass (the book's chapter-5 loop evaluates on the training loader): its own
+            # order, as a second torch DataLoader iterator; no warning, no state moved.
+            while True:
+                yield from self._pass(token, side=True)
+                if not forever:
+                    return
         try:
             while True:
                 self._begin_pass(token, chain=forever)
                 yield from self._pass(token)
                 if not forever:
                     return
-                if self._owner is not token:  # another pass took the state over meanwhile
-                    raise RuntimeError(
-                        "this loader.forever() stream was abandoned when another pass over the "
-                        "loader started; its position is lost. Use one stream for training and "
-                        "a second loader for evaluation."
-                    )
         finally:
             if self._owner is token:
                 self._owner = None
 
     def _begin_pass(self, token: object, *, chain: bool) -> None:
-        if (
-            self._owner is not None
-            and self._owner is not token
-            and self._skip == 0
-            and 0 < self._batches_done < self.n_batches
-            and self._warned is not self._owner
-        ):
-            # Once per abandoned pass: a pass loses the state once, so the book's chapter-5 loop
-            # (evaluation on the training loader inside each epoch) warns once per epoch, not
-            # at every evaluation; a later epoch's abandoned pass warns again.
-            self._warned = self._owner
-            warnings.warn(
-                f"a new pass over this loader started while another is unfinished (epoch "
-                f"{self.epoch}, batch {self._batches_done} of {self.n_batches}): that pass is "
-                "abandoned, and state_dict() now follows the new one. To evaluate inside a "
-                "training loop, iterate a second loader over the evaluation data "
-                "(eval_loader = create_dataloader(...)), not the training loader.",
-                stacklevel=3,  # the line that started the new pass
-            )
         chained = None
         if self._batches_done >= self.n_batches:  # the last epoch was finished
             prev = self._perm_seed
@@ -277,16 +315,25 @@ class GPTDataLoader:
         self._batches_done = skip
         self._owner = token
 
-    def _pass(self, token: object) -> Iterator[Batch]:
-        skip = self._batches_done
+    def _pass(self, token: object, *, side: bool = False) -> Iterator[Batch]:
+        skip = 0 if side else self._batches_done
         if self.num_workers == 0:
             # In-process: gather straight from the sampler's indices; DataLoader's per-batch
             # machinery cost 3-4x the gather itself (bench/loader.py). Draw the base seed that
             # DataLoader's iterator draws, so the global RNG stream matches the classic loader.
             torch.empty((), dtype=torch.int64).random_()
             stride = self.dataset.stride
-            for indices in _BatchSampler(self, skip):
-                batch = self.dataset.batch_at(indices * stride)
+            if isinstance(self.dataset, Mixture):
+                yield from self._mixture_pass(token, skip, side)
+                return
+            plain, tokens, width = self.dataset.format.plain, None, self.dataset.max_length + 1
+            if plain:
+                tokens = self.dataset.tokens
+            for indices in _BatchSampler(self, skip, side=side):
+                if tokens is not None:
+                    batch = _split(tokens.gather(indices * stride, width))  # (B, L) x2
+                else:
+                    batch = self.dataset.batch_at(indices * stride)
                 if self.pin_memory:
                     batch = pin(batch)
                 if self._owner is token:
@@ -298,7 +345,7 @@ class GPTDataLoader:
         loader = DataLoader(
             _Rows(self.dataset),
             batch_size=None,
-            sampler=_BatchSampler(self, skip, per_item),
+            sampler=_BatchSampler(self, skip, per_item, side=side),
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             multiprocessing_context=self.multiprocessing_context,
@@ -312,11 +359,43 @@ class GPTDataLoader:
                 if fmt is not None:  # documents="mask" or another batch_format
                     yield pin(fmt(rows)) if self.pin_memory else fmt(rows)
                     continue
-                yield rows[:, :-1], rows[:, 1:]  # (B, L), (B, L)
+                yield rows[:, :-1].contiguous(), rows[:, 1:].contiguous()  # (B, L), (B, L)
+
+    def _mixture_pass(self, token: object, skip: int, side: bool) -> Iterator[Batch]:
+        """In-process batches of a Mixture: rows of ~1 MiB of batches are located and gathered
+        at once, then cut; per batch, the lookups cost 10x the gather (bench/mixture.py)."""
+        mixture: Mixture = self.dataset  # type: ignore[assignment]
+        bs, row_bytes = self.batch_size, (mixture.max_length + 1) * 8
+        per_item = max(1, WORKER_TRANSFER_BYTES // (bs * row_bytes))
+        fmt = None if mixture.format.plain else mixture.format
+        for indices in _BatchSampler(self, skip, per_item, side=side):
+            block = mixture.rows(indices)  # (up to per_item * B, L + 1) int64
+            for start in range(0, len(block), bs):
+                rows = block[start : start + bs]  # (B, L + 1)
+                if self._owner is token and not side:
+                    self._batches_done += 1
+                if fmt is not None:
+                    yield pin(fmt(rows)) if self.pin_memory else fmt(rows)
+                    continue
+                x = torch.from_numpy(np.ascontiguousarray(rows[:, :-1]))  # (B, L)
+                y = torch.from_numpy(np.ascontiguousarray(rows[:, 1:]))  # (B, L)
+                yield (pin((x, y)) if self.pin_memory else (x, y))
 
     # The protocol torchdata's StatefulDataLoader calls.
+    def _data_id(self) -> str:
+        if isinstance(self.dataset, Mixture):
+            return self.dataset.fingerprint
+        return self.dataset.tokens.fingerprint
+
     def _settings(self) -> dict[str, Any]:
-        return {
+        extra: dict[str, Any] = {}
+        if isinstance(self.dataset, Mixture):
+            extra = {
+                "weights": self.dataset.weights.tolist(),
+                "sources": self.dataset.sources(),
+                "size": self.dataset.size,
+            }
+        return extra | {
             "max_length": self.dataset.max_length,
             "stride": self.dataset.stride,
             "batch_size": self.batch_size,
@@ -335,10 +414,10 @@ class GPTDataLoader:
 
         * a pass that runs to its end leaves ``batches_done == len(loader)``; the next pass
           (``for``, ``iter`` or ``forever()``) starts epoch ``epoch + 1``;
-        * starting a new pass while a live iterator's pass is unfinished abandons that pass
-          (with a warning naming it): the state follows the new pass, which restarts the epoch;
-          the old iterator still yields its batches but no longer moves the state. Evaluate
-          with a second loader, never by iterating the training loader mid-pass;
+        * a pass started while another is live is a side pass (the book's chapter-5 loop
+          evaluates on the training loader): it yields its own order, as a second torch
+          DataLoader iterator would, and neither warns nor moves the state, which follows the
+          oldest live pass;
         * ``forever()`` is one stream across epochs: its state resumes it exactly, mid-epoch or
           at an epoch's end.
 
@@ -350,34 +429,57 @@ class GPTDataLoader:
             "version": STATE_VERSION,
             "epoch": self.epoch,
             "batches_done": self._batches_done,
+            # Position in the epoch's global order: every rank's batches so far (elastic resume).
+            "samples_done": self._batches_done * self.batch_size * self.world_size,
             "perm_seed": self._perm_seed,
-            "data": self.dataset.tokens.fingerprint,
+            "data": self._data_id(),
             "settings": self._settings(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from ``state``: the next iteration yields the batches not yet handed out."""
-        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+        """Continue from ``state``: the next iteration yields the batches not yet handed out.
+
+        Elastic: ``rank``, ``world_size`` and ``batch_size`` may differ from the saved ones. With
+        the same global batch (``batch_size * world_size``) the stream resumes at the same global
+        sample; with another, at the next global-batch boundary (a warning says which samples
+        are skipped). Every other setting must match.
+        """
+        if (
+            not isinstance(state, dict)
+            or not is_int(state.get("version"))
+            or state["version"] != STATE_VERSION
+        ):
             raise ValueError(f"not a gptdata loader state (version {STATE_VERSION} expected).")
         check_state(state, self.n_batches, ranges=False)
-        if state["data"] != self.dataset.tokens.fingerprint:
+        saved, mine = state["settings"], self._settings()
+        check_settings(saved, mine, before_data=True)
+        if isinstance(self.dataset, Mixture):
+            # Name the difference (weights, a source) before the opaque fingerprint.
+            for key in ("weights", "sources", "size"):
+                if saved[key] != mine[key]:
+                    raise ValueError(
+                        f"this loader state was saved over another mixture ({key}: saved "
+                        f"{saved[key]!r}, now {mine[key]!r}). Build the same Mixture to resume."
+                    )
+        if state["data"] != self._data_id():
             raise ValueError(
                 "this loader state was saved over other token data (fingerprint "
                 f"{state['data'][:19]}..., this loader has "
-                f"{self.dataset.tokens.fingerprint[:19]}...). Load it into a loader "
+                f"{self._data_id()[:19]}...). Load it into a loader "
                 "over the same store split or tokens."
             )
-        mine = self._settings()
-        diff = {k: (v, mine.get(k)) for k, v in state["settings"].items() if mine.get(k) != v}
-        if diff:
-            shown = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in diff.items())
-            raise ValueError(
-                f"this loader state was saved with other settings ({shown}). "
-                "Create the loader with the saved settings."
-            )
-        check_state(state, self.n_batches, ranges=True)
+        check_settings(saved, mine, before_data=False)
+        batches, message = resume_batches(
+            state,
+            n_windows=len(self.dataset),
+            batch_size=self.batch_size,
+            world_size=self.world_size,
+            drop_last=self.drop_last,
+        )
+        if message:
+            warnings.warn(message, stacklevel=2)
         self.epoch = int(state["epoch"])
-        self._batches_done = self._skip = int(state["batches_done"])
+        self._batches_done = self._skip = batches
         self._perm_seed = state["perm_seed"]
         self._owner = None  # iterators from before the load no longer move the state
 
@@ -403,13 +505,26 @@ def create_dataloader(
 ) -> GPTDataLoader:
     """Sliding-window batches from a Path (file, folder or store), store, split, IDs or text.
 
-    ``source`` is anything ``SlidingWindowDataset`` takes; ``split`` picks a store's split.
+    ``source`` is anything ``SlidingWindowDataset`` takes; ``split`` picks a store's split; or
+    a ``Mixture`` (its own max_length, stride and format; the others here are ignored).
 
     "In the heart of the city ...", batch_size=8, max_length=4, stride=4
         -> (inputs, targets), each (8, 4) int64, targets = inputs shifted by one token.
     documents="mask", batch_format="dict" -> {"input_ids", "targets", "position_ids",
         "doc_ids"}, each (8, 4), targets -100 after each end-of-text (see gptdata.documents).
     """
+    if isinstance(source, Mixture):
+        return GPTDataLoader(
+            source,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            num_workers=num_workers,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            pin_memory=pin_memory,
+        )
     dataset = SlidingWindowDataset(
         source,
         max_length=max_length,

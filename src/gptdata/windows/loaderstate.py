@@ -15,6 +15,10 @@ import numpy as np
 
 STATE_VERSION = 1
 
+# What may change between save and resume: the global order is shared by all ranks, so a state
+# is a position in it, whatever the ranks and batch split that consumed it.
+ELASTIC = ("rank", "world_size", "batch_size")
+
 
 def is_int(value: Any) -> bool:
     """True for Python and NumPy integers; bools are almost always a mistake upstream."""
@@ -56,3 +60,64 @@ def check_state(state: dict[str, Any], n_batches: int, *, ranges: bool) -> None:
             f"0..{n_batches} (this loader has {n_batches:,} batches per epoch). Pass the "
             "state_dict() of a loader over the same data with the same settings."
         )
+
+
+def batches_per_rank(n: int, batch_size: int, world_size: int, drop_last: bool) -> tuple[int, int]:
+    """(windows per rank, batches per rank and epoch) for ``n`` windows.
+
+    n=10, batch_size=2, world_size=3, drop_last=True -> (3, 1)
+    """
+    per_rank = n // world_size if drop_last else -(-n // world_size)
+    return per_rank, per_rank // batch_size if drop_last else -(-per_rank // batch_size)
+
+
+def check_settings(saved: dict[str, Any], mine: dict[str, Any], *, before_data: bool) -> None:
+    """Refuse saved settings with a key missing or invalid (``before_data``), or, after the data
+    check, ones that differ from this loader's other than rank, world_size and batch_size."""
+    if before_data:
+        missing = [k for k in mine if k not in saved]
+        if missing:
+            raise ValueError(
+                f"this loader state lacks the settings {missing}: it is not what state_dict() "
+                "returned. Pass the saved state unchanged."
+            )
+        for key in ELASTIC:
+            if not is_int(saved[key]) or saved[key] < (0 if key == "rank" else 1):
+                raise ValueError(f"loader state {key}={saved[key]!r} is not a valid {key}.")
+        return
+    diff = {k: (saved[k], v) for k, v in mine.items() if k not in ELASTIC and saved[k] != v}
+    if diff:
+        shown = ", ".join(f"{k}: saved {a!r}, now {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(
+            f"this loader state was saved with other settings ({shown}). "
+            "Create the loader with the saved settings."
+        )
+
+
+def resume_batches(
+    state: dict[str, Any], *, n_windows: int, batch_size: int, world_size: int, drop_last: bool
+) -> tuple[int, str | None]:
+    """Batches of the saved epoch a loader with these settings skips, and a warning if inexact.
+
+    Saved after 3 steps of 4 x 2 ranks (24 global samples): 4 x 2 or 2 x 4 or 8 x 1 -> 3 batches;
+    10 x 1 -> 3 batches (global sample 30, the next boundary), 6 samples skipped, with a warning.
+    """
+    saved = state["settings"]
+    was = (int(saved["batch_size"]), int(saved["world_size"]))
+    _, saved_batches = batches_per_rank(n_windows, *was, drop_last)
+    check_state(state, saved_batches, ranges=True)
+    _, n_batches = batches_per_rank(n_windows, batch_size, world_size, drop_last)
+    done = int(state["batches_done"])
+    if done >= saved_batches:
+        return n_batches, None  # the epoch was finished: the next pass starts the next
+    samples = done * was[0] * was[1]  # global samples of this epoch handed out
+    step = batch_size * world_size
+    batches = min(-(-samples // step), n_batches)
+    if batches * step == samples:
+        return batches, None
+    return batches, (
+        f"the global batch changed from {was[0] * was[1]} ({was[0]} x {was[1]} ranks) to "
+        f"{step}: resuming at global sample {batches * step:,} of epoch {state['epoch']}, the "
+        f"next global-batch boundary after {samples:,}, so {batches * step - samples:,} samples "
+        "are skipped. Keep batch_size * world_size to resume at the same sample."
+    )

@@ -1,4 +1,4 @@
-"""A real S3 API for the object-storage tests (fixtures used by conftest.py): moto's server on 127.0.0.1, a fresh bucket each.
+"""A real S3 API for the object-storage tests (fixtures that tests/conftest.py re-exports): moto's server on 127.0.0.1, a fresh bucket each.
 
 Nothing is mocked: the code under test talks HTTP to ``ThreadedMotoServer`` through s3fs, as it
 would to AWS. The server listens on a random free port of 127.0.0.1 only (no other network), and
