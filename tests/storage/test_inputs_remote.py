@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from s3fixtures import needs_s3
 
 pytestmark = needs_s3
@@ -371,3 +372,12 @@ def test_arrow_ranges_find_each_batch_without_reading_bodies(tmp_path, legacy) -
         assert arrow_ranges.record_batches(fh) is None  # dictionaries: read sequentially
     with pytest.raises(arrow_ranges.NotAStream):
         arrow_ranges.record_batches(io.BytesIO(b"\xff\xff\xff\xff\x10\x00\x00\x00" + b"\x00" * 8))
+
+
+def test_a_url_through_path_is_named(tmp_path) -> None:
+    from gptdata import load_tokens, prepare
+
+    with pytest.raises(FileNotFoundError, match=r"URL s3://b/notes.jsonl passed through Path\(\)"):
+        load_tokens(Path("s3://b/notes.jsonl"))
+    with pytest.raises(ValueError, match=r"URL s3://b/corpus passed through Path\(\), which drops"):
+        prepare([Path("s3://b/corpus/")], tmp_path / "s", quiet=True)

@@ -40,7 +40,15 @@ from ..storage import Location, is_remote
 from ..store import MANIFEST, Split, TokenStore, dtype_for
 from ..tokenizers import Tokenizer, get_tokenizer, token_byte_lengths
 from .arrays import ArrayTokens, ids_array
-from .sources import Errors, InputError, ReadStats, plan_units, read_documents, resolve_inputs
+from .sources import (
+    Errors,
+    InputError,
+    ReadStats,
+    lost_url,
+    plan_units,
+    read_documents,
+    resolve_inputs,
+)
 from .units import encode_texts
 
 # A str at most this long and without a newline may be a file name typed as text.
@@ -278,7 +286,7 @@ def _read_files(
         if not os.path.exists(text) and not glob.has_magic(text):
             raise FileNotFoundError(
                 f"{text} does not exist. Pass a text, JSONL(.gz) or Parquet file, a folder or "
-                "glob of them, or a token store."
+                f"glob of them, or a token store.{lost_url(text)}"
             )
     files = resolve_inputs(list(paths), storage_options=storage_options)
     units = plan_units(files, storage_options=storage_options)

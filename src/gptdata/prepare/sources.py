@@ -69,6 +69,21 @@ class WorkUnit:
     storage_options: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
 
+def lost_url(text: str) -> str:
+    """The fix for a URL that ``Path()`` collapsed ('s3://b/k' -> 's3:/b/k'), or ''.
+
+    >>> lost_url("s3:/bucket/corpus")
+    " It looks like the URL s3://bucket/corpus passed through Path(), which drops a slash: ..."
+    """
+    scheme, sep, rest = text.partition(":/")
+    if not sep or rest.startswith("/") or not is_remote(f"{scheme}://{rest}"):
+        return ""
+    return (
+        f" It looks like the URL {scheme}://{rest} passed through Path(), which drops a slash: "
+        "pass the URL as a str (or a gptdata.storage.Location)."
+    )
+
+
 def kind_of(path: str) -> Kind:
     name = path.lower()
     if name.endswith(".jsonl.gz"):
@@ -174,7 +189,7 @@ def resolve_inputs(
                 raise InputError(f"no files match '{text}'. Check the pattern and quote it.")
             found.update(hits)
         else:
-            raise InputError(f"input '{text}' does not exist. Check the path.")
+            raise InputError(f"input '{text}' does not exist. Check the path.{lost_url(text)}")
     files = []
     seen: set[tuple[int, int]] = set()
     for p in sorted(found):
