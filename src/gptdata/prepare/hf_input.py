@@ -164,7 +164,7 @@ def _batches(
 ) -> Iterator[Any]:
     """Record batches ``start..end-1`` of an Arrow IPC stream (or file), memory-mapped: bodies
     are not copied. A remote one (``s3://...``) is read by range: only those batches' bytes
-    (``arrow_ranges``), in requests of about 1 MiB.
+    (``arrow_ranges``), in requests of about 1 MiB (``readers.CHUNK``: why that size).
     """
     pa, ipc = _ipc()
     try:
