@@ -164,12 +164,12 @@ def _batches(
 ) -> Iterator[Any]:
     """Record batches ``start..end-1`` of an Arrow IPC stream (or file), memory-mapped: bodies
     are not copied. A remote one (``s3://...``) is read by range: only those batches' bytes
-    (``arrow_ranges``), in requests of about 1 MiB (``readers.CHUNK``: why that size).
+    (``arrow_ranges``), in requests of about 4 MiB (``readers.CHUNK``: why that size).
     """
     pa, ipc = _ipc()
     try:
         if is_remote(path):
-            source = Location(path, storage_options=storage_options).open(block_size=1 << 20)
+            source = Location(path, storage_options=storage_options).open(block_size=4 << 20)
         else:
             source = pa.memory_map(path, "r")
         if source.read(6) == b"ARROW1":  # the IPC *file* format (feather v2): a footer
@@ -180,7 +180,7 @@ def _batches(
                 yield reader.get_batch(i)
             return
         source.seek(0)
-        layout = arrow_ranges.record_batches(source) if is_remote(path) else None
+        layout = _remote_layout(path, storage_options) if is_remote(path) else None
         if layout is not None:
             yield from ipc.open_stream(arrow_ranges.piece_stream(source, layout, start, end))
             return
@@ -214,17 +214,25 @@ def arrow_batch_count(path: str, storage_options: Mapping[str, Any] | None = Non
     message's header, skipping the bodies: ``arrow_ranges``)."""
     if is_remote(path):
         try:
-            with Location(path, storage_options=storage_options).open(block_size=1 << 20) as fh:
-                if fh.read(6) != b"ARROW1":
-                    layout = arrow_ranges.record_batches(fh)
-                    if layout is not None:
-                        return len(layout[1])
+            layout = _remote_layout(path, storage_options)
         except arrow_ranges.NotAStream as exc:
             raise HFInputError(
                 f"{path}: not an Arrow IPC stream or file ({exc}). Hugging Face datasets writes "
                 "these with save_to_disk; remove it from the inputs or rewrite it."
             ) from None
+        if layout is not None:
+            return len(layout[1])
     return sum(1 for _ in _batches(path, storage_options))
+
+
+def _remote_layout(path: str, storage_options: Mapping[str, Any] | None) -> Any:
+    """A remote IPC stream's message layout (``arrow_ranges.record_batches``), or None for the
+    IPC file format or a stream with dictionaries. Read in 64 KiB blocks: the walk reads only
+    headers, and a larger read-ahead would fetch the bodies it skips."""
+    with Location(path, storage_options=storage_options).open(block_size=1 << 16) as fh:
+        if fh.read(6) == b"ARROW1":
+            return None
+        return arrow_ranges.record_batches(fh)
 
 
 def read_arrow(
