@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "SlidingWindowDataset": "windows.dataset",
-    "create_dataloader": "windows.loader",
+    "create_dataloader": "windows.finetune_loader",  # windows.loader's, plus instruction data
     "GPTDataLoader": "windows.loader",
     "Mixture": "windows.mixture",
     "GPTEmbedding": "embeddings",
@@ -37,6 +37,7 @@ _LAZY = {
     "Comparison": "evaluation.compare",
     "InstructionDataset": "windows.finetune",
     "instruction_collate": "windows.finetune",
+    "InstructionLoader": "windows.finetune_loader",
 }
 
 if TYPE_CHECKING:
@@ -47,7 +48,8 @@ if TYPE_CHECKING:
     from .windows.attention import causal_document_mask, cu_seqlens, flex_document_mask
     from .windows.dataset import SlidingWindowDataset
     from .windows.finetune import InstructionDataset, instruction_collate
-    from .windows.loader import GPTDataLoader, create_dataloader
+    from .windows.finetune_loader import InstructionLoader, create_dataloader
+    from .windows.loader import GPTDataLoader
     from .windows.mixture import Mixture
 
 
@@ -71,6 +73,7 @@ __all__ = [
     "HFTokenizer",
     "InputError",
     "InstructionDataset",
+    "InstructionLoader",
     "Mixture",
     "RotaryEmbedding",
     "SimpleTokenizer",

@@ -171,8 +171,8 @@ def test_usage_mistakes_are_one_line(capsys) -> None:
         main(["plan"])
     assert exc.value.code == 2
     assert capsys.readouterr().err == (
-        "error: the following arguments are required: --max-length, --stride, "
-        "--batch-size. See gptdata plan --help.\n"
+        "error: the following arguments are required: --max-length, --batch-size. "
+        "See gptdata plan --help.\n"
     )
     # SOURCE may be left out for --blend; with neither, one line says so.
     assert main(["plan", "--max-length", "8", "--stride", "8", "--batch-size", "2"]) == 1

@@ -12,6 +12,7 @@ import sys
 from .options import (
     TOKENIZER_HELP,
     add_backend,
+    add_instruction_options,
     add_storage_option,
     add_verb,
     fraction,
@@ -48,11 +49,19 @@ def add_prepare(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
         help="share of documents for the val split, in [0, 1) (default 0.1)",
     )
     pr.add_argument(
+        "--test-fraction",
+        type=fraction,
+        default=0.0,
+        help="share of documents for a held-out test split (default 0; the book's 85/10/5: "
+        "--test-fraction 0.1 --val-fraction 0.05)",
+    )
+    pr.add_argument(
         "--shard-tokens",
         type=whole(1),
         default=None,
         help="max tokens per shard file (default 100,000,000)",
     )
+    add_instruction_options(pr)
     pr.add_argument("--text-field", default="text", help="JSONL/Parquet field with the text")
     pr.add_argument(
         "--errors",
@@ -192,6 +201,10 @@ def cmd_prepare(a: argparse.Namespace) -> int:
         engine=a.engine,
         ray_address=a.ray_address,
         name_option=_flag,  # the summary names --val-fraction, not val_fraction=
+        test_fraction=a.test_fraction,
+        instructions=a.instructions,
+        template=a.template,
+        fields=a.fields,
         storage_options=storage_options(a),
     )
     print(store.describe())

@@ -96,7 +96,12 @@ def add_plan(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     pl.add_argument(
         "--max-length", type=whole(1), required=True, help="tokens of context per window"
     )
-    pl.add_argument("--stride", type=whole(1), required=True, help="tokens between window starts")
+    pl.add_argument(
+        "--stride",
+        type=whole(1),
+        default=None,
+        help="tokens between window starts (required, except with --instructions)",
+    )
     pl.add_argument("--batch-size", type=whole(1), required=True, help="windows per batch")
     pl.add_argument(
         "--world-size", type=whole(1), default=1, help="data-parallel ranks (default 1)"
@@ -120,6 +125,12 @@ def add_plan(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         choices=["concat", "mask"],
         default="concat",
         help="mask: also count masked targets and documents per window",
+    )
+    pl.add_argument(
+        "--instructions",
+        action="store_true",
+        help="SOURCE is instruction data (a file, or a store prepared with --instructions): "
+        "pad tokens of padded vs packed batches, loss tokens per batch",
     )
 
 
@@ -302,10 +313,19 @@ def _checkpoint_for(spec: str, a: argparse.Namespace) -> str | None:
 
 
 def cmd_plan(a: argparse.Namespace) -> int:
-    from ..inspect.plan import plan_report, plot, source_splits
+    from ..inspect.plan import instruction_plan, plan_report, plot, source_splits
 
-    check_output(a.plot, "--plot", plot=True)
     _source_or_blend(a)
+    if a.instructions:
+        if a.blend:
+            raise ValueError("--instructions plans one instruction source; drop --blend.")
+        print(instruction_plan(a.source, batch_size=a.batch_size, max_length=a.max_length))
+        return 0
+    if a.stride is None:
+        raise SystemExit(
+            "error: plan needs --stride N (or --instructions). See gptdata plan --help."
+        )
+    check_output(a.plot, "--plot", plot=True)
     if a.blend:
         return _plan_blend(a)
     if a.samples or a.tokens:

@@ -26,6 +26,7 @@ EPILOGS = {
   gptdata prepare corpus/ --workers 8 --val-fraction 0.05 -o store
   gptdata prepare 'data/*.jsonl.gz' --text-field content --errors replace -o store
   gptdata prepare s3://bucket/corpus/ 's3://bucket/more/*.jsonl.gz' -o store
+  gptdata prepare instruction-data.json --instructions --test-fraction 0.1 --val-fraction 0.05 -o sft
 """,
     "info": "examples:\n  gptdata info store\n",
     "verify": "examples:\n  gptdata verify store\n",
@@ -44,6 +45,7 @@ EPILOGS = {
   gptdata plan 'data/*.jsonl.gz' --text-field content --max-length 1024 --stride 1024 --batch-size 8
   gptdata plan store --max-length 1024 --stride 1024 --batch-size 32 --documents mask
   gptdata plan --blend 0.7 web/ 0.2 code/ 0.1 books/ --max-length 1024 --stride 1024 --batch-size 8 --tokens 1000000000
+  gptdata plan instruction-data.json --instructions --max-length 1024 --batch-size 8
 """,
     "demo": "examples:\n  gptdata demo\n  gptdata demo my-text.txt\n",
     "export": """examples:
@@ -183,3 +185,25 @@ def add_reading(parser: argparse.ArgumentParser) -> None:
         help="invalid UTF-8: stop (strict), use U+FFFD (replace), drop the document",
     )
     add_storage_option(parser)
+
+
+def add_instruction_options(p: argparse.ArgumentParser) -> None:
+    """``--instructions``, ``--template`` and ``--fields``: inputs are instruction examples."""
+    p.add_argument(
+        "--instructions",
+        action="store_true",
+        help="inputs are instruction data (.json list, .jsonl, .parquet, .arrow, datasets "
+        "folder): each example a document, with a prompt/response mask",
+    )
+    p.add_argument(
+        "--template",
+        default="alpaca",
+        help="with --instructions: alpaca (the book's), phi3, or a file with {instruction}, "
+        "{input} and {output} (default alpaca)",
+    )
+    p.add_argument(
+        "--fields",
+        default=None,
+        metavar="OURS=THEIRS,...",
+        help="with --instructions: rename fields, e.g. instruction=prompt,output=completion",
+    )

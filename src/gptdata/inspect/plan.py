@@ -194,3 +194,51 @@ def plot(loaded: Loaded, path: str | os.PathLike[str]) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def instruction_plan(
+    source: str | os.PathLike[str],
+    *,
+    batch_size: int,
+    max_length: int,
+    tokenizer: str | Tokenizer = "gpt2",
+) -> str:
+    """Per split of instruction data: pad tokens per epoch, padded against packed, and the loss
+    tokens per batch (all targets, and only the response's with ``mask_prompt``).
+
+    A file (``.json`` list, ...) is one split; a store prepared with ``--instructions`` gives each
+    of its splits that holds examples.
+
+        plan data.json --instructions --max-length 1024 --batch-size 8
+        -> "data.json: 1,100 examples, ... padded batches add 40,112 pad tokens in 138 ..."
+    """
+    from ..windows.finetune import InstructionDataset  # torch: loaded only for this report
+    from ..windows.packing import padding_report
+
+    names: list[str | None] = [None]
+    if os.path.isfile(os.path.join(os.fspath(source), MANIFEST)):
+        store = TokenStore.open(source)
+        names = [s for s in store.splits if store.split(s).n_documents]
+    lines = []
+    for name in names:
+        ds = (
+            InstructionDataset(source, tokenizer=tokenizer)
+            if name is None
+            else InstructionDataset(source, tokenizer=tokenizer, split=name)
+        )
+        full = padding_report(list(ds), batch_size=batch_size, max_length=max_length)
+        masked = padding_report(
+            list(ds), batch_size=batch_size, max_length=max_length, mask_prompt=True
+        )
+        lines += [
+            f"{name or os.fspath(source)}: {full.examples:,} examples, {full.tokens:,} tokens "
+            "with end-of-text",
+            f"  padded  {full.padded_batches:,} batches of {batch_size}, "
+            f"{full.padded_pad_tokens:,} pad tokens per epoch "
+            f"({full.padded_pad_tokens / max(full.tokens, 1):.1%} of the example tokens)",
+            f"  packed  {full.packed_rows:,} rows of {max_length + 1:,} tokens, "
+            f"{full.packed_pad_tokens:,} fill tokens per epoch",
+            f"  loss tokens per padded batch: {full.loss_tokens_per_batch:,.1f} "
+            f"(mask_prompt: {masked.loss_tokens_per_batch:,.1f}, the response's only)",
+        ]
+    return "\n".join(lines)

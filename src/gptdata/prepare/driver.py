@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..storage import is_remote
+from ..store.masks import mask_bytes
 from ..store.shards import _fix_copies, _retail
 from ..store.sidefolders import (
     check_out,
@@ -61,10 +62,17 @@ from .executors import (
     LocalExecutor,
     _TermAsInterrupt,
 )
+from .instruction_units import (
+    instruction_units,
+    resolve_instruction_inputs,
+    split_names,
+    split_setup,
+)
 from .progress import _Progress, _summary, python_arg
 from .sources import (
     Errors,
     InputError,
+    InputFile,
     WorkUnit,
     chunk_texts,
     plan_units,
@@ -84,9 +92,17 @@ def unit_bytes_for(total_bytes: int) -> int:
     return int(min(max(total_bytes // 64, 1 << 20), 64 << 20))
 
 
-def _check_options(val_fraction: float, workers: int, shard_tokens: int, errors: str) -> None:
+def _check_options(
+    val_fraction: float, workers: int, shard_tokens: int, errors: str, test_fraction: float = 0.0
+) -> None:
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction={val_fraction} must be in [0, 1), e.g. 0.1 for 10 % val.")
+    if not 0.0 <= test_fraction < 1.0 or val_fraction + test_fraction >= 1.0:
+        raise ValueError(
+            f"val_fraction={val_fraction} + test_fraction={test_fraction} leaves no training "
+            "data: each must be in [0, 1) and their sum below 1, e.g. 0.05 and 0.1 (the book's "
+            "85/10/5 train/test/val split)."
+        )
     if workers < 1:
         raise ValueError(f"workers={workers} must be >= 1.")
     if shard_tokens < 1:
@@ -112,6 +128,10 @@ def _resume_ok(side: Path, result: Any, itemsize: int, split_by: str) -> bool:
                 return False
             if not index.is_file() or index.stat().st_size != p["documents"] * 8:
                 return False
+            if "mask" in p:
+                mask = side / p["mask"]["file"]
+                if not mask.is_file() or mask.stat().st_size != mask_bytes(p["tokens"]):
+                    return False
     return True
 
 
@@ -138,9 +158,13 @@ def _disk_full(exc: OSError, side: Path) -> OSError:
     )
 
 
-def _input_folders(inputs: Any) -> list[str]:
+def _named(inputs: Any) -> list[str]:
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs or [])
-    return [os.fspath(i) for i in items if not is_remote(os.fspath(i)) and os.path.isdir(i)]
+    return [os.fspath(i) for i in items]
+
+
+def _input_folders(inputs: Any) -> list[str]:
+    return [i for i in _named(inputs) if not is_remote(i) and os.path.isdir(i)]
 
 
 def prepare(
@@ -164,6 +188,10 @@ def prepare(
     ray_address: str | None = None,
     executor: Executor | None = None,
     name_option: Callable[[str, object], str] = python_arg,
+    test_fraction: float = 0.0,
+    instructions: bool = False,
+    template: str | os.PathLike[str] = "alpaca",
+    fields: str | dict[str, str] | None = None,
     storage_options: Mapping[str, Any] | None = None,
 ) -> TokenStore:
     """Tokenize files (or ``texts=``, an iterable of documents) into a token store at ``out``.
@@ -179,10 +207,18 @@ def prepare(
     come from the cloud's own chain. They stay out of the manifest and the plan.
     ``name_option(name, value)`` writes an option in the closing summary: ``val_fraction=0.1``
     by default; the command line passes one that writes ``--val-fraction 0.1``.
+    ``test_fraction``: a third, held-out split ``test`` by the same content hash (a document
+    split: ``auto`` means ``documents`` then). The book's 85/10/5 train/test/val split:
+    ``test_fraction=0.1, val_fraction=0.05``.
+    ``instructions=True``: inputs are instruction data (``template``, ``fields``; see
+    ``prepare.instruction_units``); each example is a document with a response mask.
     """
     workers = workers or os.cpu_count() or 1
-    _check_options(val_fraction, workers, shard_tokens, errors)
+    _check_options(val_fraction, workers, shard_tokens, errors, test_fraction)
     check_split_by(split_by)
+    instruction_spec, split_by = split_setup(
+        instructions, template, fields, split_by, errors, test_fraction, texts is not None
+    )
     if special_text not in ("ordinary", "allow"):
         raise ValueError(f"special_text={special_text!r} must be 'ordinary' or 'allow'.")
     if is_remote(os.fspath(out)):
@@ -193,9 +229,16 @@ def prepare(
     out = Path(out)
     if (inputs is None) == (texts is None):
         raise ValueError("give either inputs (files, folders, globs) or texts=, not both/neither.")
-    files = (
-        None if texts is not None else resolve_inputs(inputs, storage_options=storage_options)  # type: ignore[arg-type]
-    )
+    if instructions:
+        if any(is_remote(p) for p in _named(inputs)):
+            raise ValueError("instructions=True reads local files only for now; copy them first.")
+        files: list[InputFile] | None = resolve_instruction_inputs(inputs)
+    else:
+        files = (
+            resolve_inputs(inputs, storage_options=storage_options)  # type: ignore[arg-type]
+            if texts is None
+            else None
+        )
     if files is not None:
         local = [f.path for f in files if not is_remote(f.path)]  # an object is never in out
         check_overlap(out, local, _input_folders(inputs))
@@ -219,6 +262,10 @@ def prepare(
         "text_field": text_field,
         "errors": errors,
     }
+    if test_fraction > 0:  # only then: stores without a test split keep their manifests
+        options["test_fraction"] = test_fraction
+    if instruction_spec is not None:
+        options["instructions"] = instruction_spec
 
     if files is None:
         total_bytes = None
@@ -228,9 +275,12 @@ def prepare(
         units: Iterable[WorkUnit] = chunk_texts(iter(texts))  # type: ignore[arg-type]
     else:
         total_bytes = sum(f.size for f in files)
-        planned = plan_units(
-            files, unit_bytes=unit_bytes_for(total_bytes), storage_options=storage_options
-        )
+        if instructions:
+            planned = instruction_units(files)
+        else:
+            planned = plan_units(
+                files, unit_bytes=unit_bytes_for(total_bytes), storage_options=storage_options
+            )
         units = planned
         # A file name that is not valid UTF-8 is kept readable (and JSON-safe) in the manifest.
         inputs_meta = [{"path": _printable(f.path), "bytes": f.size} for f in files]
@@ -271,7 +321,7 @@ def prepare(
             for r in done.values():
                 progress.update(r["stats"]["bytes"], r["tokens"])
             results = dict(done)
-            fn = _UnitTask(tok, options, str(side))
+            fn = _UnitTask(tok, options, str(side), instructions=instructions)
             todo = (u for u in units if u.index not in done)
             t0 = time.perf_counter()
             try:
@@ -335,7 +385,7 @@ def _commit(
     force: bool,
     plan_id: str,
 ) -> TokenStore:
-    splits: dict[str, list[dict[str, Any]]] = {"train": [], "val": []}
+    splits: dict[str, list[dict[str, Any]]] = {s: [] for s in split_names(options)}
     for r in results:
         for s in splits:
             splits[s] += r["parts"][s]

@@ -66,14 +66,18 @@ def _summary(
         f"({n_tok / max(secs, 1e-9):,.0f} tokens/s)",
         file=sys.stderr,
     )
-    f = opts["val_fraction"]
-    if f > 0 and n_tok:
+    f, tf = opts["val_fraction"], opts.get("test_fraction", 0)
+    if (f > 0 or tf > 0) and n_tok:
         share = len(store.split("val")) / n_tok
+        test = len(store.split("test")) / n_tok if tf > 0 else 0.0
+        test_part = f", test {test:.1%}" if tf > 0 else ""
+        asked = arg("val_fraction", f) + (", " + arg("test_fraction", tf) if tf > 0 else "")
         print(
-            f"split by {opts['split_by']}: train {1 - share:.1%}, val {share:.1%} of tokens "
-            f"(asked {arg('val_fraction', f)})",
+            f"split by {opts['split_by']}: train {1 - share - test:.1%}, val {share:.1%}"
+            f"{test_part} of tokens (asked {asked})",
             file=sys.stderr,
         )
+    if f > 0 and n_tok:
         if abs(share - f) > f / 2:
             if opts["split_by"] == "tail":  # already the policy that suits any corpus
                 fix = (
@@ -81,6 +85,8 @@ def _summary(
                     "document's tail is whole tokens): add text, or hold out a separate "
                     "validation file instead"
                 )
+            elif tf > 0 or "instructions" in opts:  # whole documents by design: no tail split
+                fix = "the share is drawn per document: add documents for a closer share"
             else:
                 fix = f"{arg('split_by', 'tail')} gives a share close to it for any corpus"
             print(

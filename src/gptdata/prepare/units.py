@@ -76,12 +76,14 @@ def tokenize_unit(
         s: _PartWriter(
             folder, f"{unit.index:05d}.{s}", dtype, tokenizer.eot_id, options["shard_tokens"]
         )
-        for s in ("train", "val")
+        for s in (
+            ("train", "val", "test") if options.get("test_fraction", 0) > 0 else ("train", "val")
+        )
     }
     stats = ReadStats()
     tokens = documents = 0
     by_tail = options["split_by"] == "tail" and options["val_fraction"] > 0
-    f, seed = options["val_fraction"], options["seed"]
+    f, seed, test = options["val_fraction"], options["seed"], options.get("test_fraction", 0)
     order: list[str] = []  # each document's split, so that auto can still choose a tail split
     seen: dict[int, int] = {}  # tail split: copies of each document so far in this unit
     tail_meta: list[tuple[int, int]] = []  # tail split: (key, length) per document
@@ -104,7 +106,7 @@ def tokenize_unit(
             if arr.size and (arr.max() >= vocab_size or (arr.dtype.kind == "i" and arr.min() < 0)):
                 _out_of_range(tokenizer, arr)
             tokens += arr.size
-            split = split_of(text, f, seed)
+            split = split_of(text, f, seed, test)
             order.append(split)
             writers[split].add(arr.astype(dtype))
 
@@ -142,10 +144,22 @@ def tokenize_unit(
 class _UnitTask:
     """Picklable ``fn(unit)`` for executors: the tokenizer and options travel with it."""
 
-    def __init__(self, tokenizer: Tokenizer, options: dict[str, Any], side: str) -> None:
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        options: dict[str, Any],
+        side: str,
+        *,
+        instructions: bool = False,
+    ) -> None:
         self.tokenizer, self.options, self.side = tokenizer, options, side
+        self.instructions = instructions
 
     def __call__(self, unit: WorkUnit) -> dict[str, Any]:
+        if self.instructions:
+            from .instruction_units import tokenize_instruction_unit
+
+            return tokenize_instruction_unit(unit, self.tokenizer, self.options, self.side)
         return tokenize_unit(unit, self.tokenizer, self.options, self.side)
 
     def prewarm(self) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .layout import MANIFEST as MANIFEST  # re-exported
+from .masks import check_mask_entry
 
 # The element types gptdata writes, by the rule of store.dtype_for: uint16 up to 65,536 IDs.
 DTYPES = ("uint16", "uint32")
@@ -179,6 +180,15 @@ def _check_split(name: str, split: Any, seen: set[str]) -> tuple[int, int]:
             digest = _get(shard, key, at)
             if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
                 raise ManifestError(f"'{at}{key}' must be 64 lowercase hex digits.")
+        if "mask" in shard:  # optional: instruction stores (masks.py)
+            try:
+                rel = check_mask_entry(shard["mask"], n_tok, at)
+            except ValueError as exc:
+                raise ManifestError(str(exc)) from None
+            rel = check_relative_path(rel, f"'{at}mask.file'")
+            if rel in seen:
+                raise ManifestError(f"'{at}mask.file' is {rel!r}, which another entry names too.")
+            seen.add(rel)
         sum_tokens += n_tok
         sum_docs += n_docs
     # One separator is implied between consecutive shards (docs/FORMAT.md).

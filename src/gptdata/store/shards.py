@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..tokenizers import Tokenizer
+from .masks import MaskWriter
 from .splits import tail_count, tail_key
 from .tokenstore import dtype_for
 
@@ -24,9 +25,17 @@ class _PartWriter:
     """Writes one split of one unit into shard parts of at most ``shard_tokens`` tokens."""
 
     def __init__(
-        self, folder: Path, stem: str, dtype: np.dtype, eot_id: int | None, shard_tokens: int
+        self,
+        folder: Path,
+        stem: str,
+        dtype: np.dtype,
+        eot_id: int | None,
+        shard_tokens: int,
+        *,
+        masks: bool = False,
     ) -> None:
         self.folder, self.stem, self.dtype, self.shard_tokens = folder, stem, dtype, shard_tokens
+        self.masks = masks  # instruction stores: a NAME.mask of response bits beside each shard
         self.sep = np.array([eot_id if eot_id is not None else 0], dtype=dtype).tobytes()
         self.parts: list[dict[str, Any]] = []
         self._fh: Any = None
@@ -38,17 +47,23 @@ class _PartWriter:
         self._hash = hashlib.sha256()
         self._tokens = 0
         self._ends: list[int] = []
+        self._mask = MaskWriter() if self.masks else None
 
     def _write(self, data: bytes) -> None:
         self._fh.write(data)
         self._hash.update(data)
 
-    def add(self, ids: np.ndarray) -> None:
+    def add(self, ids: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """Append one document; ``mask`` (instruction stores) holds its response bits."""
         n = len(ids)
         if self._fh is not None and self._tokens + 1 + n > self.shard_tokens:
             self._close()
         if self._fh is None:
             self._open()
+        if self._mask is not None:
+            self._mask.add(
+                mask if mask is not None else np.ones(n, bool), separator=self._tokens > 0
+            )
         if self._tokens:
             self._write(self.sep)
             self._tokens += 1
@@ -60,18 +75,22 @@ class _PartWriter:
         self._fh.close()
         index = np.array(self._ends, dtype="<u8").tobytes()
         (self.folder / f"{self._name}.idx.tmp").write_bytes(index)
-        for ext in ("bin", "idx"):
+        exts = ["bin", "idx"]
+        part = {
+            "file": f"shards/{self._name}.bin",
+            "index": f"shards/{self._name}.idx",
+            "tokens": self._tokens,
+            "documents": len(self._ends),
+            "sha256": self._hash.hexdigest(),
+            "index_sha256": hashlib.sha256(index).hexdigest(),
+        }
+        if self._mask is not None:
+            name = f"{self._name}.mask"
+            part["mask"] = self._mask.write(self.folder / name, f"shards/{name}")
+            exts.append("mask")
+        for ext in exts:
             os.replace(self.folder / f"{self._name}.{ext}.tmp", self.folder / f"{self._name}.{ext}")
-        self.parts.append(
-            {
-                "file": f"shards/{self._name}.bin",
-                "index": f"shards/{self._name}.idx",
-                "tokens": self._tokens,
-                "documents": len(self._ends),
-                "sha256": self._hash.hexdigest(),
-                "index_sha256": hashlib.sha256(index).hexdigest(),
-            }
-        )
+        self.parts.append(part)
         self._fh = None
 
     def finish(self) -> list[dict[str, Any]]:

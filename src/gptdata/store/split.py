@@ -22,6 +22,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from .manifest import map_shards
+from .masks import read_mask
 
 
 class StoreError(ValueError):
@@ -38,9 +39,11 @@ class Shard:
     documents: int
     sha256: str
     index_sha256: str
+    # Instruction stores: {"file", "sha256", "bits"}, one bit per token (1 = response); see masks.
+    mask: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
 class Split:
@@ -221,6 +224,23 @@ class Split:
         ends = self.document_ends()
         starts = np.concatenate([[0], ends[:-1] + 1])
         return ends - starts
+
+    @property
+    def has_masks(self) -> bool:
+        """Whether every shard carries a response mask (stores prepared with instructions)."""
+        return bool(self.shards) and all(s.mask is not None for s in self.shards)
+
+    def response_mask(self, start: int = 0, stop: int | None = None) -> np.ndarray | None:
+        """Per token of ``tokens[start:stop]``, True on response tokens; None without masks.
+
+        An example's end-of-text (the separator after it, implied between shards) is response:
+        the book trains it. prompt [0, 0], response [1], next example -> [F, F, T, T(eot), ...]
+        """
+        if not self.has_masks:
+            return None
+        stop = self.n_tokens if stop is None else min(stop, self.n_tokens)
+        start = max(start, 0)
+        return read_mask(self.root, self.shards, self._starts, start, stop)
 
     def iter_chunks(self, chunk: int = 1 << 24) -> Iterator[np.ndarray]:
         for start in range(0, self.n_tokens, chunk):

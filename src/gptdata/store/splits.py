@@ -34,14 +34,22 @@ SPLIT_BY = ("auto", "documents", "tail")
 N_EFF_FACTOR = 36  # n_eff >= 36 (1 - f) / f: the share's std is at most f / 6
 
 
-def split_of(text: str, val_fraction: float, seed: int) -> str:
-    """'train' or 'val' from a seeded hash of the content, so adding data never moves a document."""
-    if val_fraction <= 0:
+def split_of(text: str, val_fraction: float, seed: int, test_fraction: float = 0.0) -> str:
+    """'train', 'val' or 'test' from a seeded hash of the content, so adding data never moves a
+    document. One hash, two cuts: below ``val_fraction`` is val, then ``test_fraction`` more is
+    test; a document's val membership is the same with or without a test split.
+
+    val_fraction=0.1, test_fraction=0.05: hash/2**64 in [0, 0.1) val, [0.1, 0.15) test, else train
+    """
+    if val_fraction <= 0 and test_fraction <= 0:
         return "train"
     # SHA-256 runs at ~1.8 GB/s here (CPU instructions), twice BLAKE2b: it is on the hot path.
     h = hashlib.sha256(f"gptdata-split:{seed}:".encode())
     h.update(text.encode("utf-8", "surrogatepass"))
-    return "val" if int.from_bytes(h.digest()[:8], "little") < val_fraction * 2.0**64 else "train"
+    u = int.from_bytes(h.digest()[:8], "little")
+    if u < val_fraction * 2.0**64:
+        return "val"
+    return "test" if u < (val_fraction + test_fraction) * 2.0**64 else "train"
 
 
 def tail_key(ids: np.ndarray, seed: int) -> int:

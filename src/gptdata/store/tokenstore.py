@@ -41,6 +41,7 @@ from .manifest import (
     inside,
 )
 from .manifest import store_id_for as store_id_for  # re-exported: prepare writes it
+from .masks import mask_bytes
 from .split import Shard as Shard  # re-exported: a split's files and reads live there
 from .split import Split as Split
 from .split import StoreError as StoreError
@@ -91,7 +92,9 @@ class TokenStore:
         self.dtype = np.dtype(manifest["dtype"]).newbyteorder("<")
         self.store_id: str | None = manifest.get("store_id")  # None: written before store ids
         self._splits = {
-            name: [Shard(**{k: s[k] for k in SHARD_FIELDS}) for s in info["shards"]]
+            name: [
+                Shard(**{k: s[k] for k in SHARD_FIELDS}, mask=s.get("mask")) for s in info["shards"]
+            ]
             for name, info in manifest["splits"].items()
         }
 
@@ -197,6 +200,8 @@ class TokenStore:
                     raise StoreError(
                         f"{index}: {index_size / 8:,.1f} documents, manifest says {s.documents:,}."
                     )
+                if s.mask is not None:
+                    self._check_mask(name, k, s)
                 ends = np.fromfile(index, dtype="<u8")
                 if s.documents and (
                     ends[-1] != s.tokens
@@ -208,11 +213,36 @@ class TokenStore:
                         f"shard's {s.tokens:,} tokens. Re-run gptdata prepare."
                     )
 
+    def _check_mask(self, name: str, k: int, s: Shard) -> None:
+        rel = s.mask["file"]  # type: ignore[index]
+        if not inside(self.root, rel):
+            raise StoreError(
+                f"{self.root / MANIFEST}: 'splits.{name}.shards[{k}].mask.file' is {rel!r}, "
+                "which resolves outside the store (a symlink?). Re-run gptdata prepare."
+            )
+        path = self.root / rel
+        if not path.is_file():
+            raise StoreError(f"{path}: mask file is missing. Re-run gptdata prepare.")
+        want = mask_bytes(s.tokens)
+        if path.stat().st_size != want:
+            raise StoreError(
+                f"{path}: {path.stat().st_size:,} bytes, but {s.tokens:,} tokens need "
+                f"{want:,} bytes of mask (one bit each). Re-run gptdata prepare."
+            )
+
+    @property
+    def has_masks(self) -> bool:
+        """Whether the store keeps a response mask per token (an instruction store)."""
+        return any(s.mask is not None for shards in self._splits.values() for s in shards)
+
     def verify(self) -> None:
         """Also read every byte: sha256 of each shard and index, and every ID < vocab_size."""
         for shards in self._splits.values():
             for s in shards:
-                for rel, want in ((s.file, s.sha256), (s.index, s.index_sha256)):
+                files = [(s.file, s.sha256), (s.index, s.index_sha256)]
+                if s.mask is not None:
+                    files.append((s.mask["file"], s.mask["sha256"]))
+                for rel, want in files:
                     if not inside(self.root, rel):  # swapped for a symlink since open()
                         raise StoreError(f"{self.root / rel}: now resolves outside the store.")
                     got = sha256_file(self.root / rel)
@@ -266,6 +296,8 @@ class TokenStore:
             f"total      {self.n_tokens:,} tokens ({text:,} of text + {self.n_separators:,} "
             f"separators), {self.n_documents:,} documents"
         )
+        if self.has_masks:
+            lines.append("masks      a response mask per token (1 bit each): an instruction store")
         opts = ", ".join(f"{k}={v}" for k, v in m.get("options", {}).items())
         lines.append(f"options    {opts}")
         inputs = m.get("inputs", [])

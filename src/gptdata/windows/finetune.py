@@ -32,6 +32,7 @@ from ..prepare.instructions import (
     get_template,
     read_examples,
 )
+from ..store import MANIFEST, Split, TokenStore
 from ..tokenizers import Tokenizer, get_tokenizer
 
 IGNORE_INDEX = -100
@@ -51,6 +52,9 @@ class InstructionDataset:
     ``source``: a ``.json`` list, ``.jsonl``, ``.parquet``, ``.arrow``, a ``datasets`` folder, or
     a list of dicts; ``template``: ``"alpaca"`` (the book's), ``"phi3"`` or a template file;
     ``fields`` renames columns (``{"output": "completion"}`` or ``"output=completion"``).
+    A ``str`` is always a path, never text. A store made by ``prepare(..., instructions=True)``
+    (its folder, or a ``Split``) reads its ``split`` (default train): examples are its
+    documents, prompt lengths its mask's prompt bits; template and fields are the store's.
 
         >>> ds = InstructionDataset([{"instruction": "Say hi.", "output": "Hi!"}])
         >>> ds[0].prompt_length, len(ds[0].token_ids)
@@ -59,13 +63,18 @@ class InstructionDataset:
 
     def __init__(
         self,
-        source: str | os.PathLike[str] | Sequence[Mapping[str, Any]],
+        source: str | os.PathLike[str] | Sequence[Mapping[str, Any]] | Split,
         *,
         tokenizer: str | Tokenizer = "gpt2",
         template: str | os.PathLike[str] | Template = "alpaca",
         fields: str | Mapping[str, str] | None = None,
         errors: Errors = "strict",
+        split: str = "train",
     ) -> None:
+        store_split = _store_split(source, split)
+        if store_split is not None:
+            self._from_split(store_split, tokenizer)
+            return
         self.tokenizer = get_tokenizer(tokenizer)
         self.template = get_template(template)
         self.stats = InstructionStats()
@@ -83,6 +92,35 @@ class InstructionDataset:
         prompts = self.tokenizer.encode_batch([p for p, _ in self.texts], special="text")
         self.examples = [Example(f, len(p)) for f, p in zip(full, prompts, strict=True)]
 
+    def _from_split(self, split: Split, tokenizer: str | Tokenizer) -> None:
+        store = TokenStore.open(split.root)
+        mask = split.response_mask()
+        if mask is None:
+            raise ValueError(
+                f"{split.root}: split {split.name!r} has no response masks; it was not prepared "
+                "from instruction data. Run: gptdata prepare --instructions FILE -o STORE"
+            )
+        self.tokenizer = store.reading_tokenizer(tokenizer or None)
+        spec = store.manifest.get("options", {}).get("instructions", {})
+        text = spec.get("template_text")
+        name = spec.get("template", "alpaca")
+        self.template = Template.from_text(text, name=name) if text else get_template(name)
+        self.stats = InstructionStats(examples=split.n_documents)
+        tokens = np.asarray(split[:], dtype=np.int64)  # (N,) instruction stores are small
+        ends = split.document_ends()
+        starts = np.concatenate([[0], ends[:-1] + 1]).astype(np.int64)
+        self.examples = [
+            Example(tokens[a:b].tolist(), int((~mask[a:b]).sum()))
+            for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+        ]
+        self.texts = [
+            (
+                self.tokenizer.decode(e.token_ids[: e.prompt_length]),
+                self.tokenizer.decode(e.token_ids[e.prompt_length :]),
+            )
+            for e in self.examples
+        ]
+
     def __len__(self) -> int:
         return len(self.examples)
 
@@ -97,6 +135,17 @@ class InstructionDataset:
             f"InstructionDataset({len(self):,} examples, template={self.template.name!r}, "
             f"tokenizer={self.tokenizer.name!r})"
         )
+
+
+def _store_split(source: Any, split: str) -> Split | None:
+    """The store split ``source`` names (a ``Split``, or a store folder), else None."""
+    if isinstance(source, Split):
+        return source
+    if isinstance(source, (str, os.PathLike)) and os.path.isfile(
+        os.path.join(os.fspath(source), MANIFEST)
+    ):
+        return TokenStore.open(source).split(split)
+    return None
 
 
 def _as_example(item: Any, index: int) -> tuple[list[int], int | None]:

@@ -113,7 +113,11 @@ def packed_collate(
     out = Format("mask", "dict", eot_id)(rows)
     assert isinstance(out, dict)
     both = prompt[:, :-1] & prompt[:, 1:]  # (B, L): input and target inside one prompt
-    out["targets"][torch.from_numpy(both)] = IGNORE_INDEX
+    # A copy: in a row without an end-of-text, the document-mask format's targets may be a view
+    # of the same buffer as input_ids (writing -100 into them changed input_ids; hypothesis).
+    targets = out["targets"].clone()  # (B, L)
+    targets[torch.from_numpy(both)] = IGNORE_INDEX
+    out["targets"] = targets
     return out
 
 
