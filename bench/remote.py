@@ -1,8 +1,9 @@
-"""Benchmark reading a store's shards from S3 into the shard cache, against s3fs ``get``.
+"""Benchmark object storage: the shard cache against s3fs ``get``, and prepare's memory on S3 inputs.
 
-    python bench/remote.py                 # 8 shards of 32 MiB, best of 5
-    python bench/remote.py --shards 16     # more
-    python bench/remote.py --smoke         # 4 shards of 2 MiB, one run: proves the script runs
+    python bench/remote.py                 # both cases: 8 shards of 32 MiB (best of 5); 32 MB corpus
+    python bench/remote.py --case cache --shards 16
+    python bench/remote.py --case prepare --size 64MB
+    python bench/remote.py --smoke         # small sizes, one run: proves the script runs
 
 The S3 API is moto's server on 127.0.0.1, in a process of its own (so the server's Python does
 not share a GIL with the reader being timed); no other network. The shards are random bytes with
@@ -10,6 +11,10 @@ their sha256, as a manifest lists them. Both sides fetch the same objects in the
 ``get`` of all of them (concurrent, as s3fs batches), and ``ShardCache`` (download, sha256 as it
 streams, rename; ``workers`` downloads at once), each into an empty folder.
 Target (issue 22): the cache >= 0.8x the throughput of s3fs ``get``.
+
+``prepare``: the same corpus (bench/corpus.py's JSONL, and a gzip copy of it) prepared from local
+files and from the bucket, ``gptdata prepare`` as a command with ``--workers 2``; the peak RSS of
+its whole process tree, sampled every 20 ms. Target (issue 22): S3 within 20 % of local.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ sys.path.pop(0)  # bench/tokenize.py must not shadow the standard library's toke
 sys.path.append(str(Path(__file__).resolve().parent))
 
 import argparse
+import gzip
 import hashlib
 import os
 import shutil
@@ -28,7 +34,9 @@ import socket
 import subprocess
 import time
 
-from _common import OUT, row  # noqa: E402
+import psutil  # noqa: E402
+
+from _common import OUT, make_corpus, row  # noqa: E402
 from gptdata.storage import Location, RemoteFile, ShardCache  # noqa: E402
 
 STORE_ID = "0" * 32
@@ -63,6 +71,96 @@ def best_of(runs: int, fn) -> float:
     return best
 
 
+def run_with_peaks(cmd: list[str], log: Path) -> tuple[float, int, int]:
+    """Wall seconds, and the peak RSS and peak PSS of the command's process tree.
+
+    RSS sums each process's resident pages, so pages a forked worker shares with its parent
+    (every imported module) count once per process; PSS splits shared pages among their
+    sharers: the tree's real footprint. Both are reported, since the RSS figure is what the
+    other benchmarks print.
+    """
+    t0 = time.perf_counter()
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        ps = psutil.Process(proc.pid)
+        rss = pss = 0
+        while proc.poll() is None:
+            now_rss = now_pss = 0
+            for p in [ps, *ps.children(recursive=True)]:
+                try:
+                    info = p.memory_full_info()
+                except psutil.Error:
+                    continue
+                now_rss, now_pss = now_rss + info.rss, now_pss + info.pss
+            rss, pss = max(rss, now_rss), max(pss, now_pss)
+            time.sleep(0.02)
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed with exit code {proc.returncode}; see {log}")
+    return time.perf_counter() - t0, rss, pss
+
+
+def bench_prepare(size: str, workers: int, endpoint: str) -> None:
+    """Peak RSS of ``gptdata prepare`` from local files and from the same objects on S3."""
+    corpus = make_corpus(size, jsonl=True)
+    folder = OUT / "remote-inputs"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    shutil.copy(corpus, folder / "corpus.jsonl")
+    with open(corpus, "rb") as src, gzip.open(folder / "corpus.jsonl.gz", "wb", 6) as dst:
+        shutil.copyfileobj(src, dst)
+    bucket = Location("s3://inputs", storage_options={"endpoint_url": endpoint})
+    bucket.fs.mkdir("inputs")
+    for f in sorted(folder.iterdir()):
+        bucket.child("corpus", f.name).put_file(f)
+    nbytes = sum(f.stat().st_size for f in folder.iterdir())
+    base = [sys.executable, "-m", "gptdata", "prepare", "--quiet", "--workers", str(workers)]
+    runs = {
+        "local": [*base, str(folder), "-o", str(OUT / "remote-store-local")],
+        "s3": [
+            *base,
+            "s3://inputs/corpus/",
+            "-o",
+            str(OUT / "remote-store-s3"),
+            "--storage-option",
+            f"endpoint_url={endpoint}",
+        ],
+    }
+    peaks: dict[str, tuple[int, int]] = {}
+    for name, cmd in runs.items():
+        shutil.rmtree(cmd[cmd.index("-o") + 1], ignore_errors=True)
+        seconds, rss, pss = run_with_peaks(cmd, OUT / f"remote-{name}.log")
+        peaks[name] = (rss, pss)
+        row(
+            f"prepare from {name} ({nbytes / 1e6:,.0f} MB, --workers {workers})",
+            f"{rss / 2**20:,.0f} MiB",
+            f"peak RSS; peak PSS {pss / 2**20:,.0f} MiB; {seconds:.1f} s",
+        )
+    same = all(
+        (OUT / "remote-store-local" / p.relative_to(OUT / "remote-store-s3")).read_bytes()
+        == p.read_bytes()
+        for p in (OUT / "remote-store-s3" / "shards").iterdir()
+    )
+    ratio = peaks["s3"][0] / peaks["local"][0]
+    row(
+        "peak RSS s3 / local",
+        f"{ratio:.2f}x",
+        "target <= 1.2x "
+        + ("ok" if ratio <= 1.2 else "MISSED")
+        + ("" if same else "; SHARDS DIFFER"),
+    )
+    # What streaming must keep flat: the difference, whatever the corpus size. It is fixed:
+    # fsspec, s3fs, aiobotocore and one S3 client per process (~45 MiB of RSS each, psutil).
+    extra = (peaks["s3"][1] - peaks["local"][1]) / 2**20
+    row(
+        "peak PSS s3 - local",
+        f"{extra:+,.0f} MiB",
+        f"PSS ratio {peaks['s3'][1] / peaks['local'][1]:.2f}x",
+    )
+    for name in ("local", "s3"):
+        shutil.rmtree(OUT / f"remote-store-{name}", ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shards", type=int, default=8, help="number of shards")
@@ -71,10 +169,13 @@ def main() -> None:
         "--workers", type=int, default=None, help="ShardCache threads (default: its own)"
     )
     ap.add_argument("--runs", type=int, default=5, help="best of this many runs")
-    ap.add_argument("--smoke", action="store_true", help="4 shards of 2 MiB, one run")
+    ap.add_argument("--smoke", action="store_true", help="small sizes, one run")
+    ap.add_argument("--case", choices=["all", "cache", "prepare"], default="all")
+    ap.add_argument("--size", default="16MB", help="prepare: corpus size (and a gzip copy)")
+    ap.add_argument("--prepare-workers", type=int, default=2, help="prepare: --workers")
     args = ap.parse_args()
     if args.smoke:
-        args.shards, args.shard_mib, args.runs = 4, 2, 1
+        args.shards, args.shard_mib, args.runs, args.size = 4, 2, 1, "2MB"
     for name, value in {
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
@@ -84,43 +185,51 @@ def main() -> None:
         os.environ.setdefault(name, value)
     proc, endpoint = start_server()
     try:
-        options = {"endpoint_url": endpoint}
-        store = Location("s3://bench/store", storage_options=options)
-        store.fs.mkdir("bench")
-        files = []
-        for i in range(args.shards):
-            data = os.urandom(args.shard_mib << 20)
-            rel = f"shards/{i:05d}.train.000.bin"
-            store.child(rel).write_bytes(data)
-            files.append(RemoteFile(rel, hashlib.sha256(data).hexdigest(), len(data)))
-        nbytes = sum(f.size or 0 for f in files)
-        work = OUT / "remote"
-
-        def s3fs_get() -> None:
-            shutil.rmtree(work, ignore_errors=True)
-            (work / "get").mkdir(parents=True)
-            store.fs.get(
-                [store.child(f.rel).path for f in files],
-                [str(work / "get" / f"{i:05d}.bin") for i in range(len(files))],
-            )
-
-        def cache_fetch() -> None:
-            shutil.rmtree(work, ignore_errors=True)
-            cache = ShardCache(work / "cache", workers=args.workers)
-            for shard in cache.stream(store, files, store_id=STORE_ID, ahead=cache.workers):
-                shard.release()
-            cache.close()
-            assert cache.downloads == len(files)
-
-        # Interleaved, best of each: the two see the same load on a shared machine.
-        get_s = cache_s = float("inf")
-        for _ in range(args.runs):
-            get_s = min(get_s, best_of(1, s3fs_get))
-            cache_s = min(cache_s, best_of(1, cache_fetch))
-        shutil.rmtree(work, ignore_errors=True)
+        if args.case in ("all", "prepare"):
+            bench_prepare(args.size, args.prepare_workers, endpoint)
+        if args.case in ("all", "cache"):
+            bench_cache(args, endpoint)
     finally:
         proc.kill()
         proc.wait()
+
+
+def bench_cache(args: argparse.Namespace, endpoint: str) -> None:
+    """The shard cache's download throughput against s3fs ``get`` of the same objects."""
+    options = {"endpoint_url": endpoint}
+    store = Location("s3://bench/store", storage_options=options)
+    store.fs.mkdir("bench")
+    files = []
+    for i in range(args.shards):
+        data = os.urandom(args.shard_mib << 20)
+        rel = f"shards/{i:05d}.train.000.bin"
+        store.child(rel).write_bytes(data)
+        files.append(RemoteFile(rel, hashlib.sha256(data).hexdigest(), len(data)))
+    nbytes = sum(f.size or 0 for f in files)
+    work = OUT / "remote"
+
+    def s3fs_get() -> None:
+        shutil.rmtree(work, ignore_errors=True)
+        (work / "get").mkdir(parents=True)
+        store.fs.get(
+            [store.child(f.rel).path for f in files],
+            [str(work / "get" / f"{i:05d}.bin") for i in range(len(files))],
+        )
+
+    def cache_fetch() -> None:
+        shutil.rmtree(work, ignore_errors=True)
+        cache = ShardCache(work / "cache", workers=args.workers)
+        for shard in cache.stream(store, files, store_id=STORE_ID, ahead=cache.workers):
+            shard.release()
+        cache.close()
+        assert cache.downloads == len(files)
+
+    # Interleaved, best of each: the two see the same load on a shared machine.
+    get_s = cache_s = float("inf")
+    for _ in range(args.runs):
+        get_s = min(get_s, best_of(1, s3fs_get))
+        cache_s = min(cache_s, best_of(1, cache_fetch))
+    shutil.rmtree(work, ignore_errors=True)
     mib = nbytes / (1 << 20)
     print(f"{args.shards} shards of {args.shard_mib} MiB ({mib:,.0f} MiB), moto on 127.0.0.1")
     row("s3fs get (all objects, concurrent)", f"{mib / get_s:,.0f} MiB/s", f"{get_s:.2f} s")

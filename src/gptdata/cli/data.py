@@ -13,8 +13,10 @@ from .options import (
     TOKENIZER_HELP,
     add_backend,
     add_instruction_options,
+    add_storage_option,
     add_verb,
     fraction,
+    storage_options,
     whole,
 )
 
@@ -30,7 +32,12 @@ def add_tokenize(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
 def add_prepare(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """``gptdata prepare INPUT... -o STORE``: a corpus into a token store."""
     pr = add_verb(sub, "prepare", "tokenize a corpus into a token store", common)
-    pr.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or globs")
+    pr.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="files, folders or globs, local or s3:// (a prefix or a glob of objects)",
+    )
     pr.add_argument("-o", "--out", required=True, help="the store folder to create")
     pr.add_argument("--tokenizer", default="gpt2", help=TOKENIZER_HELP)
     add_backend(pr)
@@ -88,6 +95,7 @@ def add_prepare(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
         default=None,
         help="Ray cluster to join (default: auto when RAY_ADDRESS is set, else a local Ray)",
     )
+    add_storage_option(pr)
 
 
 def add_store_verbs(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -197,6 +205,7 @@ def cmd_prepare(a: argparse.Namespace) -> int:
         instructions=a.instructions,
         template=a.template,
         fields=a.fields,
+        storage_options=storage_options(a),
     )
     print(store.describe())
     return 0

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 EPILOGS = {
     "tokenize": """examples:
@@ -23,6 +25,7 @@ EPILOGS = {
   gptdata prepare the-verdict.txt -o verdict-store
   gptdata prepare corpus/ --workers 8 --val-fraction 0.05 -o store
   gptdata prepare 'data/*.jsonl.gz' --text-field content --errors replace -o store
+  gptdata prepare s3://bucket/corpus/ 's3://bucket/more/*.jsonl.gz' -o store
   gptdata prepare instruction-data.json --instructions --test-fraction 0.1 --val-fraction 0.05 -o sft
 """,
     "info": "examples:\n  gptdata info store\n",
@@ -104,7 +107,12 @@ def fraction(text: str) -> float:
 
 TOKENIZER_HELP = "gpt2 (default), a tokenizer.json or a SimpleTokenizer vocab.json"
 SOURCE_HELP = (
-    "what prepare reads (a text, JSONL(.gz) or Parquet file, a folder or glob), or a store"
+    "what prepare reads (a text, JSONL(.gz) or Parquet file, a folder or glob, or an s3:// "
+    "URL of them), or a store"
+)
+STORAGE_OPTION_HELP = (
+    "an fsspec option for s3:// (gs://, az://) inputs, e.g. endpoint_url=http://127.0.0.1:9000 "
+    "or anon=true; repeat for more. Credentials come from the AWS chain (env, ~/.aws, roles)"
 )
 
 
@@ -130,8 +138,45 @@ def add_backend(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_storage_option(parser: argparse.ArgumentParser) -> None:
+    """``--storage-option key=value`` (repeatable): ``storage_options(args)`` makes the dict."""
+    parser.add_argument(
+        "--storage-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=STORAGE_OPTION_HELP,
+    )
+
+
+def storage_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The parsed ``--storage-option`` values, or None when none was given.
+
+    ['endpoint_url=http://127.0.0.1:9000', 'anon=true'] -> {'endpoint_url': ..., 'anon': True}
+    """
+    from ..storage import parse_storage_options
+
+    items = getattr(args, "storage_option", None) or []
+    return parse_storage_options(items) or None
+
+
+def source_arg(args: argparse.Namespace, name: str = "source") -> Any:
+    """A verb's SOURCE as ``load_tokens`` takes it from the command line: a ``Path`` (the CLI
+    never takes raw text there), or a ``Location`` with ``--storage-option`` for a URL.
+
+    's3://b/notes.jsonl' -> Location('s3://b/notes.jsonl'); 'notes.jsonl' -> Path('notes.jsonl')
+    """
+    from ..storage import Location, is_remote
+
+    text = getattr(args, name)
+    if is_remote(text):
+        return Location(text, storage_options=storage_options(args))
+    return Path(text)
+
+
 def add_reading(parser: argparse.ArgumentParser) -> None:
-    """The options that say how input files are read: the same words and defaults as prepare."""
+    """The options that say how input files are read: the same words and defaults as prepare,
+    and ``--storage-option`` for inputs on object storage."""
     parser.add_argument(
         "--text-field", default="text", help="JSONL/Parquet field with the text (default text)"
     )
@@ -141,6 +186,7 @@ def add_reading(parser: argparse.ArgumentParser) -> None:
         default="strict",
         help="invalid UTF-8: stop (strict), use U+FFFD (replace), drop the document",
     )
+    add_storage_option(parser)
 
 
 def add_instruction_options(p: argparse.ArgumentParser) -> None:

@@ -9,8 +9,11 @@ documents, a file name never taken for text) holds in one place:
 * ``Path("store/")`` (a folder with ``manifest.json``) or a ``TokenStore``: its ``split``;
 * a ``Split``: itself (memory-mapped, never loaded whole);
 * a NumPy array, list or 1-D tensor of IDs: kept in the caller's integer dtype (no int64 copy);
-* a ``str``: raw text, tokenized. A short ``str`` that names an existing file or folder is an
-  error: pass ``Path(...)`` for the file, or its text.
+* a URL of object storage, as a ``str`` (``"s3://bucket/corpus/"``, ``"s3://b/*.jsonl.gz"``) or
+  a ``storage.Location`` (which carries its ``storage_options`` through APIs that take only a
+  source): the objects it names, read as a ``Path`` to local copies would be;
+* any other ``str``: raw text, tokenized. A short ``str`` that names an existing file or folder
+  is an error: pass ``Path(...)`` for the file, or its text.
 
 Asked with ``keep_text=True``, the reader also keeps each document's original text, from which
 ``Corpus.document_words`` counts words as lm-evaluation-harness does; ``document_bytes`` counts the
@@ -27,16 +30,25 @@ from __future__ import annotations
 import glob
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..storage import Location, is_remote
 from ..store import MANIFEST, Split, TokenStore, dtype_for
 from ..tokenizers import Tokenizer, get_tokenizer, token_byte_lengths
 from .arrays import ArrayTokens, ids_array
-from .sources import Errors, InputError, ReadStats, plan_units, read_documents, resolve_inputs
+from .sources import (
+    Errors,
+    InputError,
+    ReadStats,
+    lost_url,
+    plan_units,
+    read_documents,
+    resolve_inputs,
+)
 from .units import encode_texts
 
 # A str at most this long and without a newline may be a file name typed as text.
@@ -235,6 +247,28 @@ def encode_documents(
     return tokens, np.array(ends, dtype=np.int64)
 
 
+def _is_location(item: Any) -> bool:
+    """A remote input: a ``Location``, or a ``str`` URL of object storage (``s3://...``)."""
+    return isinstance(item, Location) or is_remote(item)
+
+
+def _urls(items: Sequence[Any], storage_options: Mapping[str, Any] | None) -> tuple[list[Any], Any]:
+    """Locations as URL strings, and the one set of storage options they are read with."""
+    opts = dict(storage_options) if storage_options else None
+    out: list[Any] = []
+    for item in items:
+        if isinstance(item, Location):
+            if item.storage_options and opts and item.storage_options != opts:
+                raise ValueError(
+                    f"{item.url} carries other storage_options than the rest of the source; "
+                    "read sources with different options one at a time."
+                )
+            opts = opts or item.storage_options or None
+            item = item.url
+        out.append(item)
+    return out, opts
+
+
 def _read_files(
     paths: Sequence[str | os.PathLike[str]],
     tokenizer: Tokenizer,
@@ -243,16 +277,19 @@ def _read_files(
     errors: Errors,
     special_text: SpecialText,
     keep_text: bool,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> Corpus:
     for path in paths:
         text = os.fspath(path)
+        if is_remote(text):
+            continue  # listed (or refused, in one line) by resolve_inputs
         if not os.path.exists(text) and not glob.has_magic(text):
             raise FileNotFoundError(
                 f"{text} does not exist. Pass a text, JSONL(.gz) or Parquet file, a folder or "
-                "glob of them, or a token store."
+                f"glob of them, or a token store.{lost_url(text)}"
             )
-    files = resolve_inputs(list(paths))
-    units = plan_units(files)
+    files = resolve_inputs(list(paths), storage_options=storage_options)
+    units = plan_units(files, storage_options=storage_options)
     names = ", ".join(f"'{os.fspath(p)}'" for p in paths)
 
     def documents() -> Any:
@@ -296,6 +333,7 @@ def load_tokens(
     errors: Errors = "strict",
     special_text: SpecialText | None = None,
     keep_text: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> Corpus:
     """Turn any source into tokens (see the module docstring for what each kind means).
 
@@ -307,10 +345,18 @@ def load_tokens(
     ``tokenizer.encode(text, allowed_special={"<|endoftext|>"})``). ``keep_text=True`` keeps
     each document's text for ``Corpus.document_words``.
 
+    A ``str`` that is a URL of object storage (``s3://``, ``gs://``, ``az://``: scheme, ``://``,
+    bucket) is a location, never text: its objects are read as prepare reads them, with
+    ``storage_options`` (fsspec's, e.g. ``{"endpoint_url": ...}``; credentials come from the
+    cloud's own chain). A ``Location`` carries its own options. To tokenize such a string as
+    text, encode it with the tokenizer and pass the IDs.
+
         >>> load_tokens(Path("the-verdict.txt")).document_ends        # one .txt = one document
         array([5145])
         >>> load_tokens("Hello, world").tokens.array
         array([15496,    11,   995], dtype=uint16)
+        >>> load_tokens("s3://bucket/notes.jsonl", storage_options={"anon": True}).document_ends
+        array([12, 30])
     """
     if special_text not in (None, "ordinary", "allow"):
         raise ValueError(f"special_text={special_text!r} is not 'ordinary' or 'allow'.")
@@ -322,6 +368,8 @@ def load_tokens(
         return Corpus(source, tokenizer=tokenizer, description="the source")
     if isinstance(source, TokenStore):
         return _store_corpus(source.split(split), tokenizer)
+    if _is_location(source):
+        source = [source]
     if isinstance(source, str):
         if _names_existing_path(source):
             kind = "folder" if os.path.isdir(source) else "file"
@@ -343,15 +391,17 @@ def load_tokens(
     if isinstance(source, os.PathLike) or (
         isinstance(source, (list, tuple))
         and source
-        and all(isinstance(p, os.PathLike) for p in source)
+        and all(isinstance(p, os.PathLike) or _is_location(p) for p in source)
     ):
-        paths = [source] if isinstance(source, os.PathLike) else list(source)
-        if len(paths) == 1 and _is_store(Path(paths[0])):
+        items = [source] if isinstance(source, os.PathLike) else list(source)
+        paths, opts = _urls(items, storage_options)
+        if len(paths) == 1 and not is_remote(paths[0]) and _is_store(Path(paths[0])):
             return _store_corpus(TokenStore.open(paths[0]).split(split), tokenizer)
         tok = get_tokenizer(tokenizer if tokenizer is not None else "gpt2")
         return _read_files(
             paths,
             tok,
+            storage_options=opts,
             text_field=text_field,
             errors=errors,
             special_text=special_text or "ordinary",

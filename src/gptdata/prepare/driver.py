@@ -28,12 +28,13 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..storage import is_remote
 from ..store.masks import mask_bytes
 from ..store.shards import _fix_copies, _retail
 from ..store.sidefolders import (
@@ -157,9 +158,13 @@ def _disk_full(exc: OSError, side: Path) -> OSError:
     )
 
 
-def _input_folders(inputs: Any) -> list[str]:
+def _named(inputs: Any) -> list[str]:
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs or [])
-    return [os.fspath(i) for i in items if os.path.isdir(i)]
+    return [os.fspath(i) for i in items]
+
+
+def _input_folders(inputs: Any) -> list[str]:
+    return [i for i in _named(inputs) if not is_remote(i) and os.path.isdir(i)]
 
 
 def prepare(
@@ -187,6 +192,7 @@ def prepare(
     instructions: bool = False,
     template: str | os.PathLike[str] = "alpaca",
     fields: str | dict[str, str] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> TokenStore:
     """Tokenize files (or ``texts=``, an iterable of documents) into a token store at ``out``.
 
@@ -196,6 +202,9 @@ def prepare(
     ``special_text``: "ordinary" encodes a literal <|endoftext|> inside a document as text;
     "allow" makes it the separator ID, as the classic GPTDatasetV1 did.
     ``force=True`` replaces ``out`` only when it is a gptdata store; nothing else is deleted.
+    Inputs may be URLs (``"s3://bucket/corpus/"``, ``"s3://bucket/more/*.jsonl.gz"``), read with
+    ranged requests; ``storage_options`` are fsspec's (``{"endpoint_url": ...}``), credentials
+    come from the cloud's own chain. They stay out of the manifest and the plan.
     ``name_option(name, value)`` writes an option in the closing summary: ``val_fraction=0.1``
     by default; the command line passes one that writes ``--val-fraction 0.1``.
     ``test_fraction``: a third, held-out split ``test`` by the same content hash (a document
@@ -212,15 +221,27 @@ def prepare(
     )
     if special_text not in ("ordinary", "allow"):
         raise ValueError(f"special_text={special_text!r} must be 'ordinary' or 'allow'.")
+    if is_remote(os.fspath(out)):
+        raise ValueError(
+            f"out={os.fspath(out)} is on object storage; writing stores there comes next. Write "
+            "the store to a local folder (inputs may already be s3://), then upload it."
+        )
     out = Path(out)
     if (inputs is None) == (texts is None):
         raise ValueError("give either inputs (files, folders, globs) or texts=, not both/neither.")
     if instructions:
+        if any(is_remote(p) for p in _named(inputs)):
+            raise ValueError("instructions=True reads local files only for now; copy them first.")
         files: list[InputFile] | None = resolve_instruction_inputs(inputs)
     else:
-        files = None if texts is not None else resolve_inputs(inputs)  # type: ignore[arg-type]
+        files = (
+            resolve_inputs(inputs, storage_options=storage_options)  # type: ignore[arg-type]
+            if texts is None
+            else None
+        )
     if files is not None:
-        check_overlap(out, [f.path for f in files], _input_folders(inputs))
+        local = [f.path for f in files if not is_remote(f.path)]  # an object is never in out
+        check_overlap(out, local, _input_folders(inputs))
     check_out(out, force=force)
     tok = get_tokenizer(tokenizer, backend=backend)
     warm: threading.Thread | None = None
@@ -257,7 +278,9 @@ def prepare(
         if instructions:
             planned = instruction_units(files)
         else:
-            planned = plan_units(files, unit_bytes=unit_bytes_for(total_bytes))
+            planned = plan_units(
+                files, unit_bytes=unit_bytes_for(total_bytes), storage_options=storage_options
+            )
         units = planned
         # A file name that is not valid UTF-8 is kept readable (and JSON-safe) in the manifest.
         inputs_meta = [{"path": _printable(f.path), "bytes": f.size} for f in files]

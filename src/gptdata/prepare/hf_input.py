@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import posixpath
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+from ..storage import Location, StorageError, is_remote
 from ..store.heldout import held_out_word
+from . import arrow_ranges
 
 STATE = "state.json"
 DATASET_DICT = "dataset_dict.json"
@@ -153,24 +156,47 @@ def _ipc() -> Any:
     return pa, ipc
 
 
-def _batches(path: str) -> Iterator[Any]:
-    """Record batches of an Arrow IPC stream (or file), memory-mapped: bodies are not copied."""
+def _batches(
+    path: str,
+    storage_options: Mapping[str, Any] | None = None,
+    start: int = 0,
+    end: int | None = None,
+) -> Iterator[Any]:
+    """Record batches ``start..end-1`` of an Arrow IPC stream (or file), memory-mapped: bodies
+    are not copied. A remote one (``s3://...``) is read by range: only those batches' bytes
+    (``arrow_ranges``), in requests of about 4 MiB (``readers.CHUNK``: why that size).
+    """
     pa, ipc = _ipc()
     try:
-        source = pa.memory_map(path, "r")
-        if source.read(6) == b"ARROW1":  # the IPC *file* format (feather v2)
+        if is_remote(path):
+            source = Location(path, storage_options=storage_options).open(block_size=4 << 20)
+        else:
+            source = pa.memory_map(path, "r")
+        if source.read(6) == b"ARROW1":  # the IPC *file* format (feather v2): a footer
             source.seek(0)
             reader = ipc.open_file(source)
-            for i in range(reader.num_record_batches):
+            n = reader.num_record_batches
+            for i in range(start, n if end is None else min(end, n)):
                 yield reader.get_batch(i)
             return
         source.seek(0)
-        yield from ipc.open_stream(source)
-    except pa.ArrowInvalid as exc:
+        layout = _remote_layout(path, storage_options) if is_remote(path) else None
+        if layout is not None:
+            yield from ipc.open_stream(arrow_ranges.piece_stream(source, layout, start, end))
+            return
+        source.seek(0)
+        for i, batch in enumerate(ipc.open_stream(source)):
+            if end is not None and i >= end:
+                return
+            if i >= start:
+                yield batch
+    except (pa.ArrowInvalid, arrow_ranges.NotAStream) as exc:
         raise HFInputError(
             f"{path}: not an Arrow IPC stream or file ({_first_line(exc)}). Hugging Face "
             "datasets writes these with save_to_disk; remove it from the inputs or rewrite it."
         ) from None
+    except StorageError:
+        raise
     except OSError as exc:  # pyarrow's ArrowIOError: the file ends inside a record batch
         raise HFInputError(
             f"{path}: truncated or unreadable Arrow file ({_first_line(exc)}). Write it again "
@@ -183,18 +209,42 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def arrow_batch_count(path: str) -> int:
-    """How many record batches the file holds (reads only the stream's metadata)."""
-    return sum(1 for _ in _batches(path))
+def arrow_batch_count(path: str, storage_options: Mapping[str, Any] | None = None) -> int:
+    """How many record batches the file holds (reads only the stream's metadata; remotely, each
+    message's header, skipping the bodies: ``arrow_ranges``)."""
+    if is_remote(path):
+        try:
+            layout = _remote_layout(path, storage_options)
+        except arrow_ranges.NotAStream as exc:
+            raise HFInputError(
+                f"{path}: not an Arrow IPC stream or file ({exc}). Hugging Face datasets writes "
+                "these with save_to_disk; remove it from the inputs or rewrite it."
+            ) from None
+        if layout is not None:
+            return len(layout[1])
+    return sum(1 for _ in _batches(path, storage_options))
 
 
-def read_arrow(path: str, start: int, end: int, text_field: str) -> Iterator[str | None]:
+def _remote_layout(path: str, storage_options: Mapping[str, Any] | None) -> Any:
+    """A remote IPC stream's message layout (``arrow_ranges.record_batches``), or None for the
+    IPC file format or a stream with dictionaries. Read in 64 KiB blocks: the walk reads only
+    headers, and a larger read-ahead would fetch the bodies it skips."""
+    with Location(path, storage_options=storage_options).open(block_size=1 << 16) as fh:
+        if fh.read(6) == b"ARROW1":
+            return None
+        return arrow_ranges.record_batches(fh)
+
+
+def read_arrow(
+    path: str,
+    start: int,
+    end: int,
+    text_field: str,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Iterator[str | None]:
     """The ``text_field`` value of every row in record batches ``start..end-1``."""
-    for i, batch in enumerate(_batches(path)):
-        if i >= end:
-            break
-        if i < start:
-            continue
+    for batch in _batches(path, storage_options, start, end):
         names = batch.schema.names
         if text_field not in names:
             raise HFInputError(
@@ -209,3 +259,78 @@ def read_arrow(path: str, start: int, end: int, text_field: str) -> Iterator[str
                 "Name the text column with --text-field."
             )
         yield from column.to_pylist()
+
+
+def remote_hf_files(root: Location, below: Mapping[str, int]) -> list[str] | None:
+    """The data files (URLs) of a ``save_to_disk`` folder on object storage, or None for another
+    prefix; ``below`` is the prefix's listing (relative key -> size). The local rules hold:
+    held-out splits refuse a DatasetDict, and every listed name must stay inside the folder.
+
+        >>> remote_hf_files(Location("s3://b/wiki"), {"state.json": 90, "data-00000-of-00001.arrow": 7})
+        ['s3://b/wiki/data-00000-of-00001.arrow']
+    """
+    if DATASET_DICT in below:
+        meta = _remote_json(root.child(DATASET_DICT))
+        splits = meta.get("splits") if isinstance(meta, dict) else None
+        if not isinstance(splits, list) or not splits:
+            raise HFInputError(f"{root.url}/{DATASET_DICT}: no 'splits' list; not a DatasetDict.")
+        held = [str(x) for x in splits if held_out_word(str(x)) is not None]
+        if held:
+            rest = [str(x) for x in splits if str(x) not in held]
+            hint = f"{root.url}/{rest[0]}" if rest else "one split's folder"
+            raise HFInputError(
+                f"{root.url} is a DatasetDict with held-out split(s) {_short(held, quote=False)}: "
+                f"reading it whole would train on them (gptdata makes its own val split). Point at "
+                f"{hint} instead."
+            )
+        files: list[str] = []
+        for split in splits:
+            rel = _remote_inside(root, split, DATASET_DICT, what="split")
+            sub = {k[len(rel) + 1 :]: n for k, n in below.items() if k.startswith(rel + "/")}
+            found = remote_hf_files(root.child(rel), sub) if STATE in sub else None
+            if found is None:
+                raise HFInputError(
+                    f"{root.url}: split {_short([str(split)])} has no {STATE}; the DatasetDict "
+                    "is incomplete."
+                )
+            files += found
+        return files
+    if STATE not in below:
+        return None
+    state = _remote_json(root.child(STATE))
+    entries = state.get("_data_files") if isinstance(state, dict) else None
+    if not isinstance(entries, list):
+        return None  # another tool's state.json: an ordinary prefix, as locally
+    urls = []
+    for entry in entries:
+        name = entry.get("filename") if isinstance(entry, dict) else None
+        rel = _remote_inside(root, name, STATE, what="data file")
+        if rel not in below:
+            raise HFInputError(
+                f"{root.url}/{STATE}: lists data file {_short([str(name)])}, which is missing."
+            )
+        urls.append(root.child(rel).url)
+    return urls
+
+
+def _remote_inside(root: Location, entry: Any, json_name: str, *, what: str) -> str:
+    """``entry`` as a key relative to ``root``, refused when absolute or climbing out (``..``)."""
+    if not isinstance(entry, str) or not entry or "\x00" in entry:
+        raise HFInputError(
+            f"{root.url}/{json_name}: lists {what} {_short([str(entry)])}, not a file name."
+        )
+    rel = posixpath.normpath(entry)
+    if entry.startswith("/") or rel == "." or rel == ".." or rel.startswith("../"):
+        raise HFInputError(
+            f"{root.url}/{json_name}: lists {what} {_short([entry])}, which resolves outside "
+            f"{root.url}; every path a save_to_disk folder lists must stay inside that folder, so "
+            "gptdata reads only what you named."
+        )
+    return rel
+
+
+def _remote_json(loc: Location) -> Any:
+    try:
+        return json.loads(loc.read_bytes(limit=1 << 24))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise HFInputError(f"{loc.url}: unreadable ({exc}).") from None

@@ -10,7 +10,10 @@ Folders are searched recursively for those suffixes (a ``save_to_disk`` folder m
 gives the data files its ``state.json`` lists); globs are expanded; the final list is sorted,
 so the plan of work units depends on the inputs alone. A ``.jsonl`` file is cut at line starts
 into byte ranges of about ``unit_bytes``; a ``.parquet`` file into row groups; small files are
-grouped. Deliberately left out: cutting one huge ``.txt`` document (BPE would see other pieces).
+grouped. Remote inputs (``s3://bucket/corpus/``, ``s3://bucket/*.jsonl.gz``) follow the same rules
+(``remote_inputs``) and are cut the same way, with ranged reads, so a store made from a bucket
+equals one made from local copies; ``storage_options`` travel with each ``WorkUnit`` to its worker.
+Deliberately left out: cutting one huge ``.txt`` document (BPE would see other pieces).
 How each kind is decoded (invalid UTF-8, binary files, a BOM) is ``_readers``; this module
 resolves the inputs, plans the units and yields their documents (``read_documents``).
 
@@ -23,18 +26,27 @@ from __future__ import annotations
 import glob
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from ..storage import is_remote
 from ..store.layout import is_gptdata_folder
 from . import hf_input
 from .readers import Errors as Errors  # re-exported: the reading side lives in _readers
 from .readers import InputError as InputError
 from .readers import Kind as Kind
+from .readers import (
+    Options,
+    open_input,
+    parquet_file,
+    read_arrow,
+    read_jsonl,
+    read_parquet,
+    read_txt,
+)
 from .readers import Piece as Piece
 from .readers import ReadStats as ReadStats
-from .readers import parquet_file, read_arrow, read_jsonl, read_parquet, read_txt
 
 FOLDER_SUFFIXES = (".txt", ".md", ".jsonl", ".jsonl.gz", ".parquet", ".arrow")
 
@@ -53,6 +65,23 @@ class WorkUnit:
     index: int
     pieces: tuple[Piece, ...]
     texts: tuple[str, ...] | None = field(default=None, repr=False)  # Python-API documents
+    # fsspec options of remote pieces: kept out of the plan and the manifest (they may hold keys)
+    storage_options: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+
+
+def lost_url(text: str) -> str:
+    """The fix for a URL that ``Path()`` collapsed ('s3://b/k' -> 's3:/b/k'), or ''.
+
+    >>> lost_url("s3:/bucket/corpus")
+    " It looks like the URL s3://bucket/corpus passed through Path(), which drops a slash: ..."
+    """
+    scheme, sep, rest = text.partition(":/")
+    if not sep or rest.startswith("/") or not is_remote(f"{scheme}://{rest}"):
+        return ""
+    return (
+        f" It looks like the URL {scheme}://{rest} passed through Path(), which drops a slash: "
+        "pass the URL as a str (or a gptdata.storage.Location)."
+    )
 
 
 def kind_of(path: str) -> Kind:
@@ -98,7 +127,9 @@ def _walk(top: str, cache: dict[str, bool]) -> list[str]:
     return hits
 
 
-def resolve_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[InputFile]:
+def resolve_inputs(
+    inputs: Sequence[str | os.PathLike[str]], *, storage_options: Options = None
+) -> list[InputFile]:
     """Files, folders and globs -> the sorted list of input files, each real file once.
 
     ["corpus/"] -> [InputFile("corpus/a.txt", "txt", 120), InputFile("corpus/b.jsonl", ...)]
@@ -106,7 +137,10 @@ def resolve_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[InputFile]:
     Only regular files are read (a FIFO would block forever); a file reached twice (a folder and
     a file in it, a relative and an absolute path, a symlink, a hard link: one device and inode)
     is read once, under its first name in sorted order. A gptdata store, or its side folder, is never read as input.
+    A ``str`` URL (``s3://bucket/corpus/``) is listed with ``storage_options`` (``remote_inputs``).
     """
+    from .remote_inputs import remote_inputs
+
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     if not inputs:
@@ -114,9 +148,14 @@ def resolve_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[InputFile]:
     found: set[str] = set()
     named: set[str] = set()  # named directly: must be a regular file, or it is an error
     cache: dict[str, bool] = {}
+    remote: dict[str, int] = {}  # url -> size
     for item in inputs:
         text = os.fspath(item)
-        if os.path.isdir(text) and hf_input.is_hf_folder(text):
+        if is_remote(text):
+            for url, size in remote_inputs(text, storage_options, FOLDER_SUFFIXES):
+                remote[url] = size
+                found.add(url)
+        elif os.path.isdir(text) and hf_input.is_hf_folder(text):
             hf_files = hf_input.hf_data_files(text) or []
             found.update(hf_files)  # a save_to_disk folder: the data files its state.json lists
         elif os.path.isdir(text):
@@ -150,10 +189,13 @@ def resolve_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[InputFile]:
                 raise InputError(f"no files match '{text}'. Check the pattern and quote it.")
             found.update(hits)
         else:
-            raise InputError(f"input '{text}' does not exist. Check the path.")
+            raise InputError(f"input '{text}' does not exist. Check the path.{lost_url(text)}")
     files = []
     seen: set[tuple[int, int]] = set()
     for p in sorted(found):
+        if p in remote:  # an object: its URL names it once; there are no links to follow
+            files.append(InputFile(p, kind_of(p), remote[p]))
+            continue
         try:
             st = os.stat(p)
         except OSError as exc:
@@ -175,10 +217,16 @@ def resolve_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[InputFile]:
     return files
 
 
-def _jsonl_cuts(path: str, size: int, unit_bytes: int) -> list[int]:
-    """Byte offsets of line starts near every multiple of unit_bytes, plus 0 and size."""
+def _jsonl_cuts(
+    path: str, size: int, unit_bytes: int, storage_options: Options = None
+) -> list[int]:
+    """Byte offsets of line starts near every multiple of unit_bytes, plus 0 and size.
+
+    A remote file is read 64 KiB at a time around each cut, not whole (a line longer than that
+    takes one more ranged read per 64 KiB).
+    """
     cuts = [0]
-    with open(path, "rb") as fh:
+    with open_input(path, storage_options, block_size=1 << 16) as fh:
         target = unit_bytes
         while target < size:
             fh.seek(target)
@@ -193,26 +241,33 @@ def _jsonl_cuts(path: str, size: int, unit_bytes: int) -> list[int]:
     return cuts
 
 
-def _parquet_groups(path: str) -> list[int]:
-    meta = parquet_file(path).metadata
+def _parquet_groups(path: str, storage_options: Options = None) -> list[int]:
+    meta = parquet_file(path, storage_options).metadata  # the footer only
     return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
 
 
-def plan_units(files: Sequence[InputFile], *, unit_bytes: int = 16 << 20) -> list[WorkUnit]:
-    """Cut the files into work units of about ``unit_bytes`` input bytes, deterministically."""
+def plan_units(
+    files: Sequence[InputFile], *, unit_bytes: int = 16 << 20, storage_options: Options = None
+) -> list[WorkUnit]:
+    """Cut the files into work units of about ``unit_bytes`` input bytes, deterministically.
+
+    Remote files are cut exactly as local copies of them would be (the same cuts, row groups and
+    record batches, found with ranged reads); each unit carries ``storage_options``.
+    """
+    opts = dict(storage_options) if storage_options else None
     pieces: list[tuple[Piece, int]] = []  # (piece, its byte weight)
     for f in files:
         if f.kind == "jsonl" and f.size > unit_bytes:
-            cuts = _jsonl_cuts(f.path, f.size, unit_bytes)
+            cuts = _jsonl_cuts(f.path, f.size, unit_bytes, opts)
             pieces += [
                 (Piece(f.path, f.kind, a, b), b - a) for a, b in zip(cuts, cuts[1:], strict=False)
             ]
         elif f.kind == "parquet":
-            groups = _parquet_groups(f.path)
+            groups = _parquet_groups(f.path, opts)
             weight = f.size // max(len(groups), 1)
             pieces += [(Piece(f.path, f.kind, i, i + 1), weight) for i in range(len(groups))]
         elif f.kind == "arrow":
-            batches = hf_input.arrow_batch_count(f.path)
+            batches = hf_input.arrow_batch_count(f.path, opts)
             per = max(1, unit_bytes * batches // max(f.size, 1))  # record batches per piece
             pieces += [
                 (Piece(f.path, f.kind, i, j), f.size * (j - i) // batches)
@@ -226,12 +281,12 @@ def plan_units(files: Sequence[InputFile], *, unit_bytes: int = 16 << 20) -> lis
     weight = 0
     for piece, w in pieces:
         if current and weight + w > unit_bytes:
-            units.append(WorkUnit(len(units), tuple(current)))
+            units.append(WorkUnit(len(units), tuple(current), storage_options=opts))
             current, weight = [], 0
         current.append(piece)
         weight += w
     if current:
-        units.append(WorkUnit(len(units), tuple(current)))
+        units.append(WorkUnit(len(units), tuple(current), storage_options=opts))
     return units
 
 
@@ -248,15 +303,16 @@ def read_documents(
         streams: list[Iterator[str]] = [iter(unit.texts)]
     else:
         streams = []
+        opts = unit.storage_options
         for piece in unit.pieces:
             if piece.kind == "txt":
-                streams.append(read_txt(piece, stats, errors))
+                streams.append(read_txt(piece, stats, errors, opts))
             elif piece.kind == "parquet":
-                streams.append(read_parquet(piece, stats, text_field))
+                streams.append(read_parquet(piece, stats, text_field, opts))
             elif piece.kind == "arrow":
-                streams.append(read_arrow(piece, stats, text_field))
+                streams.append(read_arrow(piece, stats, text_field, opts))
             else:
-                streams.append(read_jsonl(piece, stats, errors, text_field))
+                streams.append(read_jsonl(piece, stats, errors, text_field, opts))
     for stream in streams:
         for text in stream:
             if text:

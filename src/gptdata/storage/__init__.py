@@ -5,6 +5,8 @@ is S3-specific, and every failure is one line naming the URL and the fix.
 
 - ``urls``: ``is_remote``, ``Location`` (list, glob, ranged and streaming reads, writes),
   ``parse_storage_options`` for ``--storage-option key=value``, ``StorageError``.
+- ``streams``: ``RemoteReader``, what ``Location.open`` returns: a seekable file whose errors are
+  one line too (gzip and pyarrow read remote inputs through it).
 - ``cache``: ``ShardCache``, a store's shards on local disk (``$GPTDATA_CACHE_DIR/shards``),
   verified once by sha256, least recently used evicted past ``limit``, prefetched ahead.
 - ``commit``: ``RemoteStoreWriter``, writing a store with no rename: shards staged under

@@ -26,6 +26,8 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, BinaryIO
 
+from .streams import RemoteReader
+
 # scheme -> (fsspec protocol, package that provides it)
 SCHEMES: dict[str, tuple[str, str]] = {
     "s3": ("s3", "s3fs"),
@@ -314,9 +316,11 @@ class Location:
         }
 
     def open(self, *, block_size: int = CHUNK) -> BinaryIO:
-        """A streaming reader: each ``read`` fetches only the bytes it asks for (a range)."""
+        """A streaming reader: each ``read`` fetches only the bytes it asks for (a range), plus
+        ``block_size`` read ahead; its errors are one line too (``streams.RemoteReader``)."""
         with remote_errors(self.url):
-            return self.fs.open(self.path, "rb", block_size=block_size, cache_type="readahead")
+            raw = self.fs.open(self.path, "rb", block_size=block_size, cache_type="readahead")
+        return RemoteReader(raw, self.url, remote_errors)  # type: ignore[return-value]
 
     def read_range(self, start: int, end: int) -> bytes:
         """Bytes ``start``..``end`` (end exclusive) in one ranged request."""
