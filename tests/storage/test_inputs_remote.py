@@ -184,6 +184,35 @@ def test_prepare_cli_with_storage_option(s3, tmp_path, capsys) -> None:
     assert "300 documents" in capsys.readouterr().out.replace(",", "")
 
 
+def test_plan_inspect_and_eval_read_a_url(s3, tmp_path, capsys) -> None:
+    from gptdata.cli.entry import main
+
+    corpus = _corpus(tmp_path)
+    url = _upload(s3, corpus, "corpus") + "/*.jsonl.gz"
+    opt = ["--storage-option", f"endpoint_url={s3['options']['endpoint_url']}"]
+    local = str(corpus / "*.jsonl.gz")
+    sizes = ["--max-length", "8", "--stride", "8", "--batch-size", "2"]
+    assert main(["plan", url, *sizes, *opt]) == 0
+    remote_plan = capsys.readouterr().out
+    assert main(["plan", local, *sizes]) == 0
+    assert remote_plan == capsys.readouterr().out  # the same documents, tokens and windows
+    assert main(["inspect", url, "--max-length", "4", *opt]) == 0
+    remote_pairs = capsys.readouterr().out
+    assert main(["inspect", local, "--max-length", "4"]) == 0
+    assert remote_pairs == capsys.readouterr().out
+    uni = "unigram:" + str(_store(tmp_path, corpus))
+    assert main(["eval", url, "--model", uni, "--max-length", "16", *opt]) == 0
+    assert "tokens" in capsys.readouterr().out
+
+
+def _store(tmp_path, corpus):
+    from gptdata import prepare
+
+    if not (tmp_path / "uni").exists():
+        prepare([corpus], tmp_path / "uni", quiet=True, workers=1, val_fraction=0.0)
+    return tmp_path / "uni"
+
+
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gptdata", *args], capture_output=True, text=True, env=env

@@ -61,8 +61,9 @@ def eval_source(a: argparse.Namespace) -> tuple[Any, str]:
     check_instruction_options(a)
     if not a.instructions:
         from ..evaluation.data import load_eval_data
+        from .options import source_arg
 
-        data = load_eval_data(Path(a.source), tokenizer=a.tokenizer, split=a.split)
+        data = load_eval_data(source_arg(a), tokenizer=a.tokenizer, split=a.split)
         return data, data.name
     from ..evaluation.instructions import InstructionData
 

@@ -18,7 +18,16 @@ from .instructions import (
     eval_source,
     inspect_instructions,
 )
-from .options import SOURCE_HELP, TOKENIZER_HELP, add_backend, add_reading, add_verb, whole
+from .options import (
+    SOURCE_HELP,
+    TOKENIZER_HELP,
+    add_backend,
+    add_reading,
+    add_storage_option,
+    add_verb,
+    source_arg,
+    whole,
+)
 
 
 def add_inspect(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -129,6 +138,7 @@ def add_plan(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 def add_eval(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """``gptdata eval SOURCE --model SPEC ...``: loss, perplexity, bpb."""
     ev = add_verb(sub, "eval", "loss, perplexity and bits per byte of models on a source", common)
+    add_storage_option(ev)
     ev.add_argument(
         "source",
         help="a token store, or a text/JSONL/Parquet file; with --instructions, instruction "
@@ -246,7 +256,7 @@ def cmd_inspect(a: argparse.Namespace) -> int:
     if a.blend:
         return inspect_blend(a)
     loaded = source_splits(
-        Path(a.source),  # a path: the CLI never takes raw text here (tokenize does)
+        source_arg(a),  # a Path or an s3:// Location: never raw text (tokenize takes that)
         tokenizer=get_tokenizer(a.tokenizer, backend=a.backend),
         text_field=a.text_field,
         errors=a.errors,
@@ -338,7 +348,7 @@ def cmd_plan(a: argparse.Namespace) -> int:
     if a.samples or a.tokens:
         raise ValueError("--samples and --tokens size a mixture: use them with --blend.")
     loaded = source_splits(
-        Path(a.source),  # a path: the CLI never takes raw text here (tokenize does)
+        source_arg(a),  # a Path or an s3:// Location: never raw text (tokenize takes that)
         tokenizer=get_tokenizer(a.tokenizer, backend=a.backend),
         text_field=a.text_field,
         errors=a.errors,

@@ -176,4 +176,7 @@ def load_eval_data(
     if corpus.document_ends is None:  # bare IDs
         array = corpus.tokens.array  # type: ignore[union-attr]
         return _stream(np.asarray(array).astype(np.int64), get_tokenizer(tokenizer or "gpt2"))
-    return _documents(corpus, str(source) if isinstance(source, os.PathLike) else "text")
+    where = getattr(source, "url", None) or (
+        str(source) if isinstance(source, os.PathLike) else None
+    )
+    return _documents(corpus, where or "text")
