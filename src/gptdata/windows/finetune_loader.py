@@ -34,7 +34,7 @@ from .documents import pin
 from .finetune import GPT2_EOT_ID, IGNORE_INDEX, InstructionDataset, instruction_collate
 from .loader import GPTDataLoader, _BatchSampler
 from .loader import create_dataloader as _windows_dataloader
-from .loaderstate import batches_per_rank, is_int
+from .loaderstate import batches_per_rank, check_loader_args
 from .packing import PackedInstructionDataset, TooLong, packed_collate
 
 
@@ -116,28 +116,9 @@ class InstructionLoader(GPTDataLoader):
         pin_memory: bool,
     ) -> None:
         """The checks and state of ``GPTDataLoader.__init__``, for a dataset of examples."""
-        if (
-            rank is None
-            and world_size is None
-            and torch.distributed.is_available()
-            and torch.distributed.is_initialized()
-        ):
-            rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        for name, value, low in (("batch_size", batch_size, 1), ("world_size", world_size, 1)):
-            if value is not None and (not is_int(value) or value < low):
-                raise ValueError(f"{name}={value!r} must be an integer >= {low}.")
-        if seed is not None and (not is_int(seed) or seed < 0):
-            raise ValueError(f"seed={seed!r} must be an integer >= 0 or None.")
-        if rank is None and world_size is not None and world_size > 1:
-            raise ValueError(
-                f"world_size={world_size} needs rank: pass rank=..., or call "
-                "torch.distributed.init_process_group first."
-            )
-        rank, world_size = int(rank or 0), int(world_size or 1)
-        if not is_int(rank) or not 0 <= rank < world_size:
-            raise ValueError(
-                f"rank={rank} must be in 0..{world_size - 1} for world_size={world_size}."
-            )
+        batch_size, _, seed, rank, world_size = check_loader_args(
+            batch_size=batch_size, num_workers=0, seed=seed, rank=rank, world_size=world_size
+        )
         if world_size > 1 and seed is None:
             seed = 0  # every rank must draw the same order
         self.dataset, self.batch_size, self.shuffle = items, int(batch_size), shuffle

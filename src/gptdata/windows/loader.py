@@ -31,6 +31,7 @@ from .documents import Batch, BatchFormat, Documents, pin
 from .loaderstate import (
     STATE_VERSION,
     batches_per_rank,
+    check_loader_args,
     check_settings,
     check_state,
     epoch_seed,
@@ -147,38 +148,13 @@ class GPTDataLoader:
             dataset = dataset.with_format(
                 documents=documents, batch_format=batch_format, eot_id=eot_id
             )
-        if (
-            rank is None
-            and world_size is None
-            and torch.distributed.is_available()
-            and torch.distributed.is_initialized()
-        ):
-            rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        for name, value, low in (
-            ("batch_size", batch_size, 1),
-            ("num_workers", num_workers, 0),
-            ("world_size", world_size, 1),
-            ("rank", rank, 0),
-        ):
-            if value is None and name in ("rank", "world_size"):
-                continue
-            if not is_int(value) or value < low:
-                raise ValueError(f"{name}={value!r} must be an integer >= {low}.")
-        if seed is not None and (not is_int(seed) or seed < 0):
-            raise ValueError(f"seed={seed!r} must be an integer >= 0 or None.")
-        if rank is None and world_size is not None and world_size > 1:
-            raise ValueError(
-                f"world_size={world_size} needs rank: torch.distributed is not initialized, so "
-                "this process cannot know which rank it is. Pass rank=..., or call "
-                "torch.distributed.init_process_group first."
-            )
-        rank, world_size = int(rank or 0), int(world_size or 1)
-        batch_size, num_workers = int(batch_size), int(num_workers)
-        seed = None if seed is None else int(seed)
-        if not 0 <= rank < world_size:
-            raise ValueError(
-                f"rank={rank} must be in 0..{world_size - 1} for world_size={world_size}."
-            )
+        batch_size, num_workers, seed, rank, world_size = check_loader_args(
+            batch_size=batch_size,
+            num_workers=num_workers,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+        )
         if isinstance(dataset, Mixture):
             # A mixture's order is Megatron's; seed and shuffle act inside each source.
             if seed is not None or not shuffle:

@@ -121,3 +121,49 @@ def resume_batches(
         f"next global-batch boundary after {samples:,}, so {batches * step - samples:,} samples "
         "are skipped. Keep batch_size * world_size to resume at the same sample."
     )
+
+
+def check_loader_args(
+    *,
+    batch_size: Any,
+    num_workers: Any,
+    seed: Any,
+    rank: Any,
+    world_size: Any,
+) -> tuple[int, int, int | None, int, int]:
+    """Every loader's argument rules in one place -> (batch_size, num_workers, seed, rank,
+    world_size). Ranks come from torch.distributed when it runs and neither is given.
+
+    batch_size=8, num_workers=0, seed=None, rank=None, world_size=None -> (8, 0, None, 0, 1)
+    """
+    import torch  # the loaders load it anyway; this module stays importable without it
+
+    if (
+        rank is None
+        and world_size is None
+        and torch.distributed.is_available()
+        and torch.distributed.is_initialized()
+    ):
+        rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    for name, value, low in (
+        ("batch_size", batch_size, 1),
+        ("num_workers", num_workers, 0),
+        ("world_size", world_size, 1),
+        ("rank", rank, 0),
+    ):
+        if value is None and name in ("rank", "world_size"):
+            continue
+        if not is_int(value) or value < low:
+            raise ValueError(f"{name}={value!r} must be an integer >= {low}.")
+    if seed is not None and (not is_int(seed) or seed < 0):
+        raise ValueError(f"seed={seed!r} must be an integer >= 0 or None.")
+    if rank is None and world_size is not None and world_size > 1:
+        raise ValueError(
+            f"world_size={world_size} needs rank: torch.distributed is not initialized, so "
+            "this process cannot know which rank it is. Pass rank=..., or call "
+            "torch.distributed.init_process_group first."
+        )
+    rank, world_size = int(rank or 0), int(world_size or 1)
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank={rank} must be in 0..{world_size - 1} for world_size={world_size}.")
+    return int(batch_size), int(num_workers), None if seed is None else int(seed), rank, world_size
