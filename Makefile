@@ -36,6 +36,8 @@ bench: setup
 	$(PY) bench/embeddings.py $(BENCH_FLAGS)
 	$(PY) bench/export.py $(BENCH_FLAGS)
 	$(PY) bench/eval.py $(BENCH_FLAGS)
+	$(PY) bench/mixture.py $(BENCH_FLAGS)
+	$(PY) bench/remote.py $(BENCH_FLAGS)
 
 bench-smoke:
 	$(MAKE) bench BENCH_FLAGS=--smoke
