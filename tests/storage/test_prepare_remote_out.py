@@ -66,6 +66,17 @@ def test_remote_out_is_byte_identical_to_local(s3, corpus, tmp_path) -> None:
     assert download(out, tmp_path / "copy3") == local_bytes(tmp_path / "local3")
 
 
+def test_inputs_and_store_both_in_the_bucket(s3, corpus, tmp_path) -> None:
+    opts = s3["options"]
+    for f in sorted(corpus.iterdir()):
+        Location(f"{s3['url']}/corpus/{f.name}", storage_options=opts).put_file(f)
+    url = s3["url"] + "/stores/both"
+    prepare([s3["url"] + "/corpus/"], url, workers=2, storage_options=opts, **KW)
+    prepare([s3["url"] + "/corpus/"], tmp_path / "local", workers=1, storage_options=opts, **KW)
+    out = Location(url, storage_options=opts)
+    assert download(out, tmp_path / "copy") == local_bytes(tmp_path / "local")
+
+
 def test_refused_outputs_are_one_line(s3, corpus) -> None:
     opts = s3["options"]
     photos = Location(s3["url"] + "/photos", storage_options=opts)
@@ -174,3 +185,22 @@ def test_ray_engine_writes_straight_to_the_bucket(s3, corpus, tmp_path, monkeypa
     out = Location(url, storage_options=s3["options"])
     assert download(out, tmp_path / "copy") == local_bytes(tmp_path / "local")
     assert reused and all(reused)  # the driver uploaded no shard: the tasks did
+
+
+def test_cli_prepare_to_a_bucket_and_its_errors(s3, corpus, capsys) -> None:
+    from gptdata.cli.entry import main
+
+    endpoint = "endpoint_url=" + s3["options"]["endpoint_url"]
+    url = s3["url"] + "/cli"
+    args = ["prepare", str(corpus), "-o", url, "--storage-option", endpoint, "--quiet"]
+    assert main([*args, "--shard-tokens", "1000"]) == 0
+    assert "manifest.json" in Location(url, storage_options=s3["options"]).files()
+    capsys.readouterr()
+    assert main(args) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith(f"error: {url} already holds a gptdata store")
+    bad = ["prepare", str(corpus), "-o", "s3://no-such-bucket-c/x", "--storage-option", endpoint]
+    assert main(bad) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: bucket 'no-such-bucket-c' of s3://no-such-bucket-c/x does not")
+    assert err.count("\n") == 0

@@ -15,7 +15,9 @@ is needed; the driver downloads only what its commit must read and a task left o
     >>> writer = begin(Location("s3://b/stores/web"), plan_id, force=False)
     >>> commit(writer, side, manifest)          # after the units ran into ``side``
 
-Left out: reading the store back (``store/`` opens URLs through the shard cache).
+``prepare`` returns a ``TokenStore`` on the local copy of what it committed (``scratch_out``),
+kept until the next run to the same URL; reading the remote store (``store/``, through the shard
+cache) is left out here.
 """
 
 from __future__ import annotations
