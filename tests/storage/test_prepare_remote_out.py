@@ -77,6 +77,20 @@ def test_inputs_and_store_both_in_the_bucket(s3, corpus, tmp_path) -> None:
     assert download(out, tmp_path / "copy") == local_bytes(tmp_path / "local")
 
 
+def test_an_instruction_store_with_masks_and_force(s3, tmp_path) -> None:
+    from importlib import resources
+
+    sample = str(resources.files("gptdata") / "data" / "instructions.json")
+    opts = {"instructions": True, "quiet": True, "workers": 1, "test_fraction": 0.1}
+    url = s3["url"] + "/sft"
+    prepare([sample], url, storage_options=s3["options"], **opts)
+    prepare([sample], url, storage_options=s3["options"], force=True, **opts)  # masks are ours
+    prepare([sample], tmp_path / "local", **opts)
+    out = Location(url, storage_options=s3["options"])
+    remote = download(out, tmp_path / "copy")
+    assert any(k.endswith(".mask") for k in remote) and remote == local_bytes(tmp_path / "local")
+
+
 def test_refused_outputs_are_one_line(s3, corpus) -> None:
     opts = s3["options"]
     photos = Location(s3["url"] + "/photos", storage_options=opts)

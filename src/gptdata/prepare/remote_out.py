@@ -50,10 +50,11 @@ def scratch_out(out: Location) -> Path:
 
 def begin(out: Location, plan_id: str, *, force: bool) -> RemoteStoreWriter:
     """Refuse an ``out`` we may not fill (one line naming the URL and the fix), take the lock."""
-    # A mirror a previous run left beside the scratch side folder is ours and stale: drop it.
+    writer = RemoteStoreWriter(out, plan_id=plan_id, force=force).begin()
+    # Under the lock: a mirror an earlier run left beside the scratch side folder is stale.
     shutil.rmtree(scratch_out(out), ignore_errors=True)
     scratch_out(out).parent.mkdir(parents=True, exist_ok=True)
-    return RemoteStoreWriter(out, plan_id=plan_id, force=force).begin()
+    return writer
 
 
 def _listed(manifest: Mapping[str, Any]) -> dict[str, str]:
