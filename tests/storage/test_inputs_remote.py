@@ -327,12 +327,14 @@ def test_access_denied_and_refused_keys_are_one_line(s3, tmp_path, monkeypatch) 
         s3fs.S3FileSystem.clear_instance_cache()
 
 
-def test_out_on_s3_is_refused_for_now(s3, tmp_path) -> None:
+def test_out_on_s3_is_never_a_local_path(s3, tmp_path, monkeypatch) -> None:
     from gptdata import prepare
 
-    with pytest.raises(ValueError, match=r"is on object storage; writing stores there comes next"):
-        prepare([tmp_path], s3["url"] + "/stores/web", quiet=True)
-    assert not Path("s3:").exists()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.txt").write_text("one document")
+    prepare([tmp_path / "a.txt"], s3["url"] + "/stores/web", quiet=True, workers=1,
+            storage_options=s3["options"])  # fmt: skip
+    assert not Path("s3:").exists()  # written to the bucket (tests/storage/test_prepare_remote_out)
 
 
 def test_a_prefix_skips_stores_and_reads_datasetdicts_by_the_local_rules(s3, tmp_path) -> None:

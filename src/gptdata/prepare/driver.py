@@ -7,6 +7,8 @@
   are pluggable (``local`` processes here; ``ray`` in ``gptdata._ray``) and run the same function.
 * commit: only the driver writes ``manifest.json``, last, and renames the side folder to ``OUT``.
   A killed run leaves no complete-looking store; the same command resumes from the done units.
+  An ``s3://`` out runs the units into a local scratch side folder and commits remotely,
+  manifest last (``remote_out``).
   It also resolves ``split_by="auto"`` (``_splits``) and, for a tail split, rewrites the parts.
 
 What may be replaced or deleted, the side-folder markers and the lock: ``_sidefolders``. How the
@@ -34,8 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ..storage import is_remote
-from ..store.masks import mask_bytes
+from ..storage import Location, RemoteStoreWriter, is_remote
 from ..store.shards import _fix_copies, _retail
 from ..store.sidefolders import (
     check_out,
@@ -56,12 +57,8 @@ from ..store.tokenstore import (
     write_json_atomic,
 )
 from ..tokenizers import Tokenizer, get_tokenizer
-from .executors import (
-    Executor,
-    InlineExecutor,
-    LocalExecutor,
-    _TermAsInterrupt,
-)
+from . import remote_out
+from .executors import Executor, InlineExecutor, LocalExecutor, _TermAsInterrupt
 from .instruction_units import (
     instruction_units,
     resolve_instruction_inputs,
@@ -69,6 +66,7 @@ from .instruction_units import (
     split_setup,
 )
 from .progress import _Progress, _summary, python_arg
+from .resume import _load_done
 from .sources import (
     Errors,
     InputError,
@@ -109,45 +107,6 @@ def _check_options(
         raise ValueError(f"shard_tokens={shard_tokens} must be >= 1.")
     if errors not in ("strict", "replace", "skip"):
         raise ValueError(f"errors={errors!r} must be one of strict, replace, skip.")
-
-
-def _resume_ok(side: Path, result: Any, itemsize: int, split_by: str) -> bool:
-    """A recorded unit counts as done only if all its shard files are there at full size."""
-    if not isinstance(result, dict) or not isinstance(result.get("index"), int):
-        return False
-    order = side / "units" / f"{result['index']:05d}.order"
-    if split_by == "auto" and not order.is_file() and result["tokens"]:
-        return False
-    tail = side / "units" / f"{result['index']:05d}.tail"
-    if split_by == "tail" and not tail.is_file():
-        return False  # a unit of an earlier gptdata (no copy numbers): tokenize it again
-    for parts in result["parts"].values():
-        for p in parts:
-            data, index = side / p["file"], side / p["index"]
-            if not data.is_file() or data.stat().st_size != p["tokens"] * itemsize:
-                return False
-            if not index.is_file() or index.stat().st_size != p["documents"] * 8:
-                return False
-            if "mask" in p:
-                mask = side / p["mask"]["file"]
-                if not mask.is_file() or mask.stat().st_size != mask_bytes(p["tokens"]):
-                    return False
-    return True
-
-
-def _load_done(side: Path, itemsize: int, split_by: str) -> dict[int, dict[str, Any]]:
-    """The units a killed run finished; a marker that does not parse means 'not done'."""
-    done: dict[int, dict[str, Any]] = {}
-    for marker in sorted((side / "units").glob("*.json")):
-        try:
-            result = json.loads(marker.read_bytes())
-            if _resume_ok(side, result, itemsize, split_by):
-                done[result["index"]] = result
-                continue
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
-            pass
-        marker.unlink(missing_ok=True)  # redo the unit
-    return done
 
 
 def _disk_full(exc: OSError, side: Path) -> OSError:
@@ -221,12 +180,9 @@ def prepare(
     )
     if special_text not in ("ordinary", "allow"):
         raise ValueError(f"special_text={special_text!r} must be 'ordinary' or 'allow'.")
-    if is_remote(os.fspath(out)):
-        raise ValueError(
-            f"out={os.fspath(out)} is on object storage; writing stores there comes next. Write "
-            "the store to a local folder (inputs may already be s3://), then upload it."
-        )
-    out = Path(out)
+    # On object storage the units run into a local scratch folder; remote_out commits them.
+    remote = Location(out, storage_options=storage_options) if is_remote(out) else None
+    out = remote_out.scratch_out(remote) if remote is not None else Path(out)
     if (inputs is None) == (texts is None):
         raise ValueError("give either inputs (files, folders, globs) or texts=, not both/neither.")
     if instructions:
@@ -239,10 +195,11 @@ def prepare(
             if texts is None
             else None
         )
-    if files is not None:
+    if files is not None and remote is None:
         local = [f.path for f in files if not is_remote(f.path)]  # an object is never in out
         check_overlap(out, local, _input_folders(inputs))
-    check_out(out, force=force)
+    if remote is None:
+        check_out(out, force=force)
     tok = get_tokenizer(tokenizer, backend=backend)
     warm: threading.Thread | None = None
     if engine == "local" and executor is None and hasattr(tok, "prewarm"):
@@ -302,6 +259,8 @@ def prepare(
             from .ray_engine import RayExecutor
 
             executor = RayExecutor(workers=workers, address=ray_address, quiet=quiet)
+            if remote is not None:  # each task stages its shards: no shared file system needed
+                executor.upload_to = remote.with_suffix(".partial")
         elif engine == "local":
             executor = InlineExecutor() if workers == 1 else LocalExecutor(workers)
         else:
@@ -309,7 +268,14 @@ def prepare(
 
     side = partial_path(out)
     itemsize = dtype_for(tok.vocab_size).itemsize
-    lock = claim_side(side, plan_id)
+    # Remote: refuse a bad OUT (no bucket, no credentials, not a store) before any work.
+    writer = remote_out.begin(remote, plan_id, force=force) if remote is not None else None
+    try:
+        lock = claim_side(side, plan_id)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
     try:
         with _TermAsInterrupt():
             done = _load_done(side, itemsize, split_by) if lock.resume else {}
@@ -330,6 +296,8 @@ def prepare(
                     progress.update(result["stats"]["bytes"], result["tokens"])
             finally:
                 progress.close()
+            if writer is not None:  # Ray on a cluster: what tasks staged from other nodes
+                remote_out.fetch_missing(writer.partial, side, list(results.values()))
             store = _commit(
                 out,
                 side,
@@ -339,10 +307,13 @@ def prepare(
                 [results[i] for i in sorted(results)],
                 force=force,
                 plan_id=plan_id,
+                writer=writer,
             )
     except (InputError, UnicodeError, ValueError, RecursionError) as exc:
         # Bad input: nothing half-written stays behind; fixing the input means a new plan anyway.
         discard_side(lock)
+        if writer is not None:
+            writer.discard()
         if isinstance(exc, RecursionError):
             raise InputError(f"input nested too deeply to read ({exc}).") from None
         raise
@@ -353,8 +324,10 @@ def prepare(
         raise
     finally:
         lock.release()
+        if writer is not None:  # after a failure the staged shards stay: a rerun reuses them
+            writer.abort()
     if not quiet:
-        _summary(out, store, time.perf_counter() - t0, name_option)
+        _summary(remote.url if remote else out, store, time.perf_counter() - t0, name_option)
     return store
 
 
@@ -384,6 +357,7 @@ def _commit(
     *,
     force: bool,
     plan_id: str,
+    writer: RemoteStoreWriter | None = None,
 ) -> TokenStore:
     splits: dict[str, list[dict[str, Any]]] = {s: [] for s in split_names(options)}
     for r in results:
@@ -449,6 +423,10 @@ def _commit(
         "counts": counts,
     }
     manifest["store_id"] = store_id_for(manifest)  # readers notice a replaced store
-    write_json_atomic(side / MANIFEST, manifest)
+    if writer is not None:
+        remote_out.commit(writer, side, manifest)
+        force = True  # below: the local mirror the returned TokenStore reads
+    else:
+        write_json_atomic(side / MANIFEST, manifest)
     swap_in(side, out, force=force, plan_id=plan_id)
     return TokenStore.open(out)

@@ -3,7 +3,8 @@
 The driver keeps the plan (the units follow from the inputs alone, exactly as for the local
 engine) and the commit (it writes the manifest last); each task runs ``tokenize_unit`` on one unit,
 writes its shards atomically under the output's side folder (a shared file system path on a
-cluster) and returns only metadata. Ray Data is deliberately not used: it would choose block
+cluster; with an ``s3://`` output each task stages its shards straight to the bucket instead, so
+no shared file system is needed) and returns only metadata. Ray Data is deliberately not used: it would choose block
 boundaries and file names, and the store's layout must depend on the inputs alone.
 
 Imported only for ``engine="ray"``; ``import gptdata`` and the local engine never import ray.
@@ -154,10 +155,21 @@ def _warm_up(fn: Callable[[WorkUnit], dict[str, Any]]) -> int:
     return os.getpid()
 
 
-def _run_unit(fn: Callable[[WorkUnit], dict[str, Any]], unit: WorkUnit) -> dict[str, Any]:
+def _run_unit(
+    fn: Callable[[WorkUnit], dict[str, Any]], unit: WorkUnit, upload_to: Any = None
+) -> dict[str, Any]:
     # One CPU per task (num_cpus=1): the fast tokenizer must not start a thread per core on top.
     os.environ.setdefault("RAYON_NUM_THREADS", "1")
-    return fn(unit)
+    side = getattr(fn, "side", None)
+    if upload_to is None or side is None:
+        return fn(unit)
+    from .remote_out import upload_unit
+
+    for sub in ("shards", "units"):  # a node other than the driver's has no side folder yet
+        os.makedirs(os.path.join(side, sub), exist_ok=True)
+    result = fn(unit)
+    upload_unit(upload_to, side, result)  # straight to the bucket: no shared file system
+    return result
 
 
 class RayExecutor:
@@ -186,6 +198,9 @@ class RayExecutor:
         self.address = address or ("auto" if os.environ.get("RAY_ADDRESS") else None)
         self.ray = import_ray()
         self._watcher: Any = None
+        # A storage Location (``OUT.partial`` of an ``s3://`` output): each task stages its
+        # shards there itself. None: tasks write to the side folder, shared between nodes.
+        self.upload_to: Any = None
 
     def _start(self) -> tuple[bool, str | None]:
         """Join or start Ray; returns (started here, temp folder to remove afterwards)."""
@@ -238,7 +253,7 @@ class RayExecutor:
             it = iter(units)
             while True:
                 while len(pending) < in_flight and (unit := next(it, None)) is not None:
-                    pending[task.remote(fn_ref, unit)] = unit
+                    pending[task.remote(fn_ref, unit, self.upload_to)] = unit
                 if not pending:
                     break
                 done, _ = ray.wait(list(pending), num_returns=1)

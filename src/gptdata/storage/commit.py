@@ -47,7 +47,7 @@ LOCK_FORMAT = "gptdata-lock"
 LOCK = "gptdata-lock.json"
 SUMS = "sums"
 LEASE_S = 600.0  # a writer silent this long (no heartbeat) is taken for dead
-_SHARD_NAME = re.compile(r"shards/\d+\.\w+\.\d+\.(bin|idx)")
+_SHARD_NAME = re.compile(r"shards/\d+\.\w+\.\d+\.(bin|idx|mask)")
 
 
 class RemoteBusyError(StorageError):
@@ -80,6 +80,8 @@ def manifest_listing(doc: Mapping[str, Any]) -> set[str]:
         for sp in doc.get("splits", {}).values():
             for shard in sp.get("shards", []):
                 listed.update(str(shard.get(k)) for k in ("file", "index"))
+                if isinstance(shard.get("mask"), dict):  # instruction stores' response bits
+                    listed.add(str(shard["mask"].get("file")))
     return listed
 
 
