@@ -8,19 +8,39 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from gptdata.cli.entry import main
 from gptdata.prepare.driver import prepare
 from gptdata.store import StoreError, TokenStore
 from gptdata.windows.loader import create_dataloader
 
 WORDS = "the a cat sat on mat dog ran far away under bright blue sky while birds sang".split()
+
+
+TINY_PY = """
+import torch
+from torch import nn
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.tok_emb = nn.Embedding(50257, 8)
+        self.out_head = nn.Linear(8, 50257, bias=False)
+
+    def forward(self, idx):
+        return self.out_head(self.tok_emb(idx))  # (B, T, V)
+
+
+def base():
+    torch.manual_seed(0)
+    return Tiny()
+"""
 
 
 def texts(n: int = 60, seed: int = 0) -> list[str]:
@@ -91,7 +111,9 @@ def test_loader_batches_equal_the_local_store(s3, cache, local_store) -> None:
     want = batches(create_dataloader(TokenStore.open(local_store), **kw))
     store = TokenStore.open(url, storage_options=s3["options"])
     got = batches(create_dataloader(store, **kw))
-    assert len(got) == len(want) and all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+    assert len(got) == len(want) and all(
+        np.array_equal(a, b) for a, b in zip(got, want, strict=True)
+    )
 
 
 def touched(split: Any, starts: np.ndarray, length: int) -> set[int]:
@@ -163,7 +185,7 @@ def test_a_store_replaced_while_read_fails_with_the_loaders_message(
         split.gather(np.array([0]), 8)
 
 
-def test_load_tokens_and_the_cli_read_a_store_url(s3, cache, local_store) -> None:
+def test_load_tokens_and_the_cli_read_a_store_url(s3, cache, local_store, tmp_path, capsys) -> None:
     from gptdata import load_tokens
 
     url = upload(local_store, s3)
@@ -172,12 +194,35 @@ def test_load_tokens_and_the_cli_read_a_store_url(s3, cache, local_store) -> Non
     assert np.array_equal(corpus.tokens[:100], here[:100])
     assert corpus.tokenizer is not None
     opt = f"endpoint_url={s3['options']['endpoint_url']}"
-    for verb in (["inspect"], ["plan", "--max-length", "32"]):
-        run = subprocess.run(
-            [sys.executable, "-m", "gptdata", *verb, url, "--storage-option", opt,
-             "--cache-limit", "10MB"],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        assert run.returncode == 0, run.stderr
+    model = tmp_path / "tiny.py"
+    model.write_text(TINY_PY, encoding="utf-8")
+    for verb in (
+        ["inspect"],
+        ["plan", "--max-length", "32", "--batch-size", "2", "--stride", "32"],
+        ["eval", "--model", f"py:{model}:base", "--split", "train", "--max-length", "32"],
+    ):
+        argv = [verb[0], url, "--storage-option", opt, "--cache-limit", "10MB", *verb[1:]]
+        assert main(argv) == 0, capsys.readouterr().err
+    assert "perplexity" in capsys.readouterr().out.lower()
+    assert (
+        main(
+            [
+                "plan",
+                url,
+                "--storage-option",
+                opt,
+                "--cache-limit",
+                "ten",
+                "--batch-size",
+                "2",
+                "--stride",
+                "32",
+                "--max-length",
+                "32",
+            ]
+        )
+        == 1
+    )
+    assert "--cache-limit 'ten' is not a size" in capsys.readouterr().err
     manifest = json.loads((local_store / "manifest.json").read_text())
     assert manifest["store_id"] in {p.name for p in (cache / "shards").iterdir()}
