@@ -226,3 +226,14 @@ def test_load_tokens_and_the_cli_read_a_store_url(s3, cache, local_store, tmp_pa
     assert "--cache-limit 'ten' is not a size" in capsys.readouterr().err
     manifest = json.loads((local_store / "manifest.json").read_text())
     assert manifest["store_id"] in {p.name for p in (cache / "shards").iterdir()}
+
+
+def test_export_of_a_store_url_equals_the_local_export(s3, cache, local_store, tmp_path) -> None:
+    from gptdata.formats.export import export_store
+
+    url = upload(local_store, s3)
+    export_store(local_store, tmp_path / "here", format="nanogpt", quiet=True)
+    store = TokenStore.open(url, storage_options=s3["options"], cache_limit=10**6)
+    export_store(store, tmp_path / "there", format="nanogpt", quiet=True)
+    here, there = tmp_path / "here" / "train.bin", tmp_path / "there" / "train.bin"
+    assert here.read_bytes() == there.read_bytes()

@@ -238,6 +238,11 @@ class TokenStore:
         store.location, store.cache_limit = loc, cache_limit
         store.cache_dir = store.root.parent.parent
         check_remote_files(loc.url, store._splits, files, store.dtype.itemsize)
+        # The manifest beside the cached files: code that reads a split's files by path (export,
+        # the store_id check there) finds the folder laid out as the store.
+        store.root.mkdir(parents=True, exist_ok=True)
+        if not (store.root / MANIFEST).is_file():
+            write_json_atomic(store.root / MANIFEST, manifest)
         OPENED[store.root] = store
         return store
 
