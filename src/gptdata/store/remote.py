@@ -145,10 +145,12 @@ class RemoteSplit(Split):
         self._held: OrderedDict[int, tuple[np.memmap, CachedShard]] = OrderedDict()
         self._plan: list[int] = []
         self._checked = False
+        self._shard_views: dict[int, np.ndarray | None] = {}
+        self._view_length = 0
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        for key in ("_cache", "_held", "_plan", "_checked"):
+        for key in ("_cache", "_held", "_plan", "_checked", "_shard_views", "_view_length"):
             state.pop(key, None)
         return state
 
@@ -190,9 +192,16 @@ class RemoteSplit(Split):
         return _Lazy(len(self.shards), self._map)
 
     def _windows(self, length: int) -> Any:
+        # Views are kept per mapped shard (dropped with its map): one per gather would cost more
+        # than the gather of a small batch.
+        if self._view_length != length:
+            self._shard_views, self._view_length = {}, length
+
         def view(k: int) -> np.ndarray | None:
             m = self._map(k)
-            return sliding_window_view(m, length) if len(m) >= length else None
+            if k not in self._shard_views:
+                self._shard_views[k] = sliding_window_view(m, length) if len(m) >= length else None
+            return self._shard_views[k]
 
         return _Lazy(len(self.shards), view)
 
@@ -215,7 +224,8 @@ class RemoteSplit(Split):
         m = np.memmap(held.path, dtype=self.dtype, mode="r")
         self._held[k] = (m, held)
         while len(self._held) > MAPPED:  # unheld, the cache may evict it (the map stays valid)
-            _, (_, old) = self._held.popitem(last=False)
+            gone, (_, old) = self._held.popitem(last=False)
+            self._shard_views.pop(gone, None)
             old.release()
         self._prefetch_after(k)
         return m
@@ -286,6 +296,6 @@ class RemoteSplit(Split):
         for _, held in self._held.values():
             held.release()
         self._held.clear()
-        self._maps, self._views = None, {}
+        self._maps, self._views, self._shard_views = None, {}, {}
         if self._cache is not None:
             self._cache.close()
