@@ -191,10 +191,11 @@ class RemoteSplit(Split):
         )
 
     def _check_store_id(self) -> None:
+        # One GET of the manifest, no listing: this runs in every process that reads the split.
         try:
-            manifest, _ = read_remote_manifest(self.location)
+            manifest = json.loads(self.location.child(MANIFEST).read_bytes())
             now = remote_store_id(manifest) if isinstance(manifest, dict) else "?"
-        except StoreError:
+        except (OSError, ValueError):  # StorageError (not found) or a manifest cut mid-write
             now = "missing"
         if now != self.store_id:
             raise self._replaced(f"store_id {self.store_id} when opened, {now} now")
