@@ -116,6 +116,17 @@ def test_loader_batches_equal_the_local_store(s3, cache, local_store) -> None:
     )
 
 
+def test_workers_read_a_store_url(s3, cache, local_store) -> None:
+    url = upload(local_store, s3)
+    kw = dict(batch_size=4, max_length=32, stride=32, shuffle=True, seed=5)
+    want = batches(create_dataloader(TokenStore.open(local_store), **kw))
+    store = TokenStore.open(url, storage_options=s3["options"])
+    got = batches(create_dataloader(store, num_workers=2, **kw))  # each worker its own split
+    assert len(got) == len(want) and all(
+        np.array_equal(a, b) for a, b in zip(got, want, strict=True)
+    )
+
+
 def touched(split: Any, starts: np.ndarray, length: int) -> set[int]:
     first = np.searchsorted(split._starts, starts, side="right") - 1
     last = np.searchsorted(split._starts, starts + length - 1, side="right") - 1
