@@ -11,8 +11,9 @@ size against the listing), and the splits map their shards from the cache,
   shards in the order they will be needed; touching one downloads the next ``AHEAD`` of them in
   background threads, so a cold cache waits on the first shard only;
 * **verified once**: each file's sha256 is checked as it downloads (the cache's rule);
-* **bounded**: at most ``MAPPED`` shards stay mapped (held in use) per split, so a small
-  ``cache_limit`` can evict the rest; one needed again is downloaded again;
+* **bounded**: without ``cache_limit`` every shard read stays mapped; with one, only as many as
+  fit beside the ``AHEAD`` downloading (at least one) stay mapped (held in use), so the cache can
+  evict the rest; one needed again is downloaded again;
 * **store_id**: checked against the remote manifest when a process first maps, and again when a
   download does not match its sha256: a replaced store fails with the loader's message.
 
@@ -41,7 +42,6 @@ from .manifest import MANIFEST, store_id_for
 from .split import Shard, Split, StoreError
 
 AHEAD = 2  # shards downloading ahead of the one being read
-MAPPED = 4  # shards kept mapped per split: the current, those just read, and a boundary's pair
 
 # Processes that opened a remote store: its cache folder -> the store, so code that reopens a
 # split's store by ``TokenStore.open(split.root)`` (tokenizer lookups, eval) finds it again.
@@ -154,6 +154,12 @@ class RemoteSplit(Split):
 
     def _reset(self) -> None:
         self._cache: ShardCache | None = None
+        # Shards kept mapped. Unbounded without a limit: a shuffled batch touches most shards, and
+        # remapping each per batch would cost a lock, stats and a map per shard per batch.
+        biggest = max((s.tokens for s in self.shards), default=1) * self.dtype.itemsize
+        self._mapped = len(self.shards) if self.cache_limit is None else max(
+            1, self.cache_limit // max(biggest, 1) - AHEAD
+        )  # fmt: skip
         self._held: OrderedDict[int, tuple[np.memmap, CachedShard]] = OrderedDict()
         self._plan: list[int] = []
         self._plan_at: dict[int, int] = {}  # shard -> its place in the plan
@@ -164,7 +170,7 @@ class RemoteSplit(Split):
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        for key in ("_cache", "_held", "_plan", "_plan_at", "_front", "_checked",
+        for key in ("_cache", "_mapped", "_held", "_plan", "_plan_at", "_front", "_checked",
                     "_vlist", "_view_length"):  # fmt: skip
             state.pop(key, None)
         return state
@@ -248,7 +254,7 @@ class RemoteSplit(Split):
         held = self._file(f.rel, f.sha256, f.size or 0)
         m = np.memmap(held.path, dtype=self.dtype, mode="r")
         self._held[k] = (m, held)
-        while len(self._held) > MAPPED:  # unheld, the cache may evict it (the map stays valid)
+        while len(self._held) > self._mapped:  # unheld, the cache may evict it (the map stays)
             gone, (_, old) = self._held.popitem(last=False)
             if self._view_length:
                 self._vlist[gone] = self._pending(gone)
