@@ -12,6 +12,14 @@ their sha256, as a manifest lists them. Both sides fetch the same objects in the
 streams, rename; ``workers`` downloads at once), each into an empty folder.
 Target (issue 22): the cache >= 0.8x the throughput of s3fs ``get``.
 
+``loader``: one store (prepared from bench/corpus.py's prose, ``--loader-shards`` shards),
+uploaded to the bucket; ``GPTDataLoader`` batches/s (batch_size 16, max_length 256, unshuffled:
+a stream through the shards) from the local folder, from the URL on a warm cache, and on a cold
+cache (emptied before the run): the wait for the first batch against one shard's download, and
+the rate after it. ``--step-ms`` adds a consumer's step per batch (a training step), which is
+what lets downloads hide behind reads. Targets (issue 22): warm >= 0.9x local; cold: first
+batch within one shard's download, then >= 0.5x the warm rate.
+
 ``prepare``: the same corpus (bench/corpus.py's JSONL, and a gzip copy of it) prepared from local
 files and from the bucket, ``gptdata prepare`` as a command with ``--workers 2``; the peak RSS of
 its whole process tree, sampled every 20 ms. Target (issue 22): S3 within 20 % of local.
@@ -170,12 +178,16 @@ def main() -> None:
     )
     ap.add_argument("--runs", type=int, default=5, help="best of this many runs")
     ap.add_argument("--smoke", action="store_true", help="small sizes, one run")
-    ap.add_argument("--case", choices=["all", "cache", "prepare"], default="all")
+    ap.add_argument("--case", choices=["all", "cache", "prepare", "loader"], default="all")
+    ap.add_argument("--loader-size", default="24MB", help="loader: corpus size of the store")
+    ap.add_argument("--loader-shards", type=int, default=8, help="loader: shards in the store")
+    ap.add_argument("--step-ms", type=float, default=0.0, help="loader: a step per batch, ms")
     ap.add_argument("--size", default="16MB", help="prepare: corpus size (and a gzip copy)")
     ap.add_argument("--prepare-workers", type=int, default=2, help="prepare: --workers")
     args = ap.parse_args()
     if args.smoke:
         args.shards, args.shard_mib, args.runs, args.size = 4, 2, 1, "2MB"
+        args.loader_size = "2MB"
     for name, value in {
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
@@ -189,6 +201,8 @@ def main() -> None:
             bench_prepare(args.size, args.prepare_workers, endpoint)
         if args.case in ("all", "cache"):
             bench_cache(args, endpoint)
+        if args.case in ("all", "loader"):
+            bench_loader(args, endpoint)
     finally:
         proc.kill()
         proc.wait()
@@ -244,6 +258,75 @@ def bench_cache(args: argparse.Namespace, endpoint: str) -> None:
         f"{ratio:.2f}x",
         "target >= 0.8x " + ("ok" if ratio >= 0.8 else "MISSED"),
     )
+
+
+def bench_loader(args: argparse.Namespace, endpoint: str) -> None:
+    """Loader batches/s: local folder, URL on a warm cache, URL on a cold cache."""
+    from gptdata import prepare
+    from gptdata.store import TokenStore
+    from gptdata.windows.loader import create_dataloader
+
+    options = {"endpoint_url": endpoint}
+    local = OUT / "remote-loader-store"
+    shutil.rmtree(local, ignore_errors=True)
+    text = make_corpus(args.loader_size, jsonl=False)
+    n_tokens = prepare([text], local, val_fraction=0, workers=2, quiet=True).n_tokens
+    shutil.rmtree(local)  # again with the shard size that gives --loader-shards shards
+    shard_tokens = -(-n_tokens // args.loader_shards)
+    prepare([text], local, val_fraction=0, workers=2, quiet=True, shard_tokens=shard_tokens)
+    bucket = Location("s3://bench-loader/store", storage_options=options)
+    bucket.fs.mkdir("bench-loader")
+    for f in sorted(local.rglob("*")):
+        if f.is_file():
+            bucket.child(f.relative_to(local).as_posix()).put_file(f)
+    cache_dir = OUT / "remote-loader-cache"
+    os.environ["GPTDATA_CACHE_DIR"] = str(cache_dir)
+    kw = dict(batch_size=16, max_length=256, stride=256, shuffle=False)
+    step = args.step_ms / 1000
+
+    waited: list[int] = []
+
+    def run(store: TokenStore) -> tuple[float, float, int]:
+        """(first batch s, batches/s after it, batches)"""
+        loader = create_dataloader(store, **kw)
+        t0 = time.perf_counter()
+        it = iter(loader)
+        next(it)
+        first = time.perf_counter() - t0
+        waited[:] = [getattr(loader.dataset.tokens, "downloads", 0)]  # done by the first batch
+        t1, n = time.perf_counter(), 0
+        for _ in it:
+            n += 1
+            if step:
+                time.sleep(step)
+        return first, n / (time.perf_counter() - t1), n + 1
+
+    local_first = min(run(TokenStore.open(local))[0] for _ in range(args.runs))
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    cold_first, cold_rate, n = run(TokenStore.open(bucket.url, storage_options=options))
+    cold_waited = waited[0]
+    local_rate = warm_rate = 0.0
+    for _ in range(args.runs):  # interleaved, best of each: both see the same load
+        local_rate = max(local_rate, run(TokenStore.open(local))[1])
+        warm_rate = max(warm_rate, run(TokenStore.open(bucket.url, storage_options=options))[1])
+    shard = TokenStore.open(local).split("train").shards[0]
+    one = best_of(args.runs, lambda: bucket.child(shard.file).read_bytes(limit=1 << 40))
+    print(
+        f"loader: {n:,} batches of 16 x 256 over {args.loader_shards} shards "
+        f"({n_tokens * 2 / 1e6:.0f} MB), step {args.step_ms:g} ms, moto on 127.0.0.1"
+    )
+    row("local folder", f"{local_rate:,.0f} batches/s")
+    row("S3, warm cache", f"{warm_rate:,.0f} batches/s",
+        f"{warm_rate / local_rate:.2f}x local, target >= 0.9x "
+        + ("ok" if warm_rate >= 0.9 * local_rate else "MISSED"))  # fmt: skip
+    row("S3, cold cache: first batch", f"{cold_first * 1e3:,.0f} ms",
+        f"{cold_waited} shard downloaded for it ({one * 1e3:,.0f} ms alone) + a manifest GET; "
+        f"local first batch {local_first * 1e3:,.0f} ms")  # fmt: skip
+    row("S3, cold cache: after it", f"{cold_rate:,.0f} batches/s",
+        f"{cold_rate / warm_rate:.2f}x warm, target >= 0.5x "
+        + ("ok" if cold_rate >= 0.5 * warm_rate else "MISSED"))  # fmt: skip
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    shutil.rmtree(local, ignore_errors=True)
 
 
 if __name__ == "__main__":

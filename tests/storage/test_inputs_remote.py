@@ -164,14 +164,18 @@ def test_load_tokens_reads_urls_and_locations(s3, tmp_path) -> None:
     assert source_splits(loc).documents["text"].tolist() == local.document_lengths().tolist()
 
 
-def test_load_tokens_refuses_a_store_on_s3(s3, tmp_path) -> None:
+def test_load_tokens_reads_a_store_on_s3(s3, tmp_path, monkeypatch) -> None:
+    # Was refused before issue 22's reading part: a store URL is now that store, cached locally
+    # (tests/storage/test_read_remote_store.py covers the rest).
     from gptdata import load_tokens, prepare
 
+    monkeypatch.setenv("GPTDATA_CACHE_DIR", str(tmp_path / "cache"))
     corpus = _corpus(tmp_path)
     prepare([corpus / "a.txt"], tmp_path / "store", quiet=True, workers=1)
     url = _upload(s3, tmp_path / "store", "stores/web")
-    with pytest.raises(ValueError, match=r"is a gptdata store .* not a corpus; reading stores"):
-        load_tokens(url, storage_options=s3["options"])
+    remote = load_tokens(url, storage_options=s3["options"])
+    local = load_tokens(tmp_path / "store")
+    assert remote.tokens[:].tolist() == local.tokens[:].tolist()
 
 
 def test_prepare_cli_with_storage_option(s3, tmp_path, capsys) -> None:

@@ -22,6 +22,7 @@ from .options import (
     SOURCE_HELP,
     TOKENIZER_HELP,
     add_backend,
+    add_cache_limit,
     add_reading,
     add_storage_option,
     add_verb,
@@ -139,6 +140,7 @@ def add_eval(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     """``gptdata eval SOURCE --model SPEC ...``: loss, perplexity, bpb."""
     ev = add_verb(sub, "eval", "loss, perplexity and bits per byte of models on a source", common)
     add_storage_option(ev)
+    add_cache_limit(ev)
     ev.add_argument(
         "source",
         help="a token store, or a text/JSONL/Parquet file; with --instructions, instruction "

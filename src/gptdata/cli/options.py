@@ -11,6 +11,7 @@ is refused before any work, in one line, with exit status 2:
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -160,17 +161,60 @@ def storage_options(args: argparse.Namespace) -> dict[str, Any] | None:
     return parse_storage_options(items) or None
 
 
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40}  # fmt: skip
+
+
+def parse_size(text: str, flag: str = "--cache-limit") -> int:
+    """A size in bytes: '10GB' -> 10_000_000_000; '512MiB' -> 536_870_912; '4096' -> 4096."""
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = m.group(2).upper() if m else ""
+    if m is None or unit not in _UNITS or float(m.group(1)) * _UNITS[unit] < 1:
+        raise ValueError(
+            f"{flag} {text!r} is not a size: write a number of bytes with a unit, e.g. "
+            f"{flag} 10GB (KB, MB, GB, TB; KiB, MiB, GiB, TiB)."
+        )
+    return int(float(m.group(1)) * _UNITS[unit])
+
+
+def add_cache_limit(parser: argparse.ArgumentParser) -> None:
+    """``--cache-limit SIZE``: the local shard cache's bound, for stores read from a URL."""
+    parser.add_argument(
+        "--cache-limit",
+        default=None,
+        metavar="SIZE",
+        help="for a store on object storage: keep at most SIZE of its shards in the local cache "
+        "($GPTDATA_CACHE_DIR), least recently used evicted (e.g. 10GB; default no limit)",
+    )
+
+
+def cache_limit(args: argparse.Namespace) -> int | None:
+    text = getattr(args, "cache_limit", None)
+    return None if text is None else parse_size(text)
+
+
 def source_arg(args: argparse.Namespace, name: str = "source") -> Any:
     """A verb's SOURCE as ``load_tokens`` takes it from the command line: a ``Path`` (the CLI
-    never takes raw text there), or a ``Location`` with ``--storage-option`` for a URL.
+    never takes raw text there), or a ``Location`` with ``--storage-option`` for a URL, or the
+    ``TokenStore`` there when the URL holds a store (read through the cache, ``--cache-limit``).
 
     's3://b/notes.jsonl' -> Location('s3://b/notes.jsonl'); 'notes.jsonl' -> Path('notes.jsonl')
     """
     from ..storage import Location, is_remote
+    from ..store import MANIFEST, TokenStore
 
     text = getattr(args, name)
+    limit = cache_limit(args)
     if is_remote(text):
-        return Location(text, storage_options=storage_options(args))
+        loc = Location(text, storage_options=storage_options(args))
+        if loc.child(MANIFEST).is_file():
+            return TokenStore.open(loc, cache_limit=limit)
+        return loc
+    if limit is not None:
+        raise ValueError(
+            f"--cache-limit bounds the cache of a store on object storage; {text} is local, "
+            "read in place. Drop --cache-limit."
+        )
     return Path(text)
 
 
@@ -187,6 +231,7 @@ def add_reading(parser: argparse.ArgumentParser) -> None:
         help="invalid UTF-8: stop (strict), use U+FFFD (replace), drop the document",
     )
     add_storage_option(parser)
+    add_cache_limit(parser)
 
 
 def add_instruction_options(p: argparse.ArgumentParser) -> None:

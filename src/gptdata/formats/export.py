@@ -53,6 +53,8 @@ def export_store(
     the shard before it; ``shards=N`` cuts each split into N equal shards instead.
     ``tokenizer``: the one that made the store (checked by fingerprint); its file is copied into
     the export so ``import`` reads it back, and nanoGPT's ``meta.pkl`` gets ``stoi``/``itos``.
+    A store on object storage (``TokenStore.open("s3://...")``, or its URL) is downloaded into
+    the local cache first, whole: the export reads every byte anyway.
     """
     check_format(format)
     out = Path(out)
@@ -102,6 +104,11 @@ def export_store(
             import datasets
 
             datasets.disable_progress_bars()
+    # A store on object storage: its splits' files into the cache first, held until the end.
+    held: list[Any] = []
+    if st.location is not None:
+        for name in names:
+            held += st.split(name).fetch_all(masks=True, data=True)  # type: ignore[attr-defined]
     folder = ExportFolder(out, force=force)
     result: dict[str, Any] = {}
     try:
@@ -156,7 +163,7 @@ def export_store(
                 write_meta_pkl(folder.path, vocab_size=st.vocab_size, tokenizer=tok)
         info = {
             "export_format": format,
-            "store": str(st.root),
+            "store": st.url,
             "tokenizer": {**tokenizer_info, "fingerprint": st.fingerprint},
             "splits": result,
         }
@@ -170,9 +177,12 @@ def export_store(
     except BaseException:
         folder.abort()
         raise
+    finally:
+        for h in held:
+            h.release()
     if not quiet:
         summary = ", ".join(
             f"{n}: {r['documents']:,} documents, {r['tokens']:,} tokens" for n, r in result.items()
         )
-        print(f"exported {st.root} as {format} to {out} ({summary})", file=sys.stderr)
+        print(f"exported {st.url} as {format} to {out} ({summary})", file=sys.stderr)
     return {"format": format, "splits": result}

@@ -334,6 +334,7 @@ def load_tokens(
     special_text: SpecialText | None = None,
     keep_text: bool = False,
     storage_options: Mapping[str, Any] | None = None,
+    cache_limit: int | None = None,
 ) -> Corpus:
     """Turn any source into tokens (see the module docstring for what each kind means).
 
@@ -349,7 +350,9 @@ def load_tokens(
     bucket) is a location, never text: its objects are read as prepare reads them, with
     ``storage_options`` (fsspec's, e.g. ``{"endpoint_url": ...}``; credentials come from the
     cloud's own chain). A ``Location`` carries its own options. To tokenize such a string as
-    text, encode it with the tokenizer and pass the IDs.
+    text, encode it with the tokenizer and pass the IDs. A URL that holds a token store (its
+    ``manifest.json``) is that store, read through the local shard cache (``$GPTDATA_CACHE_DIR``,
+    at most ``cache_limit`` bytes; see ``TokenStore.open``).
 
         >>> load_tokens(Path("the-verdict.txt")).document_ends        # one .txt = one document
         array([5145])
@@ -397,6 +400,11 @@ def load_tokens(
         paths, opts = _urls(items, storage_options)
         if len(paths) == 1 and not is_remote(paths[0]) and _is_store(Path(paths[0])):
             return _store_corpus(TokenStore.open(paths[0]).split(split), tokenizer)
+        if len(paths) == 1 and is_remote(paths[0]):
+            loc = Location(paths[0], storage_options=opts)
+            if loc.child(MANIFEST).is_file():  # a store: its shards through the local cache
+                store = TokenStore.open(loc, cache_limit=cache_limit)
+                return _store_corpus(store.split(split), tokenizer)
         tok = get_tokenizer(tokenizer if tokenizer is not None else "gpt2")
         return _read_files(
             paths,

@@ -123,8 +123,8 @@ def remote_inputs(
         return [(url, below[url[len(root.url) + 1 :]]) for url in found]
     if _ours(root, _direct_names(below).get("", set()), cache):
         raise InputError(
-            f"'{item}' is a gptdata store (or its side folder), not a corpus; reading stores on "
-            "object storage comes in a later release. Point at the text files instead."
+            f"'{item}' is a gptdata store (or its side folder), not a corpus: prepare reads text. "
+            "Open it with TokenStore.open or the verbs, or point at the text files instead."
         )
     hits = _walk(root, below, suffixes, cache)
     if not hits:

@@ -41,6 +41,9 @@ from .urls import CHUNK, Location, StorageError
 
 _STORE_ID = re.compile(r"[0-9a-zA-Z_-]{1,64}")
 LOCK_SUFFIX = ".lock"
+# store/ writes a remote store's manifest beside its cached files (a few KB), so the folder reads
+# as the store; eviction leaves it, and a fetch never names it (shards and indexes only).
+STORE_MANIFEST = "manifest.json"
 
 
 def default_cache_dir() -> Path:
@@ -331,8 +334,11 @@ class ShardCache:
         if not self.directory.is_dir():
             return []
         for folder, _, names in os.walk(self.directory):
+            top = Path(folder).parent == self.directory  # a store's own folder
             for name in names:
                 if name.endswith((LOCK_SUFFIX, ".tmp")):
+                    continue
+                if top and name == STORE_MANIFEST:  # its manifest, kept by store/: never evicted
                     continue
                 p = Path(folder) / name
                 try:

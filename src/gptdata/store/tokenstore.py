@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ..storage import Location, is_remote
 from ..tokenizers import Tokenizer, get_tokenizer
 from .layout import FORMAT as FORMAT  # re-exported: the format name in every manifest
 from .manifest import (
@@ -42,6 +43,14 @@ from .manifest import (
 )
 from .manifest import store_id_for as store_id_for  # re-exported: prepare writes it
 from .masks import mask_bytes
+from .remote import (
+    OPENED,
+    RemoteSplit,
+    cache_root,
+    check_remote_files,
+    read_remote_manifest,
+    remote_store_id,
+)
 from .split import Shard as Shard  # re-exported: a split's files and reads live there
 from .split import Split as Split
 from .split import StoreError as StoreError
@@ -91,6 +100,10 @@ class TokenStore:
         self.eot_id: int | None = tok["eot_id"]
         self.dtype = np.dtype(manifest["dtype"]).newbyteorder("<")
         self.store_id: str | None = manifest.get("store_id")  # None: written before store ids
+        # A store on object storage (see store.remote): root is then its cache folder.
+        self.location: Location | None = None
+        self.cache_dir: Path | None = None
+        self.cache_limit: int | None = None
         self._splits = {
             name: [
                 Shard(**{k: s[k] for k in SHARD_FIELDS}, mask=s.get("mask")) for s in info["shards"]
@@ -127,12 +140,42 @@ class TokenStore:
         shards = self._splits[name]
         ident = json.dumps([self.fingerprint, name, [s.sha256 for s in shards]])
         fp = "sha256:" + hashlib.sha256(ident.encode()).hexdigest()
+        if self.location is not None:
+            return RemoteSplit(
+                self.location, self.cache_dir, self.cache_limit, self.root, name, shards,
+                self.dtype, self.eot_id, fp, str(self.store_id),
+            )  # fmt: skip
         return Split(self.root, name, shards, self.dtype, self.eot_id, fp, self.store_id)
 
+    @property
+    def url(self) -> str:
+        """Where the store is: its URL on object storage, else its folder."""
+        return self.location.url if self.location is not None else str(self.root)
+
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> TokenStore:
+    def open(
+        cls,
+        path: str | os.PathLike[str] | Location,
+        *,
+        storage_options: dict[str, Any] | None = None,
+        cache_limit: int | None = None,
+    ) -> TokenStore:
         """Open and check: every manifest field, paths inside the store, shard sizes, document
-        indexes. Reads only the manifest and the indexes."""
+        indexes. Reads only the manifest and the indexes.
+
+        ``path`` may be a URL of object storage (``s3://bucket/stores/web``) or a ``Location``:
+        then its shards are read through the local cache, at most ``cache_limit`` bytes (None:
+        no limit), downloaded when first read (see ``store.remote``).
+        """
+        if isinstance(path, Location) or is_remote(path):
+            return cls._open_remote(path, storage_options, cache_limit)
+        if cache_limit is not None and Path(path) not in OPENED:
+            raise ValueError(
+                f"cache_limit applies to stores on object storage; {os.fspath(path)} is a "
+                "local folder, read in place. Drop cache_limit."
+            )
+        if Path(path) in OPENED:  # a remote store's cache folder, opened in this process
+            return OPENED[Path(path)]  # type: ignore[no-any-return]
         root = Path(path)
         mpath = root / MANIFEST
         if not mpath.is_file():
@@ -154,6 +197,12 @@ class TokenStore:
                 f"{mpath}: corrupt manifest ({type(exc).__name__}: {str(exc)[:80]}). "
                 "Re-run gptdata prepare."
             ) from None
+        store = cls(root, cls._checked(manifest, mpath))
+        store._check_structure()
+        return store
+
+    @staticmethod
+    def _checked(manifest: Any, mpath: object) -> dict[str, Any]:
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise StoreError(f"{mpath}: not a gptdata token store manifest (format != {FORMAT!r}).")
         if manifest.get("version") != VERSION:
@@ -165,8 +214,36 @@ class TokenStore:
             check_manifest(manifest)
         except ManifestError as exc:
             raise StoreError(f"{mpath}: {exc} Re-run gptdata prepare.") from None
-        store = cls(root, manifest)
-        store._check_structure()
+        return manifest  # type: ignore[no-any-return]
+
+    @classmethod
+    def _open_remote(
+        cls,
+        path: str | os.PathLike[str] | Location,
+        storage_options: dict[str, Any] | None,
+        cache_limit: int | None,
+    ) -> TokenStore:
+        loc = path if isinstance(path, Location) else Location(
+            os.fspath(path), storage_options=storage_options
+        )  # fmt: skip
+        if isinstance(path, Location) and storage_options:
+            loc = Location(path.url, storage_options={**path.storage_options, **storage_options})
+        if cache_limit is not None and cache_limit < 1:
+            raise ValueError(f"cache_limit={cache_limit} must be at least 1 byte, or None.")
+        manifest, files = read_remote_manifest(loc)
+        manifest = cls._checked(manifest, f"{loc.url}/{MANIFEST}")
+        store_id = remote_store_id(manifest)
+        store = cls(cache_root(store_id), manifest)
+        store.store_id = store_id
+        store.location, store.cache_limit = loc, cache_limit
+        store.cache_dir = store.root.parent.parent
+        check_remote_files(loc.url, store._splits, files, store.dtype.itemsize)
+        # The manifest beside the cached files: code that reads a split's files by path (export,
+        # the store_id check there) finds the folder laid out as the store.
+        store.root.mkdir(parents=True, exist_ok=True)
+        if not (store.root / MANIFEST).is_file():
+            write_json_atomic(store.root / MANIFEST, manifest)
+        OPENED[store.root] = store
         return store
 
     def _check_structure(self) -> None:
@@ -236,7 +313,20 @@ class TokenStore:
         return any(s.mask is not None for shards in self._splits.values() for s in shards)
 
     def verify(self) -> None:
-        """Also read every byte: sha256 of each shard and index, and every ID < vocab_size."""
+        """Also read every byte: sha256 of each shard and index, and every ID < vocab_size.
+
+        A remote store's files are downloaded into the cache first (verified there too)."""
+        held = []
+        if self.location is not None:
+            for name in self.splits:
+                held += self.split(name).fetch_all(masks=True, data=True)  # type: ignore[attr-defined]
+        try:
+            self._verify_files()
+        finally:
+            for h in held:
+                h.release()
+
+    def _verify_files(self) -> None:
         for shards in self._splits.values():
             for s in shards:
                 files = [(s.file, s.sha256), (s.index, s.index_sha256)]
@@ -278,7 +368,7 @@ class TokenStore:
         """The manifest in human terms (what ``gptdata info`` prints)."""
         m = self.manifest
         lines = [
-            f"store      {self.root}",
+            f"store      {self.url}",
             f"format     {m['format']} v{m['version']}",
             f"tokenizer  {self.tokenizer_name} (vocab_size {self.vocab_size:,}, "
             f"eot_id {self.eot_id}, {self.fingerprint[:19]}...)",
@@ -286,7 +376,7 @@ class TokenStore:
         ]
         for name in self.splits:
             sp = self.split(name)
-            size = sum((self.root / s.file).stat().st_size for s in sp.shards)
+            size = sum(s.tokens for s in sp.shards) * self.dtype.itemsize  # open() checked it
             lines.append(
                 f"split      {name}: {sp.n_tokens:,} tokens, {sp.n_documents:,} documents, "
                 f"{len(sp.shards)} shards, {size / 1e6:,.1f} MB"

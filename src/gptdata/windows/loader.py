@@ -66,6 +66,10 @@ class _BatchSampler:
         # A generator, so the permutation is drawn at the first batch, as RandomSampler does.
         order = self.loader._side_order() if self.side else self.loader._epoch_order()
         bs, end = self.loader.batch_size, len(self.loader)
+        tokens = getattr(self.loader.dataset, "tokens", None)
+        if hasattr(tokens, "plan_reads"):  # a store on object storage: download ahead of need
+            ds = self.loader.dataset
+            tokens.plan_reads(order[self.skip * bs : end * bs] * ds.stride, ds.max_length + 1)
         for b in range(self.skip, end, self.per_item):
             yield order[b * bs : min(b + self.per_item, end) * bs]
 

@@ -1,0 +1,246 @@
+"""Reading a token store on S3 (moto's server) through the local cache: issue 22.
+
+A store is prepared locally, uploaded with plain s3fs puts, then read by URL; every read must
+equal the local store's, byte for byte, and download only what it touches.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gptdata.cli.entry import main
+from gptdata.prepare.driver import prepare
+from gptdata.store import StoreError, TokenStore
+from gptdata.windows.loader import create_dataloader
+
+WORDS = "the a cat sat on mat dog ran far away under bright blue sky while birds sang".split()
+
+
+TINY_PY = """
+import torch
+from torch import nn
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.tok_emb = nn.Embedding(50257, 8)
+        self.out_head = nn.Linear(8, 50257, bias=False)
+
+    def forward(self, idx):
+        return self.out_head(self.tok_emb(idx))  # (B, T, V)
+
+
+def base():
+    torch.manual_seed(0)
+    return Tiny()
+"""
+
+
+def texts(n: int = 60, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(20, 60))) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def local_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("local") / "store"
+    prepare(None, root, texts=texts(), shard_tokens=700, val_fraction=0, workers=1, quiet=True)
+    return root
+
+
+def upload(local: Path, s3: dict[str, Any], name: str = "stores/web") -> str:
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**s3["options"])
+    url = f"{s3['url']}/{name}"
+    for f in sorted(local.rglob("*")):
+        if f.is_file():
+            fs.put_file(str(f), f"{url}/{f.relative_to(local).as_posix()}")
+    return url
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("GPTDATA_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def batches(loader: Any) -> list[np.ndarray]:
+    return [np.concatenate([x.numpy(), y.numpy()[:, -1:]], axis=1) for x, y in loader]
+
+
+def test_open_reads_only_the_manifest_and_equals_local(s3, cache, local_store) -> None:
+    url = upload(local_store, s3)
+    local = TokenStore.open(local_store)
+    store = TokenStore.open(url, storage_options=s3["options"])
+    assert len(local.split("train").shards) == 4
+    assert store.manifest == local.manifest and store.url == url
+    assert not list(cache.rglob("*.bin"))  # nothing downloaded at open
+    remote, here = store.split("train"), local.split("train")
+    assert np.array_equal(remote[:], here[:])
+    assert np.array_equal(remote.document_ends(), here.document_ends())
+    starts = np.array([0, 650, 1400, len(here) - 40])
+    assert np.array_equal(remote.gather(starts, 40), here.gather(starts, 40))
+    store.verify()
+    assert "store      s3://" in store.describe()
+
+
+def test_missing_store_and_truncated_shard(s3, cache, local_store) -> None:
+    with pytest.raises(StoreError, match=r"not a token store \(no manifest.json\).*prepare"):
+        TokenStore.open(f"{s3['url']}/nothing", storage_options=s3["options"])
+    url = upload(local_store, s3)
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**s3["options"])
+    rel = TokenStore.open(local_store).split("train").shards[1].file
+    fs.pipe_file(f"{url}/{rel}", b"\0\0")
+    with pytest.raises(StoreError, match=r"2 bytes, but the manifest implies .* re-run gptdata"):
+        TokenStore.open(url, storage_options=s3["options"])
+
+
+def test_loader_batches_equal_the_local_store(s3, cache, local_store) -> None:
+    url = upload(local_store, s3)
+    kw = dict(batch_size=4, max_length=32, stride=32, shuffle=True, seed=3)
+    want = batches(create_dataloader(TokenStore.open(local_store), **kw))
+    store = TokenStore.open(url, storage_options=s3["options"])
+    got = batches(create_dataloader(store, **kw))
+    assert len(got) == len(want) and all(
+        np.array_equal(a, b) for a, b in zip(got, want, strict=True)
+    )
+
+
+def test_workers_read_a_store_url(s3, cache, local_store) -> None:
+    url = upload(local_store, s3)
+    kw = dict(batch_size=4, max_length=32, stride=32, shuffle=True, seed=5)
+    want = batches(create_dataloader(TokenStore.open(local_store), **kw))
+    store = TokenStore.open(url, storage_options=s3["options"])
+    got = batches(create_dataloader(store, num_workers=2, **kw))  # each worker its own split
+    assert len(got) == len(want) and all(
+        np.array_equal(a, b) for a, b in zip(got, want, strict=True)
+    )
+
+
+def touched(split: Any, starts: np.ndarray, length: int) -> set[int]:
+    first = np.searchsorted(split._starts, starts, side="right") - 1
+    last = np.searchsorted(split._starts, starts + length - 1, side="right") - 1
+    return set(first.tolist()) | set(last.tolist())
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_rank_downloads_only_the_shards_its_windows_touch(s3, cache, local_store, rank) -> None:
+    url = upload(local_store, s3)
+    store = TokenStore.open(url, storage_options=s3["options"])
+    # Unshuffled, the first batches of each rank lie in the first shards only.
+    kw = dict(batch_size=2, max_length=32, stride=32, shuffle=False, world_size=2)
+    loader = create_dataloader(store, rank=rank, **kw)
+    want_loader = create_dataloader(TokenStore.open(local_store), rank=rank, **kw)
+    it, want = iter(loader), iter(want_loader)
+    for _ in range(3):
+        (x, y), (wx, wy) = next(it), next(want)
+        assert np.array_equal(x.numpy(), wx.numpy()) and np.array_equal(y.numpy(), wy.numpy())
+    split = loader.dataset.tokens
+    split.cache.close()  # let prefetches finish: they count too
+    order = loader._epoch_order()
+    need = touched(split, order * 32, 33)
+    got = {
+        k
+        for k, s in enumerate(split.shards)
+        if (cache / "shards" / split.store_id / s.file).exists()
+    }
+    assert got <= need  # never a shard its windows do not touch
+    assert 0 in got and got != set(range(4))  # 3 batches: the first shards, not all four
+
+
+def test_a_small_cache_limit_evicts_and_downloads_again(s3, cache, local_store) -> None:
+    url = upload(local_store, s3)
+    shards = TokenStore.open(local_store).split("train").shards
+    biggest = max(s.tokens for s in shards) * 2
+    store = TokenStore.open(url, storage_options=s3["options"], cache_limit=biggest * 2 + 1)
+    kw = dict(batch_size=4, max_length=32, stride=32, shuffle=False)
+    want = batches(create_dataloader(TokenStore.open(local_store), **kw))
+    loader = create_dataloader(store, **kw)
+    split = loader.dataset.tokens
+    assert split._mapped == 1  # the limit holds two shards: one read, the rest may go
+    for _ in range(2):  # the second pass finds the first shards evicted
+        got = batches(loader)
+        assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+    downloads = split.downloads
+    split.close()  # releases what it held: files in use (or downloading) may sit above the limit
+    assert split.cache.evict() is not None and split.cache.size() <= biggest * 2 + 1
+    assert downloads > len(shards)  # evicted shards were downloaded again
+
+
+def test_a_store_replaced_while_read_fails_with_the_loaders_message(
+    s3, cache, local_store, tmp_path
+) -> None:
+    url = upload(local_store, s3)
+    store = TokenStore.open(url, storage_options=s3["options"])
+    split = store.split("train")
+    other = tmp_path / "other"
+    prepare(
+        None, other, texts=texts(seed=1), shard_tokens=700, val_fraction=0, workers=1, quiet=True
+    )
+    upload(other, s3)
+    with pytest.raises(StoreError, match=r"s3://.*the store was replaced while being read"):
+        split.gather(np.array([0]), 8)
+
+
+def test_load_tokens_and_the_cli_read_a_store_url(s3, cache, local_store, tmp_path, capsys) -> None:
+    from gptdata import load_tokens
+
+    url = upload(local_store, s3)
+    corpus = load_tokens(url, storage_options=s3["options"])
+    here = TokenStore.open(local_store).split("train")
+    assert np.array_equal(corpus.tokens[:100], here[:100])
+    assert corpus.tokenizer is not None
+    opt = f"endpoint_url={s3['options']['endpoint_url']}"
+    model = tmp_path / "tiny.py"
+    model.write_text(TINY_PY, encoding="utf-8")
+    for verb in (
+        ["inspect"],
+        ["plan", "--max-length", "32", "--batch-size", "2", "--stride", "32"],
+        ["eval", "--model", f"py:{model}:base", "--split", "train", "--max-length", "32"],
+    ):
+        argv = [verb[0], url, "--storage-option", opt, "--cache-limit", "10MB", *verb[1:]]
+        assert main(argv) == 0, capsys.readouterr().err
+    assert "perplexity" in capsys.readouterr().out.lower()
+    assert (
+        main(
+            [
+                "plan",
+                url,
+                "--storage-option",
+                opt,
+                "--cache-limit",
+                "ten",
+                "--batch-size",
+                "2",
+                "--stride",
+                "32",
+                "--max-length",
+                "32",
+            ]
+        )
+        == 1
+    )
+    assert "--cache-limit 'ten' is not a size" in capsys.readouterr().err
+    manifest = json.loads((local_store / "manifest.json").read_text())
+    assert manifest["store_id"] in {p.name for p in (cache / "shards").iterdir()}
+
+
+def test_export_of_a_store_url_equals_the_local_export(s3, cache, local_store, tmp_path) -> None:
+    from gptdata.formats.export import export_store
+
+    url = upload(local_store, s3)
+    export_store(local_store, tmp_path / "here", format="nanogpt", quiet=True)
+    store = TokenStore.open(url, storage_options=s3["options"], cache_limit=10**6)
+    export_store(store, tmp_path / "there", format="nanogpt", quiet=True)
+    here, there = tmp_path / "here" / "train.bin", tmp_path / "there" / "train.bin"
+    assert here.read_bytes() == there.read_bytes()
