@@ -38,7 +38,9 @@ def add_prepare(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
         metavar="INPUT",
         help="files, folders or globs, local or s3:// (a prefix or a glob of objects)",
     )
-    pr.add_argument("-o", "--out", required=True, help="the store to create: a folder, or an s3:// prefix")
+    pr.add_argument(
+        "-o", "--out", required=True, help="the store to create: a folder, or an s3:// prefix"
+    )
     pr.add_argument("--tokenizer", default="gpt2", help=TOKENIZER_HELP)
     add_backend(pr)
     pr.add_argument("--workers", type=whole(1), default=None, help="processes (default: all cores)")
