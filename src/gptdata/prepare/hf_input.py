@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..storage import Location, StorageError, is_remote
@@ -49,6 +49,24 @@ def is_hf_folder(folder: str) -> bool:
     return isinstance(state, dict) and "_data_files" in state
 
 
+def _dict_splits(meta: Any, json_name: str, folder: str, child: Callable[[str], str]) -> list[Any]:
+    """The splits a ``dataset_dict.json`` lists, local or remote: one with a held-out name
+    refuses the whole DatasetDict (it would be trained on), naming a split to point at instead."""
+    splits = meta.get("splits") if isinstance(meta, dict) else None
+    if not isinstance(splits, list) or not splits:
+        raise HFInputError(f"{json_name}: no 'splits' list; not a DatasetDict.")
+    held = [str(x) for x in splits if held_out_word(str(x)) is not None]
+    if held:
+        rest = [str(x) for x in splits if str(x) not in held]
+        hint = child(rest[0]) if rest else "one split's folder"
+        raise HFInputError(
+            f"{folder} is a DatasetDict with held-out split(s) {_short(held, quote=False)}: "
+            "reading it whole would train on them (gptdata makes its own val split). Point at "
+            f"{hint} instead."
+        )
+    return splits
+
+
 def hf_data_files(folder: str, *, _seen: frozenset[str] = frozenset()) -> list[str] | None:
     """The .arrow files of a save_to_disk folder in row order, or None for another folder.
 
@@ -64,19 +82,9 @@ def hf_data_files(folder: str, *, _seen: frozenset[str] = frozenset()) -> list[s
                 f"{dict_path}: lists a split that leads back to a folder above it (a loop of "
                 "DatasetDict folders); a split must be a Dataset folder inside it."
             )
-        meta = _load_json(dict_path)
-        splits = meta.get("splits") if isinstance(meta, dict) else None
-        if not isinstance(splits, list) or not splits:
-            raise HFInputError(f"{dict_path}: no 'splits' list; not a DatasetDict.")
-        held = [str(x) for x in splits if held_out_word(str(x)) is not None]
-        if held:
-            rest = [str(x) for x in splits if str(x) not in held]
-            hint = f"{os.path.join(folder, rest[0])}" if rest else "one split's folder"
-            raise HFInputError(
-                f"{folder} is a DatasetDict with held-out split(s) {_short(held, quote=False)}: "
-                "reading it whole would train on them (gptdata makes its own val split). Point at "
-                f"{hint} instead."
-            )
+        splits = _dict_splits(
+            _load_json(dict_path), dict_path, folder, lambda s: os.path.join(folder, s)
+        )
         files: list[str] = []
         for split in splits:
             sub_path = _inside(folder, split, dict_path, what="split")
@@ -271,18 +279,9 @@ def remote_hf_files(root: Location, below: Mapping[str, int]) -> list[str] | Non
     """
     if DATASET_DICT in below:
         meta = _remote_json(root.child(DATASET_DICT))
-        splits = meta.get("splits") if isinstance(meta, dict) else None
-        if not isinstance(splits, list) or not splits:
-            raise HFInputError(f"{root.url}/{DATASET_DICT}: no 'splits' list; not a DatasetDict.")
-        held = [str(x) for x in splits if held_out_word(str(x)) is not None]
-        if held:
-            rest = [str(x) for x in splits if str(x) not in held]
-            hint = f"{root.url}/{rest[0]}" if rest else "one split's folder"
-            raise HFInputError(
-                f"{root.url} is a DatasetDict with held-out split(s) {_short(held, quote=False)}: "
-                f"reading it whole would train on them (gptdata makes its own val split). Point at "
-                f"{hint} instead."
-            )
+        splits = _dict_splits(
+            meta, f"{root.url}/{DATASET_DICT}", root.url, lambda s: f"{root.url}/{s}"
+        )
         files: list[str] = []
         for split in splits:
             rel = _remote_inside(root, split, DATASET_DICT, what="split")
