@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from .options import (
     TOKENIZER_HELP,
     add_backend,
+    add_cache_limit,
     add_instruction_options,
     add_storage_option,
     add_verb,
+    cache_limit,
     fraction,
     storage_options,
     whole,
@@ -115,9 +118,9 @@ def add_export(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     ex = add_verb(
         sub, "export", "write a store in a trainer's format (megatron, nanogpt, llmc, hf)", common
     )
-    ex.add_argument("store", help="the token store folder to export")
+    ex.add_argument("store", help="the token store to export: a folder, or an s3:// prefix")
     ex.add_argument("--format", required=True, help="megatron, nanogpt, llmc or hf")
-    ex.add_argument("-o", "--out", required=True, help="the folder to create")
+    ex.add_argument("-o", "--out", required=True, help="the folder to create, or an s3:// prefix")
     ex.add_argument("--split", default="all", help="train, val or all (default)")
     ex.add_argument(
         "--shard-tokens", type=whole(1), default=None, help="llmc: max tokens per shard (100 M)"
@@ -143,6 +146,8 @@ def add_export(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     )
     ex.add_argument("--force", action="store_true", help="replace an earlier export")
     ex.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    add_storage_option(ex)
+    add_cache_limit(ex)
 
 
 def add_import(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -151,7 +156,11 @@ def add_import(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         sub, "import", "read pre-tokenized data (megatron, nanogpt, llmc) into a store", common
     )
     im.add_argument("format", metavar="FORMAT", help="megatron, nanogpt or llmc")
-    im.add_argument("path", metavar="PATH", help="a .bin/.idx prefix, a .bin file or a folder")
+    im.add_argument(
+        "path",
+        metavar="PATH",
+        help="a .bin/.idx prefix, a .bin file or a folder; local or s3:// (downloaded first)",
+    )
     im.add_argument("-o", "--out", required=True, help="the store folder to create")
     im.add_argument(
         "--tokenizer",
@@ -162,6 +171,7 @@ def add_import(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     im.add_argument("--shard-tokens", type=whole(1), default=None, help="max tokens per shard file")
     im.add_argument("--force", action="store_true", help="replace an existing store")
     im.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    add_storage_option(im)
 
 
 def cmd_tokenize(a: argparse.Namespace) -> int:
@@ -253,20 +263,36 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 def _export(a: argparse.Namespace) -> int:
     from ..formats.export import DEFAULT_SHARD_TOKENS, check_format, export_store
+    from ..storage import Location, is_remote
+    from ..store import TokenStore
 
     check_format(a.format, flag="--format")
-    result = export_store(
-        a.store,
-        a.out,
-        format=a.format,
-        split=a.split,
-        shard_tokens=a.shard_tokens or DEFAULT_SHARD_TOKENS,
-        min_shard_tokens=a.min_shard_tokens,
-        shards=a.shards,
-        tokenizer=a.tokenizer,
-        force=a.force,
-        quiet=a.quiet,
-    )
+    opts = storage_options(a)
+    limit = cache_limit(a)
+    store: Any = a.store
+    if is_remote(a.store):
+        store = TokenStore.open(Location(a.store, storage_options=opts), cache_limit=limit)
+    elif limit is not None:
+        raise ValueError(
+            f"--cache-limit bounds the cache of a store on object storage; {a.store} is local, "
+            "read in place. Drop --cache-limit."
+        )
+    options: dict[str, Any] = {
+        "format": a.format,
+        "split": a.split,
+        "shard_tokens": a.shard_tokens or DEFAULT_SHARD_TOKENS,
+        "min_shard_tokens": a.min_shard_tokens,
+        "shards": a.shards,
+        "tokenizer": a.tokenizer,
+        "force": a.force,
+        "quiet": a.quiet,
+    }
+    if is_remote(a.out):
+        from ..formats.remote import export_remote
+
+        result = export_remote(store, a.out, storage_options=opts, **options)
+    else:
+        result = export_store(store, a.out, **options)
     for name, r in result["splits"].items():
         print(f"{a.out}  {name}: {r['documents']:,} documents, {r['tokens']:,} tokens")
     return 0
@@ -284,16 +310,25 @@ def cmd_import(a: argparse.Namespace) -> int:
 
 def _import(a: argparse.Namespace) -> int:
     from ..formats.importer import import_store
+    from ..formats.remote import fetch_import_source
     from ..prepare.driver import DEFAULT_SHARD_TOKENS
+    from ..storage import is_remote
 
-    store = import_store(
-        a.format,
-        a.path,
-        a.out,
-        tokenizer=a.tokenizer,
-        shard_tokens=a.shard_tokens or DEFAULT_SHARD_TOKENS,
-        force=a.force,
-        quiet=a.quiet,
-    )
+    def run(path: Any) -> Any:
+        return import_store(
+            a.format,
+            path,
+            a.out,
+            tokenizer=a.tokenizer,
+            shard_tokens=a.shard_tokens or DEFAULT_SHARD_TOKENS,
+            force=a.force,
+            quiet=a.quiet,
+        )
+
+    if is_remote(a.path):
+        with fetch_import_source(a.format, a.path, storage_options=storage_options(a)) as local:
+            store = run(local)
+    else:
+        store = run(a.path)
     print(store.describe())
     return 0
