@@ -191,3 +191,22 @@ def test_one_line_errors(
     assert main(["export", str(local_store), "--format", "nanogpt", "-o", out, *opt(s3)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith(f"error: no credentials to list {out}")
+
+
+def test_python_api_takes_urls_and_the_manifest_names_them(
+    s3: dict[str, Any], local_store: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from gptdata.formats.export import export_store
+    from gptdata.formats.importer import import_store
+
+    out = f"{s3['url']}/api/web"
+    export_store(local_store, out, format="nanogpt", storage_options=s3["options"], quiet=True)
+    export_store(local_store, tmp_path / "here", format="nanogpt", quiet=True)
+    assert download(out, s3)["train.bin"] == (tmp_path / "here" / "train.bin").read_bytes()
+    store = import_store("nanogpt", out, tmp_path / "s", storage_options=s3["options"], quiet=True)
+    assert store.split("train").n_documents > 0
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    paths = [i["path"] for i in manifest["inputs"]]
+    assert paths and all(p.startswith(out + "/") for p in paths), paths

@@ -310,25 +310,17 @@ def cmd_import(a: argparse.Namespace) -> int:
 
 def _import(a: argparse.Namespace) -> int:
     from ..formats.importer import import_store
-    from ..formats.remote import fetch_import_source
     from ..prepare.driver import DEFAULT_SHARD_TOKENS
-    from ..storage import is_remote
 
-    def run(path: Any) -> Any:
-        return import_store(
-            a.format,
-            path,
-            a.out,
-            tokenizer=a.tokenizer,
-            shard_tokens=a.shard_tokens or DEFAULT_SHARD_TOKENS,
-            force=a.force,
-            quiet=a.quiet,
-        )
-
-    if is_remote(a.path):
-        with fetch_import_source(a.format, a.path, storage_options=storage_options(a)) as local:
-            store = run(local)
-    else:
-        store = run(a.path)
+    store = import_store(  # a URL is downloaded into a scratch folder first (formats.remote)
+        a.format,
+        a.path,
+        a.out,
+        tokenizer=a.tokenizer,
+        shard_tokens=a.shard_tokens or DEFAULT_SHARD_TOKENS,
+        force=a.force,
+        quiet=a.quiet,
+        storage_options=storage_options(a),
+    )
     print(store.describe())
     return 0

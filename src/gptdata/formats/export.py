@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ def export_store(
     tokenizer: str | os.PathLike[str] | Tokenizer | None = None,
     force: bool = False,
     quiet: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``store``'s splits into ``out`` in ``format``; returns what was written.
 
@@ -54,11 +56,35 @@ def export_store(
     ``tokenizer``: the one that made the store (checked by fingerprint); its file is copied into
     the export so ``import`` reads it back, and nanoGPT's ``meta.pkl`` gets ``stoi``/``itos``.
     A store on object storage (``TokenStore.open("s3://...")``, or its URL) is downloaded into
-    the local cache first, whole: the export reads every byte anyway.
+    the local cache first, whole: the export reads every byte anyway. An ``out`` on object
+    storage (``s3://bucket/exports/web``) is written in a local scratch folder, then uploaded
+    with ``gptdata-export.json`` last (``formats.remote``); ``storage_options`` serve both URLs.
     """
     check_format(format)
+    from ..storage import is_remote
+
+    if is_remote(out):
+        from .remote import export_remote
+
+        return export_remote(
+            store,
+            str(out),
+            storage_options=storage_options,
+            force=force,
+            quiet=quiet,
+            format=format,
+            split=split,
+            shard_tokens=shard_tokens,
+            min_shard_tokens=min_shard_tokens,
+            shards=shards,
+            tokenizer=tokenizer,
+        )
     out = Path(out)
-    st = store if isinstance(store, TokenStore) else TokenStore.open(store)
+    st = (
+        store
+        if isinstance(store, TokenStore)
+        else TokenStore.open(store, storage_options=dict(storage_options or {}) or None)
+    )
     check_output_path(out)
     tok = None
     if tokenizer is not None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +184,8 @@ def import_store(
     shard_tokens: int = DEFAULT_SHARD_TOKENS,
     force: bool = False,
     quiet: bool = False,
+    storage_options: Mapping[str, Any] | None = None,
+    _shown: tuple[str, str] | None = None,
 ) -> TokenStore:
     """Read ``path`` in ``format`` into a new token store at ``out``; every ID is checked.
 
@@ -192,9 +194,37 @@ def import_store(
     ``tokenizer``: the one that made the IDs. A gptdata export records it (and it is used); a
     different one is refused. With nothing recorded and none given, GPT-2 is assumed and the
     summary says so.
+
+    ``path`` may be a URL of object storage (``s3://bucket/exports/web``, with
+    ``storage_options``): its files are downloaded into a local scratch folder first, whole
+    (``formats.remote.fetch_import_source``), and the manifest records the URLs.
     """
     if format not in IMPORT_FORMATS:
         raise ValueError(f"unknown format {format!r}: choose one of {', '.join(IMPORT_FORMATS)}.")
+    from ..storage import is_remote
+
+    if is_remote(path):
+        from .remote import fetch_import_source
+
+        url = str(path).rstrip("/")
+        with fetch_import_source(format, url, storage_options=storage_options) as local:
+            return import_store(
+                format,
+                local,
+                out,
+                tokenizer=tokenizer,
+                shard_tokens=shard_tokens,
+                force=force,
+                quiet=quiet,
+                _shown=(str(local), url),
+            )
+
+    def shown(f: Path | str) -> str:  # a scratch copy's path as the URL it came from
+        text = str(f)
+        if _shown and text.startswith(_shown[0]):
+            return _shown[1] + text[len(_shown[0]) :]
+        return text
+
     if shard_tokens < 1:
         raise ValueError(f"shard_tokens={shard_tokens} must be >= 1.")
     src, out = Path(path), Path(out)
@@ -230,7 +260,7 @@ def import_store(
             "shard_tokens": shard_tokens,
             "imported_from": format,
         }
-        inputs_meta = [{"path": str(f), "bytes": f.stat().st_size} for f in files]
+        inputs_meta = [{"path": shown(f), "bytes": f.stat().st_size} for f in files]
         # Each source document is one store document (none is cut between splits).
         stats["documents"] = sum(p["documents"] for ps in parts.values() for p in ps)
         result = {"index": 0, "tokens": 0, "stats": stats, "parts": parts}
@@ -249,7 +279,7 @@ def import_store(
     if not quiet:
         n = {s: store.split(s) for s in store.splits}
         summary = ", ".join(f"{s}: {v.n_documents:,} documents" for s, v in n.items())
-        print(f"imported {src} ({format}) into {out}: {summary}", file=sys.stderr)
+        print(f"imported {shown(src)} ({format}) into {out}: {summary}", file=sys.stderr)
         if assumed:
             print(f"tokenizer: {assumed}", file=sys.stderr)
     return store
