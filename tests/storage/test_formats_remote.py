@@ -160,6 +160,20 @@ def test_a_half_uploaded_export_is_not_an_export(
         export_remote(local_store, out, storage_options=s3["options"], format="nanogpt")
     monkeypatch.setattr(Location, "put_file", real)
     assert MARKER not in download(out, s3)  # the listing goes last: no export there
+    # The same command again takes the half-uploaded prefix over (no --force needed: no export
+    # was there), and the result equals an export that was never cut.
+    export_remote(local_store, out, storage_options=s3["options"], format="nanogpt", quiet=True)
+    whole = f"{s3['url']}/exports/whole"
+    export_remote(local_store, whole, storage_options=s3["options"], format="nanogpt", quiet=True)
+    assert set(download(out, s3)) == set(download(whole, s3))
+    assert download(out + ".exporting", s3) == {}  # the side prefix is gone after the commit
+    # Another object that appeared meanwhile: the prefix is no longer only ours.
+    n[0] = 0
+    monkeypatch.setattr(Location, "put_file", put_file)
+    with pytest.raises(KeyboardInterrupt):
+        export_remote(local_store, out, storage_options=s3["options"], format="nanogpt", force=True)
+    monkeypatch.setattr(Location, "put_file", real)
+    Location(out, storage_options=s3["options"]).child("x.txt").write_bytes(b"mine")
     with pytest.raises(FileExistsError, match=f"no complete {MARKER}"):
         export_remote(local_store, out, storage_options=s3["options"], format="nanogpt", force=True)
 

@@ -8,7 +8,8 @@ Both go through a local scratch folder, so the formats' writers and readers stay
   whose listing is absent or not ``complete`` is not an export, and a half-uploaded one is never
   taken for a whole one. ``force`` replaces only a prior gptdata export (every object under the
   prefix listed by its marker); the old marker is deleted first, so a reader during the
-  replacement sees no export rather than a mix.
+  replacement sees no export rather than a mix. A killed upload leaves no listing; the same
+  command run again takes the prefix over (``OUT.exporting/`` records what the upload wrote).
 - ``fetch_import_source``: the trainer files named by a URL are downloaded into a scratch folder
   first (whole: an import reads every byte anyway), then ``import_store`` reads them there.
 
@@ -31,7 +32,10 @@ from typing import Any
 from ..storage import Location, RemoteLock, RemoteNotFound
 from ._common import MARKER, MARKER_FORMAT
 
-LOCK_SUFFIX = ".exporting"  # OUT.exporting/gptdata-lock.json: one export per prefix at a time
+# OUT.exporting/: gptdata-lock.json (one export per prefix at a time) and, while uploading, a
+# gptdata-export.json with "complete": false naming every object the upload may leave (old and
+# new), so that a rerun after a kill recognises the half-uploaded prefix as its own.
+SIDE = ".exporting"
 
 
 def _marker(out: Location) -> dict[str, Any] | None:
@@ -51,6 +55,9 @@ def check_remote_export(out: Location, *, force: bool) -> dict[str, int]:
     there = out.files()  # no bucket, no credentials: a one-line StorageError from here
     if not there:
         return there
+    pending = _marker(out.with_suffix(SIDE))
+    if pending is not None and set(there) <= {str(f) for f in pending.get("files", [])} | {MARKER}:
+        return there  # an upload of ours that was cut short: only what it named is there
     doc = _marker(out) if MARKER in there else None
     if doc is None or not doc.get("complete"):
         raise FileExistsError(
@@ -91,9 +98,7 @@ def export_remote(
     # The output is checked before any work, and again under the lock (another run may have
     # written there meanwhile).
     check_remote_export(loc, force=force)
-    lock = RemoteLock(
-        loc.with_suffix(LOCK_SUFFIX).child("gptdata-lock.json"), run_id=os.urandom(8).hex()
-    )
+    lock = RemoteLock(loc.with_suffix(SIDE).child("gptdata-lock.json"), run_id=os.urandom(8).hex())
     lock.acquire()
     scratch = Path(tempfile.mkdtemp(prefix="gptdata-export-"))
     try:
@@ -104,13 +109,17 @@ def export_remote(
         doc = json.loads(marker.read_text(encoding="utf-8"))
         files = [str(f) for f in doc["files"]]
         lock.check()
+        pending = {"format": MARKER_FORMAT, "complete": False, "files": sorted({*old, *files})}
+        side = loc.with_suffix(SIDE).child(MARKER)
+        side.write_bytes(json.dumps(pending).encode())
         if old:  # a reader from now on sees no export, never a mix of two
             loc.child(MARKER).delete()
         for rel in files:
             loc.child(rel).put_file(local / rel)
+        lock.check()
         loc.child(MARKER).put_file(marker)  # the commit: LAST
-        stale = [k for k in old if k not in set(files) | {MARKER}]
-        loc.delete_keys(stale)
+        loc.delete_keys(k for k in old if k not in set(files) | {MARKER})
+        side.delete()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         lock.release()
