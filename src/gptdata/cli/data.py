@@ -241,8 +241,17 @@ def cmd_store(a: argparse.Namespace) -> int:
 def _stopped(verb: str, out: str, exc: KeyboardInterrupt) -> int:
     """Ctrl-C or SIGTERM during import/export: one line, exit 128 + signal. Neither verb resumes
     (its side folder is already removed), so the line says that rather than "run again"."""
+    from ..storage import is_remote
+
     signum = getattr(exc, "signum", 2)
     what = "terminated (SIGTERM)" if signum == 15 else "interrupted"
+    if verb == "export" and is_remote(out):  # objects already uploaded stay: S3 has no rename
+        print(
+            f"{what}: export stopped before its listing was uploaded, so {out} holds no export; "
+            "run the same command again to take over what it left.",
+            file=sys.stderr,
+        )
+        return 128 + signum
     print(
         f"{what}: {verb} stopped; its partial output was removed and {out} was not written "
         f"({verb} does not resume: a new run starts over).",
