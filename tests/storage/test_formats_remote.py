@@ -144,7 +144,7 @@ def test_export_force_replaces_only_an_export(
 def test_a_half_uploaded_export_is_not_an_export(
     s3: dict[str, Any], local_store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gptdata.formats.remote import export_remote
+    from gptdata.formats.export import export_store as export_remote
 
     out = f"{s3['url']}/exports/cut"
     real, n = Location.put_file, [0]

@@ -296,12 +296,8 @@ def _export(a: argparse.Namespace) -> int:
         "force": a.force,
         "quiet": a.quiet,
     }
-    if is_remote(a.out):
-        from ..formats.remote import export_remote
-
-        result = export_remote(store, a.out, storage_options=opts, **options)
-    else:
-        result = export_store(store, a.out, **options)
+    # An -o URL: written locally, then uploaded with the listing last (formats.remote).
+    result = export_store(store, a.out, storage_options=opts, **options)
     for name, r in result["splits"].items():
         print(f"{a.out}  {name}: {r['documents']:,} documents, {r['tokens']:,} tokens")
     return 0

@@ -64,21 +64,25 @@ def export_store(
     from ..storage import is_remote
 
     if is_remote(out):
+        from ..storage import Location
         from .remote import export_remote
 
-        return export_remote(
-            store,
-            str(out),
-            storage_options=storage_options,
-            force=force,
-            quiet=quiet,
-            format=format,
-            split=split,
-            shard_tokens=shard_tokens,
-            min_shard_tokens=min_shard_tokens,
-            shards=shards,
-            tokenizer=tokenizer,
-        )
+        def write(local: Path) -> dict[str, Any]:
+            return export_store(
+                store,
+                local,
+                format=format,
+                split=split,
+                shard_tokens=shard_tokens,
+                min_shard_tokens=min_shard_tokens,
+                shards=shards,
+                tokenizer=tokenizer,
+                quiet=True,  # the summary names the URL, below
+                storage_options=storage_options,
+            )
+
+        loc = Location(str(out), storage_options=storage_options)
+        return export_remote(loc, write, force=force, quiet=quiet)
     out = Path(out)
     st = (
         store

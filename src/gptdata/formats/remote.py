@@ -13,7 +13,7 @@ Both go through a local scratch folder, so the formats' writers and readers stay
 - ``fetch_import_source``: the trainer files named by a URL are downloaded into a scratch folder
   first (whole: an import reads every byte anyway), then ``import_store`` reads them there.
 
-    >>> export_remote("store/", "s3://b/exports/web", format="nanogpt")
+    >>> export_store("store/", "s3://b/exports/web", format="nanogpt")   # calls export_remote
     >>> with fetch_import_source("nanogpt", "s3://b/exports/web") as local:
     ...     import_store("nanogpt", local, "imported/")
 """
@@ -25,7 +25,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -81,20 +81,18 @@ def check_remote_export(out: Location, *, force: bool) -> dict[str, int]:
 
 
 def export_remote(
-    store: Any,
-    out: str | Location,
+    out: Location,
+    write: Callable[[Path], dict[str, Any]],
     *,
-    storage_options: Mapping[str, Any] | None = None,
     force: bool = False,
     quiet: bool = False,
-    **options: Any,
 ) -> dict[str, Any]:
-    """``export_store`` into object storage: written in a local scratch folder, then uploaded,
-    ``gptdata-export.json`` last. ``options`` are ``export_store``'s (``format=`` and the rest).
-    """
-    from .export import export_store
+    """Export into object storage: ``write(folder)`` (``export_store`` into a local folder, its
+    caller) fills a scratch folder, which is then uploaded, ``gptdata-export.json`` last.
 
-    loc = out if isinstance(out, Location) else Location(out, storage_options=storage_options)
+    The writer comes in as a function so that this module needs nothing of ``export``'s.
+    """
+    loc = out
     # The output is checked before any work, and again under the lock (another run may have
     # written there meanwhile).
     check_remote_export(loc, force=force)
@@ -104,7 +102,7 @@ def export_remote(
     try:
         old = check_remote_export(loc, force=force)
         local = scratch / loc.name
-        result = export_store(store, local, quiet=True, **options)
+        result = write(local)
         marker = local / MARKER
         doc = json.loads(marker.read_text(encoding="utf-8"))
         files = [str(f) for f in doc["files"]]
