@@ -17,8 +17,8 @@ from .options import (
     add_instruction_options,
     add_storage_option,
     add_verb,
-    cache_limit,
     fraction,
+    source_arg,
     storage_options,
     whole,
 )
@@ -260,32 +260,27 @@ def _stopped(verb: str, out: str, exc: KeyboardInterrupt) -> int:
     return 128 + signum
 
 
-def cmd_export(a: argparse.Namespace) -> int:
+def _stoppable(verb: str, run: Any, a: argparse.Namespace) -> int:
+    """Run an import or export with SIGTERM handled like Ctrl-C: side folder removed, one line."""
     from ..prepare.executors import _TermAsInterrupt
 
     try:
-        with _TermAsInterrupt():  # SIGTERM stops it like Ctrl-C: side folder removed
-            return _export(a)
+        with _TermAsInterrupt():
+            return int(run(a))
     except KeyboardInterrupt as exc:
-        return _stopped("export", a.out, exc)
+        return _stopped(verb, a.out, exc)
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    return _stoppable("export", _export, a)
 
 
 def _export(a: argparse.Namespace) -> int:
     from ..formats.export import DEFAULT_SHARD_TOKENS, check_format, export_store
-    from ..storage import Location, is_remote
-    from ..store import TokenStore
 
     check_format(a.format, flag="--format")
     opts = storage_options(a)
-    limit = cache_limit(a)
-    store: Any = a.store
-    if is_remote(a.store):
-        store = TokenStore.open(Location(a.store, storage_options=opts), cache_limit=limit)
-    elif limit is not None:
-        raise ValueError(
-            f"--cache-limit bounds the cache of a store on object storage; {a.store} is local, "
-            "read in place. Drop --cache-limit."
-        )
+    store = source_arg(a, "store")  # a store URL opens through the cache, as for the other verbs
     options: dict[str, Any] = {
         "format": a.format,
         "split": a.split,
@@ -304,13 +299,7 @@ def _export(a: argparse.Namespace) -> int:
 
 
 def cmd_import(a: argparse.Namespace) -> int:
-    from ..prepare.executors import _TermAsInterrupt
-
-    try:
-        with _TermAsInterrupt():  # SIGTERM stops it like Ctrl-C: side folder removed
-            return _import(a)
-    except KeyboardInterrupt as exc:
-        return _stopped("import", a.out, exc)
+    return _stoppable("import", _import, a)
 
 
 def _import(a: argparse.Namespace) -> int:
