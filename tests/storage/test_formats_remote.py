@@ -224,3 +224,40 @@ def test_python_api_takes_urls_and_the_manifest_names_them(
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
     paths = [i["path"] for i in manifest["inputs"]]
     assert paths and all(p.startswith(out + "/") for p in paths), paths
+
+
+def test_hf_export_to_a_bucket_loads_as_the_local_one(
+    s3: dict[str, Any], local_store: Path, tmp_path: Path
+) -> None:
+    datasets = pytest.importorskip("datasets")
+    out = f"{s3['url']}/exports/hf"
+    assert main(["export", str(local_store), "--format", "hf", "-o", out, "--quiet", *opt(s3)]) == 0
+    assert main(["export", str(local_store), "--format", "hf", "-o", str(tmp_path / "here"),
+                 "--quiet"]) == 0  # fmt: skip
+    there = tmp_path / "there"
+    for rel, data in download(out, s3).items():
+        (there / rel).parent.mkdir(parents=True, exist_ok=True)
+        (there / rel).write_bytes(data)
+    assert (there / MARKER).is_file()  # the listing went up last, with the rest
+    got, want = datasets.load_from_disk(str(there)), datasets.load_from_disk(str(tmp_path / "here"))
+    assert sorted(got) == sorted(want) == ["train", "val"]
+    for split in want:
+        assert got[split]["input_ids"] == want[split]["input_ids"] != []
+
+
+def test_import_says_the_assumed_tokenizer_with_the_url(
+    s3: dict[str, Any], local_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    here = tmp_path / "nano"
+    assert (
+        main(["export", str(local_store), "--format", "nanogpt", "-o", str(here), "--quiet"]) == 0
+    )
+    for f in here.iterdir():  # a bare nanoGPT file: nothing beside it records a tokenizer
+        if f.name != "train.bin":
+            f.unlink()
+    url = upload(here, s3, "bare")
+    capsys.readouterr()
+    assert main(["import", "nanogpt", f"{url}/train.bin", "-o", str(tmp_path / "s"), *opt(s3)]) == 0
+    err = capsys.readouterr().err
+    assert f"tokenizer: gpt2 (assumed: nothing in {url}/train.bin records a tokenizer" in err
+    assert str(tmp_path) not in err.split("tokenizer:")[1]  # never the scratch copy's path

@@ -234,6 +234,8 @@ def import_store(
     check_output_path(out)
     sources = _sources(format, src)
     tok, assumed = choose_tokenizer(src, tokenizer)
+    if assumed and _shown:  # name the URL the user gave, not the scratch copy
+        assumed = assumed.replace(_shown[0], _shown[1])
     stats = {"empty": 0, "invalid_utf8": 0, "binary": 0}
     docs, files = _inputs(format, sources, tok, stats)
     check_overlap(out, [str(f) for f in files], [])  # only the named files are read
