@@ -10,9 +10,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from gptdata import prepare
+from gptdata import TokenStore, prepare
+from gptdata.prepare.remote_out import scratch_out
 from gptdata.storage import Location, RemoteBusyError, RemoteNotFound, RemoteStoreWriter
 from s3fixtures import needs_s3
 
@@ -57,7 +59,11 @@ def test_remote_out_is_byte_identical_to_local(s3, corpus, tmp_path) -> None:
     local = local_bytes(tmp_path / "local")
     assert len(local) >= 6 and remote == local  # every file, the manifest included
     assert out.with_suffix(".partial").files() == {}  # no lock, no staged shards left
-    assert store.n_tokens > 0
+    # The returned store is the bucket's, read through the cache; no local copy stays behind.
+    assert store.url == url and store.n_tokens > 0
+    assert not scratch_out(out).parent.exists()
+    local_train = TokenStore.open(tmp_path / "local").split("train")
+    assert np.array_equal(store.split("train")[:], local_train[:])
     with pytest.raises(FileExistsError, match=r"already holds a gptdata store. Pass force=True"):
         prepare([str(corpus)], url, workers=1, storage_options=s3["options"], **KW)
     prepare([str(corpus)], url, workers=1, storage_options=s3["options"], force=True,

@@ -26,6 +26,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from ._common import MARKER, MARKER_FORMAT
 # gptdata-export.json with "complete": false naming every object the upload may leave (old and
 # new), so that a rerun after a kill recognises the half-uploaded prefix as its own.
 SIDE = ".exporting"
+UPLOAD_THREADS = 8  # concurrent PUTs, as prepare's commit: a request's latency hides behind others
 
 
 def _marker(out: Location) -> dict[str, Any] | None:
@@ -112,8 +114,9 @@ def export_remote(
         side.write_bytes(json.dumps(pending).encode())
         if old:  # a reader from now on sees no export, never a mix of two
             loc.child(MARKER).delete()
-        for rel in files:
-            loc.child(rel).put_file(local / rel)
+        with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="gptdata-upload") as pool:
+            # list(): the first failed upload is raised here, one line naming its URL
+            list(pool.map(lambda rel: loc.child(rel).put_file(local / rel), files))
         lock.check()
         loc.child(MARKER).put_file(marker)  # the commit: LAST
         loc.delete_keys(k for k in old if k not in set(files) | {MARKER})

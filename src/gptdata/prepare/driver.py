@@ -326,6 +326,8 @@ def prepare(
         lock.release()
         if writer is not None:  # after a failure the staged shards stay: a rerun reuses them
             writer.abort()
+    if remote is not None:  # the store is the bucket's now: the local copy goes
+        store = remote_out.finish(remote)
     if not quiet:
         _summary(remote.url if remote else out, store, time.perf_counter() - t0, name_option)
     return store
@@ -425,7 +427,7 @@ def _commit(
     manifest["store_id"] = store_id_for(manifest)  # readers notice a replaced store
     if writer is not None:
         remote_out.commit(writer, side, manifest)
-        force = True  # below: the local mirror the returned TokenStore reads
+        force = True  # below: the local copy, removed once the lock is released
     else:
         write_json_atomic(side / MANIFEST, manifest)
     swap_in(side, out, force=force, plan_id=plan_id)

@@ -15,9 +15,8 @@ is needed; the driver downloads only what its commit must read and a task left o
     >>> writer = begin(Location("s3://b/stores/web"), plan_id, force=False)
     >>> commit(writer, side, manifest)          # after the units ran into ``side``
 
-``prepare`` returns a ``TokenStore`` on the local copy of what it committed (``scratch_out``),
-kept until the next run to the same URL; reading the remote store (``store/``, through the shard
-cache) is left out here.
+``prepare`` returns the committed store as any reader opens it (``finish``: its URL, read through
+the shard cache); the local scratch copy is removed then, so nothing of the run stays on disk.
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from typing import Any
 
 from ..storage import Location, RemoteNotFound, RemoteStoreWriter, stage_file
 from ..storage.cache import default_cache_dir
-from ..store.tokenstore import MANIFEST, write_json_atomic
+from ..store.tokenstore import MANIFEST, TokenStore, write_json_atomic
 
 UPLOAD_THREADS = 8  # concurrent PUTs: enough to hide a request's latency behind the others
 
@@ -115,3 +114,14 @@ def fetch_missing(partial: Location, side: Path, results: list[dict[str, Any]]) 
             except RemoteNotFound:
                 continue  # .order/.tail exist only for some split policies
     return fetched
+
+
+def finish(out: Location) -> TokenStore:
+    """After the commit (and the local lock's release): drop the scratch folder, open the store
+    at its URL, as a reader would (manifest and listing only; shards come on first read).
+
+    >>> finish(Location("s3://b/stores/web")).url
+    's3://b/stores/web'
+    """
+    shutil.rmtree(scratch_out(out).parent, ignore_errors=True)
+    return TokenStore.open(out)
