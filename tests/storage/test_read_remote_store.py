@@ -244,3 +244,20 @@ def test_export_of_a_store_url_equals_the_local_export(s3, cache, local_store, t
     export_store(store, tmp_path / "there", format="nanogpt", quiet=True)
     here, there = tmp_path / "here" / "train.bin", tmp_path / "there" / "train.bin"
     assert here.read_bytes() == there.read_bytes()
+
+
+def test_info_and_verify_take_a_store_url(s3, cache, local_store, capsys) -> None:
+    url = upload(local_store, s3)
+    opt = ["--storage-option", f"endpoint_url={s3['options']['endpoint_url']}"]
+    assert main(["info", str(local_store)]) == 0
+    here = capsys.readouterr().out
+    assert main(["info", url, *opt]) == 0
+    there = capsys.readouterr().out
+    assert there.splitlines()[0] == f"store      {url}"
+    assert there.splitlines()[1:] == here.splitlines()[1:]  # the same manifest, read remotely
+    assert not (cache / "shards").exists() or not any((cache / "shards").rglob("*.bin"))
+    assert main(["verify", url, *opt, "--cache-limit", "10MB"]) == 0
+    assert capsys.readouterr().out.startswith(f"ok: {url} verified (")
+    assert main(["verify", f"{s3['url']}/nothing-here", *opt]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "nothing-here" in err and err.count("\n") == 0

@@ -110,7 +110,11 @@ def add_store_verbs(sub: argparse._SubParsersAction, common: argparse.ArgumentPa
         ("verify", "check a store's structure and sha256 sums"),
     ):
         v = add_verb(sub, verb, helptext, common)
-        v.add_argument("store", help="a token store folder (made by gptdata prepare)")
+        v.add_argument(
+            "store", help="a token store folder (made by gptdata prepare), or its s3:// URL"
+        )
+        add_storage_option(v)
+        add_cache_limit(v)
 
 
 def add_export(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -226,7 +230,9 @@ def cmd_prepare(a: argparse.Namespace) -> int:
 def cmd_store(a: argparse.Namespace) -> int:
     from ..store import TokenStore
 
-    store = TokenStore.open(a.store)
+    store = source_arg(a, "store")  # a URL holding a store opens through the cache
+    if not isinstance(store, TokenStore):
+        store = TokenStore.open(store)  # a folder, or a URL with no store: open() says why
     if a.verb == "info":
         print(store.describe())
     else:

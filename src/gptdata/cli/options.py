@@ -29,8 +29,11 @@ EPILOGS = {
   gptdata prepare s3://bucket/corpus/ 's3://bucket/more/*.jsonl.gz' -o store
   gptdata prepare instruction-data.json --instructions --test-fraction 0.1 --val-fraction 0.05 -o sft
 """,
-    "info": "examples:\n  gptdata info store\n",
-    "verify": "examples:\n  gptdata verify store\n",
+    "info": "examples:\n  gptdata info store\n  gptdata info s3://bucket/stores/web\n",
+    "verify": """examples:
+  gptdata verify store
+  gptdata verify s3://bucket/stores/web --cache-limit 10GB --storage-option endpoint_url=http://127.0.0.1:9000
+""",
     "inspect": """examples:
   gptdata inspect the-verdict.txt --start 50
   gptdata inspect store --max-length 8 --windows --stride 4 -n 3
