@@ -251,3 +251,22 @@ def test_a_missing_bucket_is_one_line(s3) -> None:
         match=r"^bucket 'no-such-bucket-w' of s3://no-such-bucket-w/web does not exist",
     ):
         RemoteStoreWriter(out, plan_id="p").begin()
+
+
+def test_a_staged_object_rewritten_since_its_sidecar_is_staged_again(s3, tmp_path) -> None:
+    partial = Location(f"{s3['url']}/web.partial", storage_options=s3["options"])
+    local = tmp_path / "00000.train.000.bin"
+    local.write_bytes(b"\x01\x02" * 500)
+    rel = "shards/00000.train.000.bin"
+    assert remote_commit.stage_file(partial, local, rel) is False  # uploaded
+    assert remote_commit.stage_file(partial, local, rel) is True  # the same object: reused
+    assert partial.child("sums", rel + ".sha256").read_bytes().decode().count(" ") == 2  # + tag
+    # Another writer puts different bytes of the same size there: the sidecar no longer holds.
+    partial.child(rel).write_bytes(b"\x07\x08" * 500)
+    assert remote_commit.staged_sum(partial, rel) is None
+    assert remote_commit.stage_file(partial, local, rel) is False  # uploaded again
+    assert partial.child(rel).read_bytes() == local.read_bytes()
+    # A sidecar from before version tags (sha256 and size only) is still read.
+    sha, size, _tag = partial.child("sums", rel + ".sha256").read_bytes().decode().split()
+    partial.child("sums", rel + ".sha256").write_bytes(f"{sha} {size}\n".encode())
+    assert remote_commit.staged_sum(partial, rel) == (sha, int(size))

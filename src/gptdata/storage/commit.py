@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .urls import Location, RemoteNotFound, StorageError, translate
+from .urls import Location, RemoteNotFound, StorageError, remote_errors, translate
 
 # The same names as store/layout.py (this stage sits below it; tests pin them equal).
 FORMAT = "gptdata-token-store"
@@ -46,6 +46,8 @@ SIDE_FORMAT = "gptdata-side-folder"
 LOCK_FORMAT = "gptdata-lock"
 LOCK = "gptdata-lock.json"
 SUMS = "sums"
+# Keys of an fsspec info() that name an object's version: S3, then GCS/Azure spellings.
+VERSION_KEYS = ("ETag", "etag", "generation", "md5Hash")
 LEASE_S = 600.0  # a writer silent this long (no heartbeat) is taken for dead
 _SHARD_NAME = re.compile(r"shards/\d+\.\w+\.\d+\.(bin|idx|mask)")
 
@@ -254,29 +256,51 @@ def stage_file(
     """Upload ``local`` to ``partial/rel`` unless a staged copy with the same sha256 is there.
 
     Returns True when it was reused. The sidecar ``sums/<rel>.sha256`` is written after the
-    upload, so a sidecar always describes a complete object. Safe to call from Ray tasks or
-    worker processes (no lock: each unit writes its own names).
+    upload and records the object's version tag (its ETag on S3), so a sidecar always
+    describes one complete object, and an object rewritten since (another run, a hand copy)
+    no longer matches it. Safe to call from Ray tasks or worker processes (no lock: each unit
+    writes its own names).
     """
     size = os.path.getsize(local)
     if sha256 is None:
         sha256, size = file_sha256(local)
     if staged_sum(partial, rel) == (sha256, size):
-        with contextlib.suppress(RemoteNotFound):
-            if partial.child(rel).size() == size:
-                return True
-    partial.child(rel).put_file(local)
-    partial.child(SUMS, rel + ".sha256").write_bytes(f"{sha256} {size}\n".encode())
+        return True
+    obj = partial.child(rel)
+    obj.put_file(local)
+    size_now, tag = object_version(obj)
+    if size_now != size:  # another writer replaced it at once: stage again next run
+        tag = ""
+    partial.child(SUMS, rel + ".sha256").write_bytes(f"{sha256} {size} {tag}".rstrip().encode())
     return False
 
 
+def object_version(loc: Location) -> tuple[int, str]:
+    """(size, version tag) of one object: S3's ``ETag``, else whatever the filesystem's info
+    names a version (``etag``, ``generation``, ``md5Hash``); "" when it has none.
+
+    >>> object_version(Location("s3://b/web.partial/shards/00000.train.000.bin"))
+    (9262, '"5d41402abc4b2a76b9719d911017c592"')
+    """
+    with remote_errors(loc.url, "look up"):
+        loc.fs.invalidate_cache(loc.path)
+        info = loc.fs.info(loc.path)
+    tag = next((str(info[k]) for k in VERSION_KEYS if info.get(k)), "")
+    return int(info.get("size") or 0), tag
+
+
 def staged_sum(partial: Location, rel: str) -> tuple[str, int] | None:
-    """The (sha256, size) a sidecar records for ``partial/rel``, or None."""
+    """The (sha256, size) a sidecar records for ``partial/rel``, or None when there is none or
+    the object is no longer the one it describes (another size or version tag, or gone)."""
     try:
-        text = partial.child(SUMS, rel + ".sha256").read_bytes(limit=256).decode()
-        sha, size = text.split()
-        return sha, int(size)
+        text = partial.child(SUMS, rel + ".sha256").read_bytes(limit=512).decode()
+        sha, size, *tag = text.split()
+        now = object_version(partial.child(rel))
     except (RemoteNotFound, ValueError, UnicodeDecodeError):
         return None
+    if now[0] != int(size) or (tag and tag[0] != now[1]):
+        return None
+    return sha, int(size)
 
 
 class RemoteStoreWriter:
