@@ -45,14 +45,21 @@ bench-smoke:
 # The reference readers (megatron-core, lm-eval, datasets) in a venv of their own; torch is pinned
 # in the same pip command, or they would pull a CUDA build.
 XVENV := .venv-crosscheck
+# litdata and litgpt in a second venv: litdata pulls PyPI's torchvision (a CUDA build that fails
+# to load beside torch 2.13.0+cpu and then breaks transformers' Trainer), removed after install.
+LVENV := .venv-crosscheck-lit
 crosscheck:
 	test -x $(XVENV)/bin/python || $(PYTHON) -m venv $(XVENV)
 	$(XVENV)/bin/python -m pip install -q torch==2.13.0 -r crosscheck/requirements.txt -e '.[dev]'
 	$(XVENV)/bin/python -m pytest crosscheck -q
+	test -x $(LVENV)/bin/python || $(PYTHON) -m venv $(LVENV)
+	$(LVENV)/bin/python -m pip install -q torch==2.13.0 -r crosscheck/requirements-lit.txt -e .
+	$(LVENV)/bin/python -m pip uninstall -q -y torchvision
+	$(LVENV)/bin/python -m pytest crosscheck/test_recipes.py -q -k "litdata or litgpt"
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench examples
 	$(VENV)/bin/ruff format --check src tests bench examples
 
 clean:
-	rm -rf $(VENV) $(XVENV) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(XVENV) $(LVENV) build dist src/*.egg-info .pytest_cache

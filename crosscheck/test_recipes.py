@@ -83,9 +83,9 @@ def _as_pieces(stream: np.ndarray, tokens: np.ndarray, step: int) -> list[int]:
 def test_litdata_recipe_as_a_script(store, tmp_path) -> None:
     pytest.importorskip(
         "litdata",
-        reason="litdata is not installed: it requires torchvision, and PyPI's (CUDA) build "
-        "fails to load beside torch 2.13.0+cpu and then breaks transformers' Trainer, so it is "
-        "not in requirements.txt. To run: pip install litdata litgpt; pip uninstall torchvision",
+        reason="litdata is not installed in this venv: `make crosscheck` runs this test in "
+        ".venv-crosscheck-lit (crosscheck/requirements-lit.txt), since litdata's torchvision "
+        "breaks transformers' Trainer here",
     )
     step = 1 << 8  # 1 << 20 in the README: here several inputs, so several workers' chunks
     script = tmp_path / "to_litdata.py"
@@ -106,9 +106,8 @@ def test_litdata_recipe_as_a_script(store, tmp_path) -> None:
 def test_litgpt_pretrain_offline(store, tmp_path) -> None:
     if importlib.util.find_spec("litdata") is None or importlib.util.find_spec("litgpt") is None:
         pytest.skip(
-            "litgpt/litdata not installed: litgpt pins numpy<2 and transformers 5.3 (breaking "
-            "pyarrow and datasets here) and litdata's torchvision breaks Trainer, so neither is "
-            "in requirements.txt. Verified by hand with litgpt 0.5.13 + litdata 0.2.76."
+            "litgpt/litdata not installed in this venv: `make crosscheck` runs this test in "
+            ".venv-crosscheck-lit (crosscheck/requirements-lit.txt)"
         )
     script = tmp_path / "to_litdata.py"
     script.write_text(recipe("litgpt", sizes={"1 << 20": "1 << 10"}))
@@ -117,10 +116,10 @@ def test_litgpt_pretrain_offline(store, tmp_path) -> None:
         "litgpt",
         lang="sh",
         sizes={
-            "block_size: 1024": "block_size: 32",
-            "n_layer: 12": "n_layer: 1",
-            "n_head: 12": "n_head: 2",
-            "n_embd: 768": "n_embd: 16",
+            "  block_size: 1024": "  block_size: 32",
+            "  n_layer: 12": "  n_layer: 1",
+            "  n_head: 12": "  n_head: 2",
+            "  n_embd: 768": "  n_embd: 16",
             "--train.max_seq_length 1024": "--train.max_seq_length 16 --train.max_tokens 64 "
             "--train.micro_batch_size 2 --train.global_batch_size 2 --train.lr_warmup_steps 0 "
             "--eval.max_iters 1 --data.num_workers 0 --precision 32-true --devices 1 "
