@@ -186,9 +186,9 @@ def prepare(
     if (inputs is None) == (texts is None):
         raise ValueError("give either inputs (files, folders, globs) or texts=, not both/neither.")
     if instructions:
-        if any(is_remote(p) for p in _named(inputs)):
-            raise ValueError("instructions=True reads local files only for now; copy them first.")
-        files: list[InputFile] | None = resolve_instruction_inputs(inputs)
+        files: list[InputFile] | None = resolve_instruction_inputs(
+            inputs, storage_options=storage_options
+        )
     else:
         files = (
             resolve_inputs(inputs, storage_options=storage_options)  # type: ignore[arg-type]
@@ -233,7 +233,7 @@ def prepare(
     else:
         total_bytes = sum(f.size for f in files)
         if instructions:
-            planned = instruction_units(files)
+            planned = instruction_units(files, storage_options=storage_options)
         else:
             planned = plan_units(
                 files, unit_bytes=unit_bytes_for(total_bytes), storage_options=storage_options

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..storage import Location, expand, is_remote
 from ..store import dtype_for, write_json_atomic
 from ..store.masks import example_mask
 from ..store.shards import _PartWriter
@@ -50,36 +52,60 @@ def _size(path: str) -> tuple[int, int]:
     return size, mtime
 
 
-def resolve_instruction_inputs(inputs: Any) -> list[InputFile]:
-    """Instruction inputs as named (globs expanded, sorted): each a file or a ``datasets`` folder.
+def _remote_instruction_inputs(item: str, opts: Mapping[str, Any] | None) -> list[InputFile]:
+    """A URL as local paths are taken: a glob's objects, one object, or a ``save_to_disk``
+    prefix (one input, as a local folder is)."""
+    root = Location(item, storage_options=opts)
+    if glob.has_magic(root.path):
+        hits = [(loc.url, size) for loc, size in expand(item, storage_options=opts)]
+    elif below := root.files():
+        hits = [(root.url, sum(below.values()))]  # _records says if it is no datasets prefix
+    else:
+        hits = [(loc.url, size) for loc, size in expand(item, storage_options=opts)]
+    return [InputFile(url, "jsonl", size) for url, size in hits]
+
+
+def resolve_instruction_inputs(
+    inputs: Any, *, storage_options: Mapping[str, Any] | None = None
+) -> list[InputFile]:
+    """Instruction inputs as named (globs expanded, sorted): each a file or a ``datasets`` folder,
+    local or on object storage (``s3://bucket/sft/*.jsonl``, with fsspec's ``storage_options``).
 
     ["data/*.json"] -> [InputFile("data/a.json", ...), InputFile("data/b.json", ...)]
     """
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs or [])
-    paths: list[str] = []
+    files: dict[str, InputFile] = {}  # a path named twice is read once
     for item in items:
         item = os.fspath(item)
+        if is_remote(item):
+            for f in _remote_instruction_inputs(item, storage_options):
+                files.setdefault(f.path, f)
+            continue
         if glob.has_magic(item):
-            found = sorted(glob.glob(item))
-            if not found:
+            paths = sorted(glob.glob(item))
+            if not paths:
                 raise InputError(f"no instruction files match {item!r}. Check the pattern.")
-            paths += found
         elif not os.path.exists(item):
             raise InputError(f"instruction data '{item}' does not exist. Check the path.")
         else:
-            paths.append(item)
-    files = []
-    for path in dict.fromkeys(paths):  # a path named twice is read once
-        size, mtime = _size(path)
-        files.append(InputFile(path, "jsonl", size, mtime))  # kind unused: instructions.py reads
+            paths = [item]
+        for path in paths:
+            size, mtime = _size(path)
+            files.setdefault(path, InputFile(path, "jsonl", size, mtime))  # kind: instructions.py
     if not files:
         raise InputError("no instruction inputs given.")
-    return files
+    return list(files.values())
 
 
-def instruction_units(files: list[InputFile]) -> list[WorkUnit]:
+def instruction_units(
+    files: list[InputFile], *, storage_options: Mapping[str, Any] | None = None
+) -> list[WorkUnit]:
     """One work unit per input: instruction files are small, and a unit never splits a file."""
-    return [WorkUnit(i, (Piece(f.path, f.kind, 0, f.size),)) for i, f in enumerate(files)]
+    opts = dict(storage_options) if storage_options else None
+    return [
+        WorkUnit(i, (Piece(f.path, f.kind, 0, f.size),), storage_options=opts)
+        for i, f in enumerate(files)
+    ]
 
 
 def split_names(options: dict[str, Any]) -> tuple[str, ...]:
@@ -135,7 +161,11 @@ def tokenize_instruction_unit(
 
     path = unit.pieces[0].path
     for example in read_examples(
-        path, fields=spec["fields"], errors=options["errors"], stats=stats
+        path,
+        fields=spec["fields"],
+        errors=options["errors"],
+        stats=stats,
+        storage_options=unit.storage_options,
     ):
         batch.append(template.render(*example))
         if len(batch) >= BATCH_EXAMPLES:

@@ -37,8 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ..storage import Location, is_remote
 from . import hf_input
-from .readers import _jsonl_lines, parquet_file
+from .readers import Options, _jsonl_lines, parquet_file
 from .sources import InputError, Piece
 
 Errors = Literal["strict", "skip"]
@@ -198,22 +199,46 @@ def _chat(messages: Any, where: str) -> tuple[str, str, str]:
     return messages[-2]["content"], context, messages[-1]["content"]
 
 
-def _records(path: str) -> Iterator[tuple[str, Any]]:
-    """(where, record) for every record of one file or save_to_disk folder."""
+def _remote_folder(path: str, opts: Options) -> list[str] | None:
+    """The data files of a ``save_to_disk`` prefix on object storage; None for one object."""
+    root = Location(path, storage_options=opts)
+    below = root.files()
+    if not below:
+        return None  # one object (or nothing, which reading it then says)
+    files = hf_input.remote_hf_files(root, below)
+    if files is None:
+        raise InputError(f"{path}: a prefix that is not a datasets save_to_disk folder.")
+    return files
+
+
+def _json_text(path: str, opts: Options) -> str:
+    if is_remote(path):  # a JSON list is parsed whole either way: the object is read whole
+        loc = Location(path, storage_options=opts)
+        return loc.read_bytes(limit=loc.size() + 1).decode("utf-8-sig")
+    return Path(path).read_text(encoding="utf-8-sig")  # a BOM is no part of it
+
+
+def _records(path: str, opts: Options = None) -> Iterator[tuple[str, Any]]:
+    """(where, record) for every record of one file or save_to_disk folder (local or a URL)."""
     name = path.lower()
-    if os.path.isdir(path):
-        files = hf_input.hf_data_files(path)
-        if files is None:
+    remote = is_remote(path)
+    folder: list[str] | None = None  # the data files of a save_to_disk folder
+    if remote:
+        folder = _remote_folder(path, opts)
+    elif os.path.isdir(path):
+        folder = hf_input.hf_data_files(path)
+        if folder is None:
             raise InputError(f"{path}: a folder that is not a datasets save_to_disk folder.")
+    if folder is not None:
         row = 0
-        for file in files:
-            for batch in hf_input._batches(file):
+        for file in folder:
+            for batch in hf_input._batches(file, opts):
                 for record in batch.to_pylist():
                     yield f"{path}: row {row}", record
                     row += 1
     elif name.endswith(".json"):
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8-sig"))  # a BOM is no part of it
+            data = json.loads(_json_text(path, opts))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InputError(f"{path}: not a JSON file ({exc}).") from None
         if not isinstance(data, list):
@@ -225,19 +250,20 @@ def _records(path: str) -> Iterator[tuple[str, Any]]:
             yield f"{path}: record {i}", record
     elif name.endswith((".jsonl", ".jsonl.gz")):
         kind = "jsonl.gz" if name.endswith(".gz") else "jsonl"
-        piece = Piece(path, kind, 0, os.path.getsize(path))  # type: ignore[arg-type]
-        for line_no, (_, line) in enumerate(_jsonl_lines(piece), start=1):
+        size = Location(path, storage_options=opts).size() if remote else os.path.getsize(path)
+        piece = Piece(path, kind, 0, size)  # type: ignore[arg-type]
+        for line_no, (_, line) in enumerate(_jsonl_lines(piece, opts), start=1):
             if line.strip():
                 try:
                     yield f"{path}:{line_no}", json.loads(line)
                 except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                     raise InputError(f"{path}:{line_no}: malformed JSON ({exc}).") from None
     elif name.endswith(".parquet"):
-        for i, record in enumerate(parquet_file(path).read().to_pylist()):
+        for i, record in enumerate(parquet_file(path, opts).read().to_pylist()):
             yield f"{path}: row {i}", record
     elif name.endswith(".arrow"):
         row = 0
-        for batch in hf_input._batches(path):
+        for batch in hf_input._batches(path, opts):
             for record in batch.to_pylist():
                 yield f"{path}: row {row}", record
                 row += 1
@@ -254,10 +280,12 @@ def read_examples(
     fields: str | Mapping[str, str] | None = None,
     errors: Errors = "strict",
     stats: InstructionStats | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> Iterator[tuple[str, str, str]]:
     """(instruction, input, output) of every good record, in order.
 
-    ``errors="skip"`` drops bad records and counts them in ``stats.skipped``.
+    ``errors="skip"`` drops bad records and counts them in ``stats.skipped``. ``source`` may be
+    a URL (``s3://bucket/sft/data.jsonl``), read with fsspec's ``storage_options``.
 
         [{"instruction": "Add 2 and 3.", "output": "5"}] -> ("Add 2 and 3.", "", "5")
     """
@@ -267,9 +295,9 @@ def read_examples(
     stats = stats if stats is not None else InstructionStats()
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
-        if not os.path.exists(path):
+        if not is_remote(path) and not os.path.exists(path):
             raise InputError(f"instruction data '{path}' does not exist. Check the path.")
-        records: Iterator[tuple[str, Any]] = _records(path)
+        records: Iterator[tuple[str, Any]] = _records(path, storage_options)
     else:
         records = ((f"record {i}", r) for i, r in enumerate(source))
     for where, record in records:
