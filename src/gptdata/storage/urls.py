@@ -315,20 +315,47 @@ class Location:
             and d.get("type", "file") == "file"
         }
 
+    def _signed(self) -> Any:
+        """The signed URL a lister registered for this object (``signed.using``), or None."""
+        from . import signed
+
+        return signed.lookup(self.url, self.storage_options)
+
     def open(self, *, block_size: int = CHUNK) -> BinaryIO:
         """A streaming reader: each ``read`` fetches only the bytes it asks for (a range), plus
-        ``block_size`` read ahead; its errors are one line too (``streams.RemoteReader``)."""
+        ``block_size`` read ahead; its errors are one line too (``streams.RemoteReader``).
+        With a signed URL registered, plain HTTPS GETs (``signed.SignedFile``) instead."""
+        url = self._signed()
+        if url is not None:
+            from .signed import SignedFile
+
+            return SignedFile(  # type: ignore[return-value]
+                self.url, url, block_size=block_size, fallback=lambda: self._open(block_size)
+            )
+        return self._open(block_size)
+
+    def _open(self, block_size: int) -> BinaryIO:
         with remote_errors(self.url):
             raw = self.fs.open(self.path, "rb", block_size=block_size, cache_type="readahead")
         return RemoteReader(raw, self.url, remote_errors)  # type: ignore[return-value]
 
     def read_range(self, start: int, end: int) -> bytes:
         """Bytes ``start``..``end`` (end exclusive) in one ranged request."""
+        if self._signed() is not None:
+            with self.open(block_size=1) as fh:
+                fh.seek(start)
+                return fh.read(end - start)
         with remote_errors(self.url):
             return bytes(self.fs.cat_file(self.path, start=start, end=end))
 
     def iter_chunks(self, *, chunk_size: int = CHUNK, start: int = 0) -> Iterator[bytes]:
         """The object from ``start`` in ranged chunks: memory stays one chunk, whatever its size."""
+        if self._signed() is not None:
+            with self.open(block_size=1) as fh:
+                fh.seek(start)
+                while chunk := fh.read(chunk_size):
+                    yield chunk
+            return
         with remote_errors(self.url):
             fh = self.fs.open(self.path, "rb", block_size=chunk_size, cache_type="none")
         with fh:
