@@ -32,6 +32,7 @@ from ..storage import Location, RemoteNotFound, expand
 from ..storage import signed as _signed
 from ..store.layout import FORMAT, MANIFEST, SIDE_FORMAT, SIDE_MARKER
 from .hf_input import DATASET_DICT, STATE, remote_hf_files
+from .processes import run_apart
 from .readers import InputError
 
 _GLOB = re.compile(r"[*?\[]")
@@ -169,13 +170,11 @@ def list_and_sign(
 def list_apart(
     items: list[str], storage_options: Mapping[str, Any] | None, suffixes: tuple[str, ...]
 ) -> dict[str, Listed]:
-    """``list_and_sign`` in a process of its own (``executors.run_apart``): item -> objects.
+    """``list_and_sign`` in a process of its own (``processes.run_apart``): item -> objects.
 
     >>> list_apart(["s3://b/corpus/"], None, (".txt",))
     {'s3://b/corpus/': [('s3://b/corpus/a.txt', 2, 'https://b.s3.amazonaws.com/corpus/a.txt?X-Amz-...')]}
     """
-    from .executors import run_apart  # executors imports sources, which imports this lazily
-
     if not items:
         return {}
     opts = dict(storage_options) if storage_options else None

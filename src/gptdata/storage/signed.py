@@ -13,9 +13,10 @@ then send plain ranged GETs over ``http.client`` (+1.7 MiB) instead.
     b'{"tex'
 
 A filesystem that cannot sign (``NotImplementedError``, or credentials that cannot sign) gives
-no URL and is read through fsspec as before. A URL refused on use (HTTP 403: expired, or its
-credentials revoked) falls back to fsspec for that object, whose error, if any, is the usual one
-line naming the ``s3://`` URL and the fix. Nothing here is specific to one cloud.
+no URL and is read through fsspec as before. A read that fails through its signed URL (HTTP 403:
+expired, or its credentials revoked; a proxy or certificate only the client is set up for) goes
+on through fsspec for that object, whose error, if any, is the usual one line naming the
+``s3://`` URL and the fix. Nothing here is specific to one cloud.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
+
+from .errors import _CREDENTIALS_FIX, SCHEMES, RemoteAccessDenied, RemoteNotFound, StorageError
 
 # Signed URLs live this long: S3's SigV4 refuses more than 7 days. URLs made from temporary
 # credentials die with them earlier; a 403 then falls back to the filesystem (see the module).
@@ -88,8 +91,17 @@ def _connection(scheme: str, netloc: str, fresh: bool = False) -> Any:
     return conn
 
 
-class Refused(Exception):
-    """HTTP 403 on a signed URL: expired, or its credentials were revoked."""
+class SignedReadFailed(Exception):
+    """A read through a signed URL failed; ``error`` is the one-line ``StorageError`` for it.
+
+    ``SignedFile`` then reads through the filesystem instead (a URL that expired, a proxy or
+    certificate that only the filesystem's client is set up for), whose error, if it fails
+    too, is the canonical one; without a fallback it raises ``error``.
+    """
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _code(body: bytes) -> str:
@@ -101,10 +113,8 @@ def _code(body: bytes) -> str:
 def get_range(url: str, signed: str, start: int, end: int) -> bytes:
     """Bytes ``start..end`` (end exclusive) of the object at ``signed``; errors name ``url``.
 
-    Raises ``Refused`` on HTTP 403, so that the caller may fall back to the filesystem.
+    Raises ``SignedReadFailed`` (after 3 tries for dropped connections and 5xx answers).
     """
-    from .urls import RemoteNotFound, StorageError
-
     if end <= start:
         return b""
     parts = urlsplit(signed)
@@ -116,35 +126,41 @@ def get_range(url: str, signed: str, start: int, end: int) -> bytes:
             conn.request("GET", target, headers=headers)
             resp = conn.getresponse()
             body = resp.read()
-        except ConnectionRefusedError:
-            raise StorageError(
-                f"cannot reach the storage endpoint for {url}: check the network, or "
-                "--storage-option endpoint_url=..."
-            ) from None
-        except (OSError, ValueError) as exc:  # a keep-alive connection the server dropped
-            if attempt + 1 < _RETRIES:
+        except (OSError, ValueError) as exc:  # refused, reset, a keep-alive the server dropped
+            if attempt + 1 < _RETRIES and not isinstance(exc, ConnectionRefusedError):
                 time.sleep(0.2 * attempt)
                 continue
-            raise StorageError(f"could not read {url}: {type(exc).__name__}: {exc}") from None
+            raise SignedReadFailed(
+                StorageError(
+                    f"cannot reach the storage endpoint for {url} ({type(exc).__name__}): "
+                    "check the network, or --storage-option endpoint_url=..."
+                )
+            ) from None
         if resp.status == 206:
             return body
         if resp.status == 200:  # the server ignored Range: the whole object came
             return body[start:end]
         if resp.status == 416:  # past the end: an object that shrank since it was listed
             return b""
-        if resp.status == 403:
-            raise Refused(_code(body) or "HTTP 403")
-        if resp.status == 404:
-            raise RemoteNotFound(f"{url} does not exist: check the path (it is case-sensitive).")
         if resp.status >= 500 and attempt + 1 < _RETRIES:
             time.sleep(0.2 * (attempt + 1))
             continue
-        code = _code(body)
-        raise StorageError(
-            f"could not read {url}: HTTP {resp.status} {resp.reason}"
-            + (f" ({code})" if code else "")
-            + ". Run the same command again; finished work is kept."
-        )
+        code = _code(body) or f"HTTP {resp.status}"
+        if resp.status == 403:
+            fix = _CREDENTIALS_FIX.get(SCHEMES.get(url.partition(":")[0], ("", ""))[0], "")
+            error: Exception = RemoteAccessDenied(
+                f"access denied to read {url} through its signed URL ({code}): it expired or "
+                "its credentials were revoked. Run the same command again (it signs new URLs)"
+                + (f", or {fix}." if fix else ".")
+            )
+        elif resp.status == 404:
+            error = RemoteNotFound(f"{url} does not exist: check the path (it is case-sensitive).")
+        else:
+            error = StorageError(
+                f"could not read {url}: {code} ({resp.status} {resp.reason}). "
+                "Run the same command again; finished work is kept."
+            )
+        raise SignedReadFailed(error)
     raise AssertionError("unreachable")
 
 
@@ -152,7 +168,7 @@ class SignedFile(io.RawIOBase):
     """A seekable, read-only file over a signed URL: each read is a ranged GET of at least
     ``block_size`` bytes (read ahead, as fsspec's ``readahead`` cache), one block held at a time.
 
-    On HTTP 403 it asks ``fallback()`` (``Location``'s fsspec reader) for the rest.
+    When a read fails (``SignedReadFailed``) it asks ``fallback()`` (``Location``'s fsspec reader) for the rest.
     """
 
     def __init__(
@@ -182,10 +198,10 @@ class SignedFile(io.RawIOBase):
     def _get(self, start: int, end: int) -> bytes:
         try:
             return get_range(self.url, self._signed, start, end)
-        except Refused as exc:
+        except SignedReadFailed as exc:
             if self._fallback is None:
-                raise _refused(self.url, str(exc)) from None
-            self._other = self._fallback()
+                raise exc.error from None
+            self._other = self._fallback()  # the filesystem's reader, for the rest
             self._other.seek(start)
             return self._other.read(end - start)
 
@@ -271,12 +287,3 @@ class SignedFile(io.RawIOBase):
             self._other.close()
         self._buf = b""
         super().close()
-
-
-def _refused(url: str, code: str) -> Exception:
-    from .urls import RemoteAccessDenied
-
-    return RemoteAccessDenied(
-        f"access denied to read {url} through its signed URL ({code}): it expired or its "
-        "credentials were revoked. Run the same command again: it signs new URLs."
-    )
