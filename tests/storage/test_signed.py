@@ -159,6 +159,20 @@ def test_a_filesystem_that_cannot_sign_gives_no_url() -> None:
         assert loc._signed() is None
 
 
+def test_behind_a_proxy_the_filesystem_reads(monkeypatch) -> None:
+    class Signs:
+        def sign(self, path: str, expiration: int = 100) -> str:
+            return f"https://host/{path}?sig"
+
+    loc = Location("az://b/corpus/a.txt")
+    loc._fs = Signs()
+    for name in ("https_proxy", "http_proxy", "all_proxy", "HTTPS_PROXY", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert signed_urls.sign(loc, size=3) == ("https://host/b/corpus/a.txt?sig", 3)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")  # http.client would ignore it
+    assert signed_urls.sign(loc, size=3) is None
+
+
 # Against moto's S3 server: s3fs signs, the standard library reads.
 
 

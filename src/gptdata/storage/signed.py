@@ -42,10 +42,20 @@ _RETRIES = 3  # dropped keep-alive connections and 5xx answers are retried, with
 Signed = tuple[str, int]  # (signed URL, object size in bytes)
 _table: dict[str, tuple[str, int, Mapping[str, Any]]] = {}  # url -> (signed, size, options)
 _conns = threading.local()  # per thread: {netloc: connection}, and the pid that opened them
+_unreachable: set[str] = set()  # hosts a signed read could not reach: later reads go to fsspec
+# http.client ignores proxies; the filesystem's client honours them (and NO_PROXY): leave it to it.
+_PROXIES = ("https_proxy", "http_proxy", "all_proxy")
 
 
 def sign(loc: Any, *, size: int, expires: int = SIGN_SECONDS) -> Signed | None:
-    """``(signed URL, size)`` for a ``Location``, or None where its filesystem cannot sign."""
+    """``(signed URL, size)`` for a ``Location``, or None where its filesystem cannot sign
+    (or a proxy is set). ~0.3 ms an object with s3fs (measured): 10,000 objects take 3 s.
+
+        >>> sign(Location("s3://b/corpus/a.txt"), size=2)
+        ('https://b.s3.amazonaws.com/corpus/a.txt?X-Amz-Algorithm=...', 2)
+    """
+    if any(os.environ.get(name) or os.environ.get(name.upper()) for name in _PROXIES):
+        return None
     try:
         url = loc.fs.sign(loc.path, expiration=expires)
     except Exception:  # NotImplementedError, or e.g. gcsfs with user credentials: read via fsspec
@@ -120,25 +130,27 @@ def get_range(url: str, signed: str, start: int, end: int) -> bytes:
     parts = urlsplit(signed)
     target = parts.path + ("?" + parts.query if parts.query else "")
     headers = {"Range": f"bytes={start}-{end - 1}"}
+    if parts.netloc in _unreachable:  # known: do not wait for the network again
+        raise SignedReadFailed(_unreached(url, "unreachable before"))
     for attempt in range(_RETRIES):
         conn = _connection(parts.scheme, parts.netloc, fresh=attempt > 0)
         try:
             conn.request("GET", target, headers=headers)
             resp = conn.getresponse()
-            body = resp.read()
+            # A server that ignores Range sends the whole object: read only up to `end`, then
+            # drop the connection (S3, GCS and Azure honour Range; memory stays the range).
+            body = resp.read() if resp.status != 200 else resp.read(end)
+            if resp.status == 200:
+                conn.close()
         except (OSError, ValueError) as exc:  # refused, reset, a keep-alive the server dropped
             if attempt + 1 < _RETRIES and not isinstance(exc, ConnectionRefusedError):
                 time.sleep(0.2 * attempt)
                 continue
-            raise SignedReadFailed(
-                StorageError(
-                    f"cannot reach the storage endpoint for {url} ({type(exc).__name__}): "
-                    "check the network, or --storage-option endpoint_url=..."
-                )
-            ) from None
+            _unreachable.add(parts.netloc)
+            raise SignedReadFailed(_unreached(url, type(exc).__name__)) from None
         if resp.status == 206:
             return body
-        if resp.status == 200:  # the server ignored Range: the whole object came
+        if resp.status == 200:
             return body[start:end]
         if resp.status == 416:  # past the end: an object that shrank since it was listed
             return b""
@@ -168,7 +180,8 @@ class SignedFile(io.RawIOBase):
     """A seekable, read-only file over a signed URL: each read is a ranged GET of at least
     ``block_size`` bytes (read ahead, as fsspec's ``readahead`` cache), one block held at a time.
 
-    When a read fails (``SignedReadFailed``) it asks ``fallback()`` (``Location``'s fsspec reader) for the rest.
+    When a read fails (``SignedReadFailed``) it asks ``fallback()`` (``Location``'s fsspec
+    reader) for the rest of the file.
     """
 
     def __init__(
@@ -287,3 +300,10 @@ class SignedFile(io.RawIOBase):
             self._other.close()
         self._buf = b""
         super().close()
+
+
+def _unreached(url: str, why: str) -> Exception:
+    return StorageError(
+        f"cannot reach the storage endpoint for {url} ({why}): check the network, or "
+        "--storage-option endpoint_url=..."
+    )
