@@ -69,6 +69,7 @@ def test_a_worker_reads_signed_units_without_the_client(s3, tmp_path) -> None:
     url = _upload(s3, local)
     files = resolve_inputs([url + "/"], storage_options=s3["options"], separate=True)
     assert files and all(f.signed for f in files)
+    assert "Signature" not in repr(files) and "signed='...'" in repr(files[0])
     units = plan_units(files, unit_bytes=1 << 14, storage_options=s3["options"])
     assert len(units) > 3
     for unit in units:
