@@ -21,8 +21,9 @@ what lets downloads hide behind reads. Targets (issue 22): warm >= 0.9x local; c
 batch within one shard's download, then >= 0.5x the warm rate.
 
 ``prepare``: the same corpus (bench/corpus.py's JSONL, and a gzip copy of it) prepared from local
-files and from the bucket, ``gptdata prepare`` as a command with ``--workers 2``; the peak RSS of
-its whole process tree, sampled every 20 ms. Target (issue 22): S3 within 20 % of local.
+files and from the bucket, ``gptdata prepare`` as a command with ``--workers 2``
+(``--prepare-workers``); the peak RSS of its whole process tree, sampled every 20 ms, and the
+shards compared. Target (issue 22): S3 within 20 % of local.
 """
 
 from __future__ import annotations
@@ -156,8 +157,10 @@ def bench_prepare(size: str, workers: int, endpoint: str) -> None:
         + ("ok" if ratio <= 1.2 else "MISSED")
         + ("" if same else "; SHARDS DIFFER"),
     )
-    # What streaming must keep flat: the difference, whatever the corpus size. It is fixed:
-    # fsspec, s3fs, aiobotocore and one S3 client per process (~45 MiB of RSS each, psutil).
+    # What streaming must keep flat: the difference, whatever the corpus size. An S3 client
+    # costs ~41 MiB of RSS a process (s3fs, aiohttp, botocore's models); prepare builds it only
+    # in a short-lived lister, before the tokenizer and the workers: the rest read through
+    # signed URLs with http.client (+~2 MiB a process).
     extra = (peaks["s3"][1] - peaks["local"][1]) / 2**20
     row(
         "peak PSS s3 - local",

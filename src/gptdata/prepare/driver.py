@@ -191,7 +191,9 @@ def prepare(
         )
     else:
         files = (
-            resolve_inputs(inputs, storage_options=storage_options)  # type: ignore[arg-type]
+            # Remote inputs are listed (and signed) in a process of their own: the driver and its
+            # workers read through signed URLs and never hold an S3 client (~41 MiB each).
+            resolve_inputs(inputs, storage_options=storage_options, separate=True)  # type: ignore[arg-type]
             if texts is None
             else None
         )

@@ -1,7 +1,8 @@
 """How ``prepare`` runs its work units: in order here, or in a pool of local worker processes.
 
 Workers never outlive the driver and never print a traceback on Ctrl-C; SIGTERM to the driver
-acts as Ctrl-C (``Interrupted``), so the same command resumes. The Ray engine is in ``_ray``.
+acts as Ctrl-C (``Interrupted``), so the same command resumes. How each worker starts (and the
+short-lived lister of remote inputs) is ``processes``; the Ray engine is in ``ray_engine``.
 """
 
 from __future__ import annotations
@@ -9,12 +10,11 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
+from .processes import _worker_init
 from .sources import WorkUnit
 
 
@@ -34,56 +34,6 @@ class InlineExecutor:
     ) -> Iterator[dict[str, Any]]:
         for unit in units:
             yield fn(unit)
-
-
-def _limit_threads(threads: int) -> None:
-    """Worker start-up: give each worker its share of the cores, so that workers x the fast
-    tokenizer's own threads never oversubscribe the machine (Rayon reads this at first use)."""
-    os.environ["RAYON_NUM_THREADS"] = str(threads)
-
-
-def _driver_gone(pid: int) -> bool:
-    """Whether the driver ``pid`` has exited (a zombie counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except (OSError, IndexError):
-        return False
-
-
-def _watch_driver(pid: int) -> None:
-    while not _driver_gone(pid):
-        time.sleep(0.5)
-    os._exit(1)
-
-
-def _worker_init(threads: int, driver: int) -> None:
-    """A worker must never outlive its driver, nor print a traceback on Ctrl-C.
-
-    Ctrl-C reaches the whole process group: workers ignore it and the driver stops them. A
-    driver killed with SIGKILL cannot stop them: on Linux the kernel sends them SIGKILL
-    (PR_SET_PDEATHSIG); everywhere a daemon thread polls the driver twice a second.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != driver and _driver_gone(driver):
-        os._exit(1)  # the driver died before the prctl above took effect
-    threading.Thread(target=_watch_driver, args=(driver,), daemon=True).start()
-    _limit_threads(threads)
 
 
 class LocalExecutor:

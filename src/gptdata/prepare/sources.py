@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ..storage import is_remote
+from ..storage import signed as signed_urls
 from ..store.layout import is_gptdata_folder
 from . import hf_input
 from .readers import Errors as Errors  # re-exported: the reading side lives in _readers
@@ -56,6 +57,14 @@ class InputFile(NamedTuple):
     kind: Kind
     size: int
     mtime_ns: int = 0  # only to notice a changed input when resuming
+    signed: str | None = None  # a remote object's signed URL (``resolve_inputs(separate=True)``)
+
+    def __repr__(self) -> str:  # a signed URL is a credential for days: never printed
+        signed = ", signed='...'" if self.signed else ""
+        return (
+            f"InputFile(path={self.path!r}, kind={self.kind!r}, size={self.size}, "
+            f"mtime_ns={self.mtime_ns}{signed})"
+        )
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,8 @@ class WorkUnit:
     texts: tuple[str, ...] | None = field(default=None, repr=False)  # Python-API documents
     # fsspec options of remote pieces: kept out of the plan and the manifest (they may hold keys)
     storage_options: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+    # url -> (signed URL, size) of its remote pieces: read without the filesystem's client
+    signed: Mapping[str, tuple[str, int]] | None = field(default=None, repr=False, compare=False)
 
 
 def lost_url(text: str) -> str:
@@ -128,7 +139,10 @@ def _walk(top: str, cache: dict[str, bool]) -> list[str]:
 
 
 def resolve_inputs(
-    inputs: Sequence[str | os.PathLike[str]], *, storage_options: Options = None
+    inputs: Sequence[str | os.PathLike[str]],
+    *,
+    storage_options: Options = None,
+    separate: bool = False,
 ) -> list[InputFile]:
     """Files, folders and globs -> the sorted list of input files, each real file once.
 
@@ -137,9 +151,11 @@ def resolve_inputs(
     Only regular files are read (a FIFO would block forever); a file reached twice (a folder and
     a file in it, a relative and an absolute path, a symlink, a hard link: one device and inode)
     is read once, under its first name in sorted order. A gptdata store, or its side folder, is never read as input.
-    A ``str`` URL (``s3://bucket/corpus/``) is listed with ``storage_options`` (``remote_inputs``).
+    A ``str`` URL (``s3://bucket/corpus/``) is listed with ``storage_options`` (``remote_inputs``);
+    ``separate=True`` lists them in a process of its own and signs each object (``list_apart``),
+    so that this process never imports the filesystem's client.
     """
-    from .remote_inputs import remote_inputs
+    from .remote_inputs import list_apart, remote_inputs
 
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
@@ -148,12 +164,22 @@ def resolve_inputs(
     found: set[str] = set()
     named: set[str] = set()  # named directly: must be a regular file, or it is an error
     cache: dict[str, bool] = {}
-    remote: dict[str, int] = {}  # url -> size
+    remote: dict[str, tuple[int, str | None]] = {}  # url -> (size, signed URL)
+    urls = [os.fspath(i) for i in inputs if is_remote(os.fspath(i))]
+    listed = list_apart(urls, storage_options, FOLDER_SUFFIXES) if separate else {}
     for item in inputs:
         text = os.fspath(item)
         if is_remote(text):
-            for url, size in remote_inputs(text, storage_options, FOLDER_SUFFIXES):
-                remote[url] = size
+            hits = (
+                listed[text]
+                if text in listed
+                else [
+                    (url, size, None)
+                    for url, size in remote_inputs(text, storage_options, FOLDER_SUFFIXES)
+                ]
+            )
+            for url, size, signed in hits:
+                remote[url] = (size, signed)
                 found.add(url)
         elif os.path.isdir(text) and hf_input.is_hf_folder(text):
             hf_files = hf_input.hf_data_files(text) or []
@@ -194,7 +220,8 @@ def resolve_inputs(
     seen: set[tuple[int, int]] = set()
     for p in sorted(found):
         if p in remote:  # an object: its URL names it once; there are no links to follow
-            files.append(InputFile(p, kind_of(p), remote[p]))
+            size, signed = remote[p]
+            files.append(InputFile(p, kind_of(p), size, signed=signed))
             continue
         try:
             st = os.stat(p)
@@ -252,9 +279,34 @@ def plan_units(
     """Cut the files into work units of about ``unit_bytes`` input bytes, deterministically.
 
     Remote files are cut exactly as local copies of them would be (the same cuts, row groups and
-    record batches, found with ranged reads); each unit carries ``storage_options``.
+    record batches, found with ranged reads); each unit carries ``storage_options``, and the
+    signed URLs of its remote pieces where the files have them (``InputFile.signed``).
     """
     opts = dict(storage_options) if storage_options else None
+    table = {f.path: (f.signed, f.size) for f in files if f.signed}
+    with signed_urls.using(table, opts):  # the cuts below read through them too
+        pieces = _pieces(files, unit_bytes, opts)
+    units: list[WorkUnit] = []
+    current: list[Piece] = []
+    weight = 0
+
+    def unit(pieces: list[Piece]) -> WorkUnit:
+        mine = {p.path: table[p.path] for p in pieces if p.path in table}
+        return WorkUnit(len(units), tuple(pieces), storage_options=opts, signed=mine or None)
+
+    for piece, w in pieces:
+        if current and weight + w > unit_bytes:
+            units.append(unit(current))
+            current, weight = [], 0
+        current.append(piece)
+        weight += w
+    if current:
+        units.append(unit(current))
+    return units
+
+
+def _pieces(files: Sequence[InputFile], unit_bytes: int, opts: Options) -> list[tuple[Piece, int]]:
+    """Each file's pieces with their byte weights: JSONL cuts, row groups, record batch runs."""
     pieces: list[tuple[Piece, int]] = []  # (piece, its byte weight)
     for f in files:
         if f.kind == "jsonl" and f.size > unit_bytes:
@@ -276,18 +328,7 @@ def plan_units(
             ]
         else:
             pieces.append((Piece(f.path, f.kind, 0, f.size), f.size))
-    units: list[WorkUnit] = []
-    current: list[Piece] = []
-    weight = 0
-    for piece, w in pieces:
-        if current and weight + w > unit_bytes:
-            units.append(WorkUnit(len(units), tuple(current), storage_options=opts))
-            current, weight = [], 0
-        current.append(piece)
-        weight += w
-    if current:
-        units.append(WorkUnit(len(units), tuple(current), storage_options=opts))
-    return units
+    return pieces
 
 
 def read_documents(
@@ -299,6 +340,11 @@ def read_documents(
 ) -> Iterator[str]:
     """The non-empty documents of one unit, in order; skipped ones are counted in ``stats``."""
     stats = stats if stats is not None else ReadStats()
+    with signed_urls.using(unit.signed, unit.storage_options):
+        yield from _documents(unit, text_field, errors, stats)
+
+
+def _documents(unit: WorkUnit, text_field: str, errors: Errors, stats: ReadStats) -> Iterator[str]:
     if unit.texts is not None:
         streams: list[Iterator[str]] = [iter(unit.texts)]
     else:

@@ -7,6 +7,9 @@ is S3-specific, and every failure is one line naming the URL and the fix.
   ``parse_storage_options`` for ``--storage-option key=value``, ``StorageError``.
 - ``streams``: ``RemoteReader``, what ``Location.open`` returns: a seekable file whose errors are
   one line too (gzip and pyarrow read remote inputs through it).
+- ``signed``: reads through signed URLs (``fs.sign``) with ``http.client``, for processes that
+  read objects another one listed: no S3 client (~41 MiB) built there; fsspec when that fails.
+- ``errors``: ``StorageError`` and its kinds, ``translate``: every failure as one line.
 - ``cache``: ``ShardCache``, a store's shards on local disk (``$GPTDATA_CACHE_DIR/shards``),
   verified once by sha256, least recently used evicted past ``limit``, prefetched ahead.
 - ``commit``: ``RemoteStoreWriter``, writing a store with no rename: shards staged under

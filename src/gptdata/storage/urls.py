@@ -26,44 +26,37 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, BinaryIO
 
+from . import signed
+from .errors import (
+    _URL,
+    SCHEMES,
+    RemoteAccessDenied,
+    RemoteNotFound,
+    StorageError,
+    remote_errors,
+    translate,
+)
 from .streams import RemoteReader
 
-# scheme -> (fsspec protocol, package that provides it)
-SCHEMES: dict[str, tuple[str, str]] = {
-    "s3": ("s3", "s3fs"),
-    "s3a": ("s3", "s3fs"),
-    "gs": ("gcs", "gcsfs"),
-    "gcs": ("gcs", "gcsfs"),
-    "az": ("abfs", "adlfs"),
-    "abfs": ("abfs", "adlfs"),
-    "abfss": ("abfs", "adlfs"),
-}
-_URL = re.compile(r"([a-z0-9]+)://(.*)", re.IGNORECASE)
+__all__ = [  # the errors live in errors.py; they are importable from here as before
+    "CHUNK",
+    "SCHEMES",
+    "Location",
+    "RemoteAccessDenied",
+    "RemoteNotFound",
+    "StorageError",
+    "expand",
+    "is_remote",
+    "parse_storage_options",
+    "remote_errors",
+    "translate",
+]
+
 _GLOB = re.compile(r"[*?\[]")
 CHUNK = 8 << 20  # bytes per ranged read: large enough that a request's latency is noise
 SMALL_OBJECT = 1 << 24  # read_bytes refuses more: a manifest is far below 16 MiB
 # Values that stay strings whatever they look like (a secret made of digits is still a secret).
 _STRING_OPTIONS = {"key", "secret", "token", "endpoint_url", "profile", "region_name"}
-
-# The fix for missing or refused credentials, per fsspec protocol.
-_CREDENTIALS_FIX = {
-    "s3": "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, run `aws configure`, "
-    "or pass --storage-option anon=true for a public bucket",
-    "gcs": "run `gcloud auth application-default login` or set GOOGLE_APPLICATION_CREDENTIALS",
-    "abfs": "set AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY, or run `az login`",
-}
-
-
-class StorageError(OSError):
-    """A remote call failed; the message is one line: what, the URL, and the fix."""
-
-
-class RemoteNotFound(StorageError, FileNotFoundError):
-    """No such bucket or no such object."""
-
-
-class RemoteAccessDenied(StorageError, PermissionError):
-    """Missing, refused or insufficient credentials."""
 
 
 def is_remote(path: object) -> bool:
@@ -111,83 +104,6 @@ def parse_storage_options(items: Iterable[str]) -> dict[str, Any]:
             target = nxt
         target[leaf] = value
     return options
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        yield cur
-        cur = cur.__cause__ or cur.__context__
-
-
-def _codes(exc: BaseException) -> tuple[set[str], str]:
-    """Class names and service error codes along the chain, and the chain's text, lowercased."""
-    names: set[str] = set()
-    text = []
-    for e in _chain(exc):
-        names.add(type(e).__name__)
-        response = getattr(e, "response", None)  # botocore's ClientError, without importing it
-        if isinstance(response, dict):
-            code = response.get("Error", {}).get("Code")
-            if code:
-                names.add(str(code))
-        text.append(str(e))
-    return names, " ".join(text).lower()
-
-
-def translate(exc: BaseException, url: str, action: str = "read") -> StorageError:
-    """The one-line ``StorageError`` for an exception raised while ``action``-ing ``url``.
-
-    >>> translate(FileNotFoundError("NoSuchBucket"), "s3://nope/x")
-    RemoteNotFound("bucket 'nope' of s3://nope/x does not exist ...")
-    """
-    if isinstance(exc, StorageError):
-        return exc
-    m = _URL.fullmatch(url)
-    scheme = m.group(1).lower() if m else ""
-    protocol = SCHEMES.get(scheme, (scheme, ""))[0]
-    bucket = m.group(2).split("/", 1)[0] if m else ""
-    names, text = _codes(exc)
-    fix = _CREDENTIALS_FIX.get(protocol, "configure credentials for this storage")
-    if names & {"NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError"} or (
-        "unable to locate credentials" in text
-    ):
-        return RemoteAccessDenied(f"no credentials to {action} {url}: {fix}.")
-    if names & {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}:
-        return RemoteAccessDenied(f"the credentials were refused for {url}: {fix}.")
-    if "NoSuchBucket" in names or "bucket does not exist" in text:
-        return RemoteNotFound(
-            f"bucket '{bucket}' of {url} does not exist: check its name, or pass "
-            "--storage-option endpoint_url=... when it lives on another endpoint."
-        )
-    if names & {"AccessDenied", "Forbidden", "PermissionError", "AllAccessDisabled"}:
-        return RemoteAccessDenied(
-            f"access denied to {action} {url}: ask for permission on bucket '{bucket}', or {fix}."
-        )
-    if names & {"NoSuchKey", "FileNotFoundError", "NotFound", "404"}:
-        return RemoteNotFound(f"{url} does not exist: check the path (it is case-sensitive).")
-    if names & {"EndpointConnectionError", "ClientConnectorError", "ConnectionRefusedError"}:
-        return StorageError(
-            f"cannot reach the storage endpoint for {url}: check the network, or "
-            "--storage-option endpoint_url=..."
-        )
-    first = (str(exc).strip().splitlines() or [""])[0][:200]
-    return StorageError(f"could not {action} {url}: {type(exc).__name__}: {first}")
-
-
-@contextlib.contextmanager
-def remote_errors(url: str, action: str = "read") -> Iterator[None]:
-    """Raise any failure inside as ``translate(exc, url, action)``, with no traceback chain."""
-    try:
-        yield
-    except StorageError:
-        raise
-    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
-        raise translate(exc, url, action) from None
-    except Exception as exc:  # botocore/aiohttp errors derive from Exception only
-        raise translate(exc, url, action) from None
 
 
 def _filesystem(protocol: str, package: str, options: Mapping[str, Any]) -> Any:
@@ -315,20 +231,43 @@ class Location:
             and d.get("type", "file") == "file"
         }
 
+    def _signed(self) -> Any:
+        """The signed URL a lister registered for this object (``signed.using``), or None."""
+        return signed.lookup(self.url, self.storage_options)
+
     def open(self, *, block_size: int = CHUNK) -> BinaryIO:
         """A streaming reader: each ``read`` fetches only the bytes it asks for (a range), plus
-        ``block_size`` read ahead; its errors are one line too (``streams.RemoteReader``)."""
+        ``block_size`` read ahead; its errors are one line too (``streams.RemoteReader``).
+        With a signed URL registered, plain HTTPS GETs (``signed.SignedFile``) instead."""
+        url = self._signed()
+        if url is not None:
+            return signed.SignedFile(  # type: ignore[return-value]
+                self.url, url, block_size=block_size, fallback=lambda: self._open(block_size)
+            )
+        return self._open(block_size)
+
+    def _open(self, block_size: int) -> BinaryIO:
         with remote_errors(self.url):
             raw = self.fs.open(self.path, "rb", block_size=block_size, cache_type="readahead")
         return RemoteReader(raw, self.url, remote_errors)  # type: ignore[return-value]
 
     def read_range(self, start: int, end: int) -> bytes:
         """Bytes ``start``..``end`` (end exclusive) in one ranged request."""
+        if self._signed() is not None:
+            with self.open(block_size=1) as fh:
+                fh.seek(start)
+                return fh.read(end - start)
         with remote_errors(self.url):
             return bytes(self.fs.cat_file(self.path, start=start, end=end))
 
     def iter_chunks(self, *, chunk_size: int = CHUNK, start: int = 0) -> Iterator[bytes]:
         """The object from ``start`` in ranged chunks: memory stays one chunk, whatever its size."""
+        if self._signed() is not None:
+            with self.open(block_size=1) as fh:
+                fh.seek(start)
+                while chunk := fh.read(chunk_size):
+                    yield chunk
+            return
         with remote_errors(self.url):
             fh = self.fs.open(self.path, "rb", block_size=chunk_size, cache_type="none")
         with fh:
