@@ -33,9 +33,11 @@ from urllib.parse import urlsplit
 
 from .errors import _CREDENTIALS_FIX, SCHEMES, RemoteAccessDenied, RemoteNotFound, StorageError
 
-# Signed URLs live this long: S3's SigV4 refuses more than 7 days. URLs made from temporary
-# credentials die with them earlier; a 403 then falls back to the filesystem (see the module).
-SIGN_SECONDS = 6 * 24 * 3600
+# Signed URLs live this long. Each is a read credential for its object (kept in memory only,
+# never printed or written), so it is made short rather than S3's 7-day maximum: a run longer
+# than a day, or temporary credentials that die earlier, get a 403 and fall back to the
+# filesystem (see the module), which costs only the client's memory from then on.
+SIGN_SECONDS = 24 * 3600
 TIMEOUT = 60.0  # seconds per request without a byte before the read fails
 _RETRIES = 3  # dropped keep-alive connections and 5xx answers are retried, with a pause
 
