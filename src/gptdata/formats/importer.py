@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from ..prepare.driver import DEFAULT_SHARD_TOKENS, _commit
+from ..prepare.commit import _commit
+from ..prepare.driver import DEFAULT_SHARD_TOKENS
 from ..store import TokenStore, dtype_for
 from ..store.heldout import VAL_WORDS, held_out_word
 from ..store.shards import _PartWriter

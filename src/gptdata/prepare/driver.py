@@ -34,35 +34,28 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ..storage import Location, RemoteStoreWriter, is_remote
-from ..store.shards import _fix_copies, _retail
+from ..storage import Location, is_remote
 from ..store.sidefolders import (
     check_out,
     check_overlap,
     claim_side,
     discard_side,
     partial_path,
-    swap_in,
 )
 from ..store.splits import check_split_by, choose_split, split_of  # noqa: F401 - re-exported
 from ..store.tokenstore import (
     FORMAT,
-    MANIFEST,
     VERSION,
     TokenStore,
     dtype_for,
-    store_id_for,
-    write_json_atomic,
 )
 from ..tokenizers import Tokenizer, get_tokenizer
 from . import remote_out
+from .commit import _commit
 from .executors import Executor, InlineExecutor, LocalExecutor, _TermAsInterrupt
 from .instruction_units import (
     instruction_units,
     resolve_instruction_inputs,
-    split_names,
     split_setup,
 )
 from .progress import _Progress, _summary, python_arg
@@ -338,99 +331,3 @@ def prepare(
 def _printable(path: str) -> str:
     """A path as text that always encodes: undecodable bytes of a file name as \\xNN escapes."""
     return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
-def _sum_squared_lengths(side: Path, splits: dict[str, list[dict[str, Any]]]) -> int:
-    """Sum of squared document lengths, from the parts' document indexes (8 bytes a document)."""
-    total = 0
-    for parts in splits.values():
-        for part in parts:
-            ends = np.fromfile(side / part["index"], dtype="<u8").astype(np.int64)
-            lengths = np.diff(ends, prepend=-1) - 1  # one separator between documents
-            total += int((lengths.astype(np.float64) ** 2).sum())
-    return total
-
-
-def _commit(
-    out: Path,
-    side: Path,
-    tok: Tokenizer,
-    options: dict[str, Any],
-    inputs_meta: list[dict[str, Any]],
-    results: list[dict[str, Any]],
-    *,
-    force: bool,
-    plan_id: str,
-    writer: RemoteStoreWriter | None = None,
-) -> TokenStore:
-    splits: dict[str, list[dict[str, Any]]] = {s: [] for s in split_names(options)}
-    for r in results:
-        for s in splits:
-            splits[s] += r["parts"][s]
-    stats: dict[str, int] = {}  # documents skipped, by reason
-    counts = {"documents": 0, "special_text": 0}  # documents read; with a literal <|endoftext|>
-    for r in results:
-        for k, v in r["stats"].items():
-            if k in counts:
-                counts[k] += v
-            elif k != "bytes":
-                stats[k] = stats.get(k, 0) + v
-    n_docs = sum(p["documents"] for parts in splits.values() for p in parts)
-    if n_docs == 0:
-        skipped = ", ".join(f"{v:,} {k}" for k, v in stats.items() if v) or "nothing"
-        raise InputError(
-            f"empty corpus: no non-empty documents in the inputs (skipped: {skipped}). "
-            "Check the paths and text_field=."
-        )
-    if tok.eot_id is None and any(
-        len(p) > 1 or (p and p[0]["documents"] > 1) for p in splits.values()
-    ):
-        raise ValueError(
-            f"tokenizer {tok.name} has no <|endoftext|> token to put between "
-            "documents. Add it to the tokenizer's vocabulary."
-        )
-    options = dict(options)
-    if options["split_by"] == "auto":
-        tokens = sum(r["tokens"] for r in results)
-        val_tokens = sum(p["tokens"] - p["documents"] + 1 for p in splits["val"])
-        sum_sq = _sum_squared_lengths(side, splits)
-        options["split_by"] = choose_split(
-            "auto", options["val_fraction"], tokens, sum_sq, val_tokens
-        )
-        if options["split_by"] == "tail":
-            _retail(side, results, tok, options)
-            splits = {s: [p for r in results for p in r["parts"][s]] for s in ("train", "val")}
-    elif options["split_by"] == "tail" and options["val_fraction"] > 0 and len(results) > 1:
-        _fix_copies(side, results, tok, options)  # identical documents in different units
-        splits = {s: [p for r in results for p in r["parts"][s]] for s in ("train", "val")}
-    manifest = {
-        "format": FORMAT,
-        "version": VERSION,
-        "tokenizer": {
-            "name": tok.name,
-            "fingerprint": tok.fingerprint,
-            "vocab_size": tok.vocab_size,
-            "eot_id": tok.eot_id,
-        },
-        "dtype": dtype_for(tok.vocab_size).name,
-        "splits": {
-            name: {
-                "tokens": sum(p["tokens"] for p in parts) + max(len(parts) - 1, 0),
-                "documents": sum(p["documents"] for p in parts),
-                "shards": parts,
-            }
-            for name, parts in splits.items()
-        },
-        "options": options,
-        "inputs": inputs_meta,
-        "stats": stats,
-        "counts": counts,
-    }
-    manifest["store_id"] = store_id_for(manifest)  # readers notice a replaced store
-    if writer is not None:
-        remote_out.commit(writer, side, manifest)
-        force = True  # below: the local copy, removed once the lock is released
-    else:
-        write_json_atomic(side / MANIFEST, manifest)
-    swap_in(side, out, force=force, plan_id=plan_id)
-    return TokenStore.open(out)
