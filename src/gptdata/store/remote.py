@@ -7,8 +7,9 @@ size against the listing), and the splits map their shards from the cache,
 ``split.root`` is a folder of the same relative paths, filled on demand).
 
 * **only what is read**: a shard is downloaded the first time a read touches it, never at open;
-* **ahead of need**: ``plan_reads`` (the loader calls it with a rank's window order) names the
-  shards in the order they will be needed; touching one downloads the next ``AHEAD`` of them in
+* **ahead of need**: ``plan_reads`` (the loader calls it with a rank's window order; with
+  workers, each worker's copy gets the plan with its items) names the shards in the order they
+  will be needed; touching one downloads the next ``AHEAD`` of them in
   background threads, so a cold cache waits on the first shard only;
 * **verified once**: each file's sha256 is checked as it downloads (the cache's rule);
 * **bounded**: without ``cache_limit`` every shard read stays mapped; with one, only as many as
@@ -279,24 +280,35 @@ class RemoteSplit(Split):
             self._front = max(self._front, at)
             self._prefetch(self._plan[at + 1 : at + 1 + AHEAD])
 
-    def plan_reads(self, starts: np.ndarray, length: int) -> None:
+    def read_plan(self, starts: np.ndarray, length: int) -> list[int]:
         """The shards windows ``tokens[s : s + length]`` touch, in the order they first do.
 
-        starts [0, 900, 10], shards of 500 tokens, length 20 -> plan [0, 1] (shard 1 holds 900)
+        starts [0, 900, 10], shards of 500 tokens, length 20 -> [0, 1] (shard 1 holds 900)
         """
         starts = np.asarray(starts, dtype=np.int64)
         if not starts.size:
-            self._plan, self._plan_at, self._front = [], {}, -1
-            return
+            return []
         first = np.searchsorted(self._starts, starts, side="right") - 1
         last = np.searchsorted(self._starts, starts + length - 1, side="right") - 1
         both = np.stack([first, last], axis=1).ravel()  # (2B,): in order of need
         _, at = np.unique(both, return_index=True)
-        self._plan = [int(both[i]) for i in sorted(at) if both[i] >= 0]
+        return [int(both[i]) for i in sorted(at) if both[i] >= 0]
+
+    def follow_plan(self, plan: Sequence[int]) -> None:
+        """Read shards in ``plan``'s order from now on: touching one downloads the next ``AHEAD``.
+
+        A loader's worker gets the plan with its first item of each pass (its copy of the split
+        was made before the order was drawn); ``plan_reads`` is both steps in one process.
+        """
+        self._plan = [int(k) for k in plan]
         self._plan_at = {k: i for i, k in enumerate(self._plan)}
         self._front = -1
         # Nothing downloads yet: the first read fetches its shard alone (the one wait on a cold
         # cache, not shared with prefetches) and starts the next ones as it lands.
+
+    def plan_reads(self, starts: np.ndarray, length: int) -> None:
+        """``follow_plan(read_plan(starts, length))``: plan this process's reads of a pass."""
+        self.follow_plan(self.read_plan(starts, length))
 
     def fetch_all(self, *, masks: bool = False, data: bool = False) -> list[CachedShard]:
         """Hold every index (and mask, and data file) in the cache: for reads of whole files."""
