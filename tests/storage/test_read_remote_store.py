@@ -306,3 +306,30 @@ def test_read_plan_orders_shards_by_first_need(s3, cache, local_store) -> None:
     assert split.read_plan(np.array([size - 2]), 8) == [0, 1]  # a window across the boundary
     assert split.read_plan(np.array([], dtype=np.int64), 8) == []
     assert split.downloads == 0  # planning downloads nothing
+
+
+def test_a_warm_cache_maps_the_plans_shards_at_the_first_read(s3, cache, local_store) -> None:
+    url = upload(local_store, s3)
+    kw = dict(batch_size=2, max_length=32, stride=32, shuffle=False)
+    batches(create_dataloader(TokenStore.open(url, storage_options=s3["options"]), **kw))
+    loader = create_dataloader(TokenStore.open(url, storage_options=s3["options"]), **kw)
+    next(iter(loader))
+    split = loader.dataset.tokens
+    # All four held and read as plain views: no lock, stat or map per shard inside the pass.
+    assert sorted(split._held) == [0, 1, 2, 3] and split.downloads == 0
+    assert all(isinstance(v, np.ndarray) for v in split._vlist)
+
+
+def test_a_partly_warm_cache_still_downloads_ahead_of_the_reader(s3, cache, local_store) -> None:
+    url = upload(local_store, s3)
+    first = TokenStore.open(url, storage_options=s3["options"]).split("train")
+    first.gather(np.array([0, first.shards[0].tokens + 1]), 8)  # no plan: shards 0 and 1 only
+    first.close()
+    assert cached(first, cache) == {0, 1}
+    kw = dict(batch_size=2, max_length=32, stride=32, shuffle=False)
+    loader = create_dataloader(TokenStore.open(url, storage_options=s3["options"]), **kw)
+    next(iter(loader))  # reads shard 0: the next two of the plan are 1 (here) and 2 (not)
+    split = loader.dataset.tokens
+    split.cache.close()  # let the prefetch finish
+    assert sorted(split._held) == [0, 1] and split.downloads == 1  # 2 downloaded, not read
+    assert cached(split, cache) == {0, 1, 2}  # shard 3 waits until shard 1 is read

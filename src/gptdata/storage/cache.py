@@ -249,6 +249,10 @@ class ShardCache:
             self.evict(keep=path)
             return CachedShard(path, fd)
 
+    def has(self, file: RemoteFile, *, store_id: str) -> bool:
+        """Whether ``file`` is in the cache, whole, now: one ``stat`` (not held, so it may go)."""
+        return self._complete(self.path_for(store_id, file.rel), file)
+
     @staticmethod
     def _complete(path: Path, file: RemoteFile) -> bool:
         try:
