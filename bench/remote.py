@@ -333,7 +333,7 @@ def bench_loader(args: argparse.Namespace, endpoint: str) -> None:
         warm_rate = max(warm_rate, run(TokenStore.open(bucket.url, storage_options=options))[1])
     one = best_of(args.runs, lambda: bucket.child(shards[0].file).read_bytes(limit=1 << 40))
     print(
-        f"loader: {n:,} batches of 16 x 256 over {args.loader_shards} shards "
+        f"loader: {n:,} batches of 16 x 256 over {len(shards)} shards "
         f"({n_tokens * 2 / 1e6:.0f} MB), step {args.step_ms:g} ms, moto on 127.0.0.1"
     )
     row("local folder", f"{local_rate:,.0f} batches/s")
