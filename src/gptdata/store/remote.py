@@ -9,9 +9,9 @@ size against the listing), and the splits map their shards from the cache,
 * **only what is read**: a shard is downloaded the first time a read touches it, never at open;
 * **ahead of need**: ``plan_reads`` (the loader calls it with a rank's window order; with
   workers, each worker's copy gets the plan with its items) names the shards in the order they
-  will be needed; touching one downloads the next ``AHEAD`` of them in
-  background threads, so a cold cache waits on the first shard only; on a warm cache the first
-  read maps the plan's cached shards at once, as a local split maps all of its shards;
+  will be needed; touching one downloads the next ``AHEAD`` of them in background threads, so a
+  cold cache waits on the first shard only; on a warm cache the first read maps the plan's cached
+  shards at once, as a local split maps all of its shards;
 * **verified once**: each file's sha256 is checked as it downloads (the cache's rule);
 * **bounded**: without ``cache_limit`` every shard read stays mapped; with one, only as many as
   fit beside the ``AHEAD`` downloading (at least one) stay mapped (held in use), so the cache can
@@ -247,8 +247,8 @@ class RemoteSplit(Split):
             return None  # as Split: a shard shorter than a window has no view
         return _Pending(lambda: self._fill(k))
 
-    def _fill(self, k: int, *, ahead: bool = True) -> np.ndarray:
-        view = sliding_window_view(self._map(k, ahead=ahead), self._view_length)
+    def _fill(self, k: int) -> np.ndarray:
+        view = sliding_window_view(self._map(k), self._view_length)
         self._vlist[k] = view
         return view
 
@@ -316,8 +316,8 @@ class RemoteSplit(Split):
     def follow_plan(self, plan: Sequence[int]) -> None:
         """Read shards in ``plan``'s order from now on: touching one downloads the next ``AHEAD``.
 
-        A loader's worker gets the plan with its first item of each pass (its copy of the split
-        was made before the order was drawn); ``plan_reads`` is both steps in one process.
+        A loader's worker gets the plan with its items and follows it once per pass (its copy of
+        the split was made before the order was drawn); ``plan_reads`` is both steps in one process.
         """
         self._plan = [int(k) for k in plan]
         self._plan_at = {k: i for i, k in enumerate(self._plan)}
