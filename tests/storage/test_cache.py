@@ -6,6 +6,7 @@ import hashlib
 import multiprocessing as mp
 import os
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,22 @@ def test_concurrent_readers_in_processes(s3, tmp_path: Path) -> None:
     assert sum(n for n, _ in results) == len(files)  # each shard downloaded once, in all
     leftovers = [p for p in (tmp_path / "shards").rglob("*.tmp")]
     assert leftovers == []
+
+
+def _fetch_in_child(cache: ShardCache, store: Location, file: RemoteFile) -> None:
+    cache.fetch(store, file, store_id=STORE_ID).release()
+
+
+def test_a_forked_cache_never_waits_on_the_parents_downloads(s3, tmp_path: Path) -> None:
+    store, files = upload_shards(s3, 1)
+    cache = ShardCache(tmp_path)
+    path = cache.path_for(STORE_ID, files[0].rel)
+    cache._pending[path] = Future()  # a prefetch in flight at the fork: no thread of the child
+    child = mp.get_context("fork").Process(target=_fetch_in_child, args=(cache, store, files[0]))
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        pytest.fail("the forked process waited on a download only its parent's thread could end")
+    assert child.exitcode == 0 and path.exists()

@@ -7,6 +7,7 @@ equal the local store's, byte for byte, and download only what it touches.
 from __future__ import annotations
 
 import json
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+import gptdata.windows.loader as loader_module
 from gptdata.cli.entry import main
 from gptdata.prepare.driver import prepare
 from gptdata.store import StoreError, TokenStore
+from gptdata.windows.batches import Item, _BatchSampler, _Rows
 from gptdata.windows.loader import create_dataloader
 
 WORDS = "the a cat sat on mat dog ran far away under bright blue sky while birds sang".split()
@@ -261,3 +264,89 @@ def test_info_and_verify_take_a_store_url(s3, cache, local_store, capsys) -> Non
     assert main(["verify", f"{s3['url']}/nothing-here", *opt]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "nothing-here" in err and err.count("\n") == 0
+
+
+def cached(split: Any, root: Path) -> set[int]:
+    """The shards of ``split`` whose data file is in the cache folder ``root``."""
+    return {
+        k
+        for k, s in enumerate(split.shards)
+        if (root / "shards" / split.store_id / s.file).exists()
+    }
+
+
+# With workers, the pass's plan (the shards in the order its windows need them) is drawn in the
+# main process after the workers started, so it travels with the items; without it a worker
+# downloads a shard only when a read waits on it. Checked by what the cache holds, not by timing.
+
+
+def test_workers_download_the_next_shards_of_the_plan(s3, cache, local_store, monkeypatch) -> None:
+    url = upload(local_store, s3)
+    store = TokenStore.open(url, storage_options=s3["options"])
+    # One batch per worker fetch (not ~1 MiB of them), so the first fetches stay in shard 0.
+    monkeypatch.setattr(loader_module, "WORKER_TRANSFER_BYTES", 1)
+    loader = create_dataloader(
+        store, batch_size=2, max_length=32, stride=32, shuffle=False, num_workers=2
+    )
+    split = loader.dataset.tokens
+    assert len(split.shards) == 4 and split.shards[0].tokens > 8 * 66  # 8 fetches: shard 0
+    it = iter(loader)
+    next(it)
+    del it  # the workers stop; a worker's process finishes its downloads before it exits
+    assert split.downloads == 0  # the main process read nothing: the workers did
+    # Each worker read shard 0, so each downloaded the next two of the plan (AHEAD) behind it.
+    assert cached(split, cache) == {0, 1, 2}
+
+
+def test_a_pickled_split_follows_the_plan_its_items_carry(s3, cache, local_store) -> None:
+    url = upload(local_store, s3)
+    store = TokenStore.open(url, storage_options=s3["options"])
+    loader = create_dataloader(store, batch_size=2, max_length=32, stride=32, shuffle=False)
+    items = iter(_BatchSampler(loader, 0, per_item=1, plan=True))
+    first = next(items)
+    assert isinstance(first, Item) and first.plan is not None
+    assert first.plan[1].tolist() == [0, 1, 2, 3]  # unshuffled: the shards in order
+    assert next(items).plan is first.plan  # one plan per pass, not one per item
+    rows = pickle.loads(pickle.dumps(_Rows(loader.dataset)))  # as a spawned worker gets it
+    got = rows[first]  # (2, 33)
+    assert np.array_equal(got.numpy(), loader.dataset.tokens.gather(first.indices * 32, 33))
+    split = rows.dataset.tokens
+    split.cache.close()  # wait for the prefetches
+    assert split._plan == [0, 1, 2, 3] and cached(split, cache) == {0, 1, 2}
+
+
+def test_read_plan_orders_shards_by_first_need(s3, cache, local_store) -> None:
+    url = upload(local_store, s3)
+    split = TokenStore.open(url, storage_options=s3["options"]).split("train")
+    size = split.shards[0].tokens  # shard 1 starts at size + 1 (the implied end-of-text)
+    assert split.read_plan(np.array([size + 5, 0, size + 9]), 4) == [1, 0]
+    assert split.read_plan(np.array([size - 2]), 8) == [0, 1]  # a window across the boundary
+    assert split.read_plan(np.array([], dtype=np.int64), 8) == []
+    assert split.downloads == 0  # planning downloads nothing
+
+
+def test_a_warm_cache_maps_the_plans_shards_at_the_first_read(s3, cache, local_store) -> None:
+    url = upload(local_store, s3)
+    kw = dict(batch_size=2, max_length=32, stride=32, shuffle=False)
+    batches(create_dataloader(TokenStore.open(url, storage_options=s3["options"]), **kw))
+    loader = create_dataloader(TokenStore.open(url, storage_options=s3["options"]), **kw)
+    next(iter(loader))
+    split = loader.dataset.tokens
+    # All four held and read as plain views: no lock, stat or map per shard inside the pass.
+    assert sorted(split._held) == [0, 1, 2, 3] and split.downloads == 0
+    assert all(isinstance(v, np.ndarray) for v in split._vlist)
+
+
+def test_a_partly_warm_cache_still_downloads_ahead_of_the_reader(s3, cache, local_store) -> None:
+    url = upload(local_store, s3)
+    first = TokenStore.open(url, storage_options=s3["options"]).split("train")
+    first.gather(np.array([0, first.shards[0].tokens + 1]), 8)  # no plan: shards 0 and 1 only
+    first.close()
+    assert cached(first, cache) == {0, 1}
+    kw = dict(batch_size=2, max_length=32, stride=32, shuffle=False)
+    loader = create_dataloader(TokenStore.open(url, storage_options=s3["options"]), **kw)
+    next(iter(loader))  # reads shard 0: the next two of the plan are 1 (here) and 2 (not)
+    split = loader.dataset.tokens
+    split.cache.close()  # let the prefetch finish
+    assert sorted(split._held) == [0, 1] and split.downloads == 1  # 2 downloaded, not read
+    assert cached(split, cache) == {0, 1, 2}  # shard 3 waits until shard 1 is read

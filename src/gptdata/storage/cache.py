@@ -178,6 +178,7 @@ class ShardCache:
         self._pool: ThreadPoolExecutor | None = None
         self._pending: dict[Path, Future[None]] = {}
         self._guard = threading.Lock()
+        self._pid = os.getpid()
         self.downloads = 0  # files this object downloaded (hits and others' downloads excluded)
 
     # -- paths and locks ---------------------------------------------------------------------
@@ -209,8 +210,16 @@ class ShardCache:
         was replaced or damaged), naming the URL and both sums.
         """
         path = self.path_for(store_id, file.rel)
+        self._forked()
         self._wait_pending(path)
         return self._fetch(store, file, path)
+
+    def _forked(self) -> None:
+        # A forked process (a DataLoader worker) inherits the pool without its threads, and
+        # futures no thread will finish: waiting on one would hang. It starts its own.
+        if self._pid != os.getpid():
+            self._pid, self._pool, self._pending = os.getpid(), None, {}
+            self._guard = threading.Lock()
 
     def _fetch(self, store: Location, file: RemoteFile, path: Path) -> CachedShard:
         while True:
@@ -239,6 +248,10 @@ class ShardCache:
             self._touch(path)
             self.evict(keep=path)
             return CachedShard(path, fd)
+
+    def has(self, file: RemoteFile, *, store_id: str) -> bool:
+        """Whether ``file`` is in the cache, whole, now: one ``stat`` (not held, so it may go)."""
+        return self._complete(self.path_for(store_id, file.rel), file)
 
     @staticmethod
     def _complete(path: Path, file: RemoteFile) -> bool:
@@ -282,6 +295,7 @@ class ShardCache:
 
     def prefetch(self, store: Location, files: Iterable[RemoteFile], *, store_id: str) -> None:
         """Download ``files`` in background threads (not held in use; errors surface in fetch)."""
+        self._forked()
         for file in files:
             path = self.path_for(store_id, file.rel)
             with self._guard:

@@ -16,7 +16,6 @@ token array: in-process with ``num_workers=0``; with workers, torch's ``DataLoad
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -26,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..tokenizers import Tokenizer
+from .batches import _BatchSampler, _Rows, _split
 from .dataset import SlidingWindowDataset
 from .documents import Batch, BatchFormat, Documents, pin
 from .loaderstate import (
@@ -46,56 +46,6 @@ def _accelerator_available() -> bool:
     if accelerator is not None:
         return bool(accelerator.is_available())
     return bool(torch.cuda.is_available())
-
-
-class _BatchSampler:
-    """Yields this rank's window indices for the current epoch, ``per_item`` batches at a time.
-
-    Each item is an int64 array of up to ``per_item * batch_size`` window indices, batch-aligned.
-    """
-
-    def __init__(
-        self, loader: GPTDataLoader, skip: int, per_item: int = 1, *, side: bool = False
-    ) -> None:
-        self.loader, self.skip, self.per_item, self.side = loader, skip, per_item, side
-
-    def __len__(self) -> int:
-        return math.ceil((len(self.loader) - self.skip) / self.per_item)
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        # A generator, so the permutation is drawn at the first batch, as RandomSampler does.
-        order = self.loader._side_order() if self.side else self.loader._epoch_order()
-        bs, end = self.loader.batch_size, len(self.loader)
-        tokens = getattr(self.loader.dataset, "tokens", None)
-        if hasattr(tokens, "plan_reads"):  # a store on object storage: download ahead of need
-            ds = self.loader.dataset
-            tokens.plan_reads(order[self.skip * bs : end * bs] * ds.stride, ds.max_length + 1)
-        for b in range(self.skip, end, self.per_item):
-            yield order[b * bs : min(b + self.per_item, end) * bs]
-
-
-class _Rows:
-    """What a worker fetches: window indices -> one (n, max_length + 1) int64 block of rows."""
-
-    def __init__(self, dataset: SlidingWindowDataset | Mixture) -> None:
-        self.dataset = dataset
-
-    def __getitem__(self, indices: np.ndarray) -> torch.Tensor:
-        if isinstance(self.dataset, Mixture):
-            return torch.from_numpy(self.dataset.rows(indices))  # (n, L + 1)
-        rows = self.dataset.tokens.gather(
-            indices * self.dataset.stride, self.dataset.max_length + 1
-        )
-        return torch.from_numpy(rows.astype(np.int64, copy=False))  # (n, L + 1)
-
-
-def _split(rows: np.ndarray) -> Batch:
-    """(B, L + 1) rows -> inputs, targets: each its own contiguous int64 tensor, as torch.stack
-    gives (views of one buffer break ``targets.view(-1)``). astype copies into C order, so this
-    is one pass over the rows per tensor."""
-    x = torch.from_numpy(rows[:, :-1].astype(np.int64))  # (B, L)
-    y = torch.from_numpy(rows[:, 1:].astype(np.int64))  # (B, L)
-    return x, y
 
 
 # Worker results cross processes through shared memory, at a fixed cost per transfer (~0.8 ms
@@ -325,7 +275,7 @@ class GPTDataLoader:
         loader = DataLoader(
             _Rows(self.dataset),
             batch_size=None,
-            sampler=_BatchSampler(self, skip, per_item, side=side),
+            sampler=_BatchSampler(self, skip, per_item, side=side, plan=True),
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             multiprocessing_context=self.multiprocessing_context,

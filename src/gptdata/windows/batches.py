@@ -1,0 +1,102 @@
+"""What the loader's sampler hands out and what a worker does with it: window indices -> rows.
+
+``_BatchSampler`` draws a pass's window order in the main process and yields it a batch (or,
+for workers, ~1 MiB of batches) at a time; ``_Rows`` is what a ``DataLoader`` worker fetches from.
+A split on object storage downloads ahead of need by a plan of the shards the pass will read
+(``RemoteSplit.read_plan``): in-process the sampler hands the plan to the split itself; with
+workers each item carries the pass's plan, since a worker's copy of the split was made (pickled
+or forked) before the sampler drew the order, and without it a worker downloads each shard only
+when a read waits on it.
+
+    >>> sampler = _BatchSampler(loader, skip=0, per_item=4, plan=True)
+    >>> item = next(iter(sampler))      # Item(indices (4 * batch_size,), plan (pass id, shards))
+    >>> _Rows(loader.dataset)[item]      # (4 * batch_size, max_length + 1) int64, in a worker
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from .dataset import SlidingWindowDataset
+from .documents import Batch
+from .mixture import Mixture
+
+
+class Item(NamedTuple):
+    """One worker fetch: window indices and the pass's read plan (an id, the shards in order)."""
+
+    indices: np.ndarray
+    plan: tuple[str, np.ndarray] | None
+
+
+class _BatchSampler:
+    """Yields this rank's window indices for the current epoch, ``per_item`` batches at a time.
+
+    Each item is an int64 array of up to ``per_item * batch_size`` window indices, batch-aligned;
+    with ``plan`` (workers) an ``Item`` that also carries the pass's read plan. ``loader`` is
+    the ``GPTDataLoader`` (typed ``Any``: loader.py imports this module, not the other way).
+    """
+
+    def __init__(
+        self, loader: Any, skip: int, per_item: int = 1, *, side: bool = False,
+        plan: bool = False,
+    ) -> None:  # fmt: skip
+        self.loader, self.skip, self.per_item, self.side = loader, skip, per_item, side
+        self.plan = plan
+
+    def __len__(self) -> int:
+        return math.ceil((len(self.loader) - self.skip) / self.per_item)
+
+    def __iter__(self) -> Iterator[Any]:
+        # A generator, so the permutation is drawn at the first batch, as RandomSampler does.
+        order = self.loader._epoch_order() if not self.side else self.loader._side_order()
+        bs, end = self.loader.batch_size, len(self.loader)
+        tokens = getattr(self.loader.dataset, "tokens", None)
+        shards: tuple[str, np.ndarray] | None = None
+        if hasattr(tokens, "read_plan"):  # a store on object storage: download ahead of need
+            ds = self.loader.dataset
+            plan = tokens.read_plan(order[self.skip * bs : end * bs] * ds.stride, ds.max_length + 1)
+            if self.plan:  # the workers' copies follow it (a few bytes per shard per item)
+                shards = (uuid.uuid4().hex, np.asarray(plan, dtype=np.int32))
+            else:
+                tokens.follow_plan(plan)
+        for b in range(self.skip, end, self.per_item):
+            indices = order[b * bs : min(b + self.per_item, end) * bs]
+            yield Item(indices, shards) if self.plan else indices
+
+
+class _Rows:
+    """What a worker fetches: window indices -> one (n, max_length + 1) int64 block of rows."""
+
+    def __init__(self, dataset: SlidingWindowDataset | Mixture) -> None:
+        self.dataset = dataset
+        self._plan_id: str | None = None  # the plan this copy follows (one per pass)
+
+    def __getitem__(self, item: Item | np.ndarray) -> torch.Tensor:
+        indices = item
+        if isinstance(item, Item):
+            indices = item.indices
+            if item.plan is not None and item.plan[0] != self._plan_id:
+                self.dataset.tokens.follow_plan(item.plan[1].tolist())  # type: ignore[union-attr]
+                self._plan_id = item.plan[0]
+        if isinstance(self.dataset, Mixture):
+            return torch.from_numpy(self.dataset.rows(indices))  # (n, L + 1)
+        rows = self.dataset.tokens.gather(
+            indices * self.dataset.stride, self.dataset.max_length + 1
+        )
+        return torch.from_numpy(rows.astype(np.int64, copy=False))  # (n, L + 1)
+
+
+def _split(rows: np.ndarray) -> Batch:
+    """(B, L + 1) rows -> inputs, targets: each its own contiguous int64 tensor, as torch.stack
+    gives (views of one buffer break ``targets.view(-1)``). astype copies into C order, so this
+    is one pass over the rows per tensor."""
+    x = torch.from_numpy(rows[:, :-1].astype(np.int64))  # (B, L)
+    y = torch.from_numpy(rows[:, 1:].astype(np.int64))  # (B, L)
+    return x, y
