@@ -94,3 +94,19 @@ def test_bad_urls_are_one_line(s3, local, tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match=r"sft/missing\.json"):
         prepare([f"{url}/missing.json"], tmp_path / "b", storage_options=opts, **KW)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_instruction_dataset_reads_a_url_and_a_store_url(s3, local, tmp_path) -> None:
+    from gptdata.windows.finetune import InstructionDataset
+
+    url = upload(local, s3, "sft")
+    here = InstructionDataset(str(local / "b.jsonl"))
+    there = InstructionDataset(f"{url}/b.jsonl", storage_options=s3["options"])
+    assert there.examples == here.examples and len(there) == 30
+    loc = Location(f"{url}/a.json", storage_options=s3["options"])
+    assert InstructionDataset(loc).examples == InstructionDataset(str(local / "a.json")).examples
+    store = tmp_path / "store"
+    prepare([str(local / "a.json")], store, workers=1, **{**KW, "val_fraction": 0.0})
+    store_url = upload(store, s3, "stores/sft")
+    got = InstructionDataset(store_url, storage_options=s3["options"])
+    assert got.examples == InstructionDataset(store).examples and len(got) == 30

@@ -32,6 +32,7 @@ from ..prepare.instructions import (
     get_template,
     read_examples,
 )
+from ..storage import Location, is_remote
 from ..store import MANIFEST, Split, TokenStore
 from ..tokenizers import Tokenizer, get_tokenizer
 
@@ -52,7 +53,8 @@ class InstructionDataset:
     ``source``: a ``.json`` list, ``.jsonl``, ``.parquet``, ``.arrow``, a ``datasets`` folder, or
     a list of dicts; ``template``: ``"alpaca"`` (the book's), ``"phi3"`` or a template file;
     ``fields`` renames columns (``{"output": "completion"}`` or ``"output=completion"``).
-    A ``str`` is always a path, never text. A store made by ``prepare(..., instructions=True)``
+    A ``str`` is always a path or a URL (``s3://b/sft/data.json``, a ``Location``, or a store's
+    URL; ``storage_options`` as fsspec takes them), never text. A store made by ``prepare(..., instructions=True)``
     (its folder, or a ``Split``) reads its ``split`` (default train): examples are its
     documents, prompt lengths its mask's prompt bits; template and fields are the store's.
 
@@ -70,8 +72,14 @@ class InstructionDataset:
         fields: str | Mapping[str, str] | None = None,
         errors: Errors = "strict",
         split: str = "train",
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
-        store_split = _store_split(source, split)
+        if isinstance(source, Location):  # it carries its own options
+            source, storage_options = (
+                source.url,
+                {**source.storage_options, **(storage_options or {})},
+            )
+        store_split = _store_split(source, split, storage_options)
         if store_split is not None:
             self._from_split(store_split, tokenizer)
             return
@@ -79,7 +87,10 @@ class InstructionDataset:
         self.template = get_template(template)
         self.stats = InstructionStats()
         self.texts: list[tuple[str, str]] = []  # (prompt, response) per example
-        for example in read_examples(source, fields=fields, errors=errors, stats=self.stats):
+        examples = read_examples(
+            source, fields=fields, errors=errors, stats=self.stats, storage_options=storage_options
+        )
+        for example in examples:
             self.texts.append(self.template.render(*example))
         if not self.texts:
             raise ValueError(
@@ -137,10 +148,17 @@ class InstructionDataset:
         )
 
 
-def _store_split(source: Any, split: str) -> Split | None:
-    """The store split ``source`` names (a ``Split``, or a store folder), else None."""
+def _store_split(
+    source: Any, split: str, storage_options: Mapping[str, Any] | None = None
+) -> Split | None:
+    """The store split ``source`` names (a ``Split``, a store folder or URL), else None."""
     if isinstance(source, Split):
         return source
+    if isinstance(source, str) and is_remote(source):
+        loc = Location(source, storage_options=storage_options)
+        if loc.child(MANIFEST).is_file():
+            return TokenStore.open(loc).split(split)
+        return None  # instruction data at that URL
     if isinstance(source, (str, os.PathLike)) and os.path.isfile(
         os.path.join(os.fspath(source), MANIFEST)
     ):
