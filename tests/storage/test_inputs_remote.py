@@ -416,3 +416,21 @@ def test_a_url_through_path_is_named(tmp_path) -> None:
         load_tokens(Path("s3://b/notes.jsonl"))
     with pytest.raises(ValueError, match=r"URL s3://b/corpus passed through Path\(\), which drops"):
         prepare([Path("s3://b/corpus/")], tmp_path / "s", quiet=True)
+
+
+def test_a_glob_skips_hidden_names_as_a_local_glob_does(s3, tmp_path) -> None:
+    import glob as localglob
+
+    from gptdata.prepare.sources import resolve_inputs
+
+    local = _corpus(tmp_path)
+    (local / ".d").mkdir()
+    (local / ".d" / "y.txt").write_text("named by the pattern")
+    url = _upload(s3, local, "corpus")
+    for pattern in ("**/*.txt", "*/*.txt", ".d/*.txt", ".*/*.txt"):
+        want = sorted(
+            os.path.relpath(h, local) for h in localglob.glob(f"{local}/{pattern}", recursive=True)
+        )
+        files = resolve_inputs([f"{url}/{pattern}"], storage_options=s3["options"])
+        got = sorted(f.path[len(url) + 1 :] for f in files)
+        assert got == want, pattern

@@ -23,6 +23,7 @@ build the filesystem's client (~41 MiB per process for S3, measured).
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from collections.abc import Mapping
@@ -108,6 +109,8 @@ def remote_inputs(
     if _GLOB.search(root.path):
         hits = []
         for loc, size in expand(item, storage_options=storage_options):
+            if _hidden_match(root.path, loc.path):
+                continue
             parent = Location(loc.url.rpartition("/")[0], storage_options=storage_options)
             if not _inside_ours(parent, cache):
                 hits.append((loc.url, size))
@@ -139,6 +142,20 @@ def remote_inputs(
             "Point at the objects themselves or use a glob."
         )
     return hits
+
+
+def _hidden_match(pattern: str, path: str) -> bool:
+    """Whether the glob ``pattern`` reached ``path`` through a hidden name (a key part starting
+    with ".") that no part of the pattern names: a local glob's wildcards never match those.
+
+    >>> _hidden_match("b/**/*.txt", "b/web/.hidden/x.txt"), _hidden_match("b/.d/*.txt", "b/.d/x.txt")
+    (True, False)
+    """
+    named = [part for part in pattern.split("/") if part.startswith(".")]
+    return any(
+        part.startswith(".") and not any(fnmatch.fnmatchcase(part, n) for n in named)
+        for part in path.split("/")
+    )
 
 
 def _inside_ours(folder: Location, cache: dict[str, bool]) -> bool:
