@@ -172,3 +172,17 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path) -> None:
     assert default_cache_dir() == tmp_path / "xdg" / "gptdata" == cache_dir()
     with pytest.raises(ValueError, match=r"cache_limit=0 must be at least 1 byte"):
         ShardCache(limit=0)
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"endpoint_ur": "http://127.0.0.1:9"}, r"storage option 'endpoint_ur' is not one that"),
+        ({"endpoint_url": "127.0.0.1:9000"}, r"endpoint for s3://.* is not a valid URL .*http://"),
+        ({"endpoint_url": "http://127.0.0.1:90x"}, r"endpoint for s3://.* is not a valid URL"),
+    ],
+)
+def test_a_wrong_storage_option_is_named(s3, options, match) -> None:
+    with pytest.raises(StorageError, match=match) as info:
+        Location(s3["url"] + "/store", storage_options=options).files()
+    assert "\n" not in str(info.value) and "TypeError" not in str(info.value)

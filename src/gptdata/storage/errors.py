@@ -26,6 +26,7 @@ SCHEMES: dict[str, tuple[str, str]] = {
 }
 _URL = re.compile(r"([a-z0-9]+)://(.*)", re.IGNORECASE)
 # The fix for missing or refused credentials, per fsspec protocol.
+_UNKNOWN_OPTION = re.compile(r"unexpected keyword argument '([^']+)'")
 _CREDENTIALS_FIX = {
     "s3": "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, run `aws configure`, "
     "or pass --storage-option anon=true for a public bucket",
@@ -107,6 +108,17 @@ def translate(exc: BaseException, url: str, action: str = "read") -> StorageErro
             "--storage-option endpoint_url=..."
         )
     first = (str(exc).strip().splitlines() or [""])[0][:200]
+    if isinstance(exc, TypeError) and (bad := _UNKNOWN_OPTION.search(first)):
+        return StorageError(
+            f"storage option '{bad.group(1)}' is not one that {protocol or scheme}'s filesystem "
+            f"takes ({url}): check its name in --storage-option / storage_options= (for S3: "
+            "endpoint_url, anon, key, secret, client_kwargs.region_name, ...)."
+        )
+    if "EndpointResolutionError" in names or first.startswith("Invalid endpoint"):
+        return StorageError(
+            f"the storage endpoint for {url} is not a valid URL ({first}): give its scheme, "
+            "host and port, e.g. --storage-option endpoint_url=http://127.0.0.1:9000."
+        )
     return StorageError(f"could not {action} {url}: {type(exc).__name__}: {first}")
 
 
