@@ -186,3 +186,13 @@ def test_a_wrong_storage_option_is_named(s3, options, match) -> None:
     with pytest.raises(StorageError, match=match) as info:
         Location(s3["url"] + "/store", storage_options=options).files()
     assert "\n" not in str(info.value) and "TypeError" not in str(info.value)
+
+
+def test_a_url_with_one_slash_is_named_where_a_store_is_opened(tmp_path) -> None:
+    from gptdata.store import StoreError, TokenStore
+
+    with pytest.raises(StoreError, match=r"Did you mean the URL s3://stores/web\? A URL needs two"):
+        TokenStore.open("s3:/stores/web")
+    with pytest.raises(StoreError) as info:
+        TokenStore.open(tmp_path / "nothing")
+    assert "Did you mean" not in str(info.value)

@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from ..storage import is_remote
+from ..storage import is_remote, lost_url
 from ..storage import signed as signed_urls
 from ..store.layout import is_gptdata_folder
 from . import hf_input
@@ -78,21 +78,6 @@ class WorkUnit:
     storage_options: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
     # url -> (signed URL, size) of its remote pieces: read without the filesystem's client
     signed: Mapping[str, tuple[str, int]] | None = field(default=None, repr=False, compare=False)
-
-
-def lost_url(text: str) -> str:
-    """The fix for a URL that ``Path()`` collapsed ('s3://b/k' -> 's3:/b/k'), or ''.
-
-    >>> lost_url("s3:/bucket/corpus")
-    " It looks like the URL s3://bucket/corpus passed through Path(), which drops a slash: ..."
-    """
-    scheme, sep, rest = text.partition(":/")
-    if not sep or rest.startswith("/") or not is_remote(f"{scheme}://{rest}"):
-        return ""
-    return (
-        f" It looks like the URL {scheme}://{rest} passed through Path(), which drops a slash: "
-        "pass the URL as a str (or a gptdata.storage.Location)."
-    )
 
 
 def kind_of(path: str) -> Kind:

@@ -31,6 +31,7 @@ from .urls import (
     StorageError,
     expand,
     is_remote,
+    lost_url,
     parse_storage_options,
 )
 
@@ -49,6 +50,7 @@ __all__ = [
     "default_cache_dir",
     "expand",
     "is_remote",
+    "lost_url",
     "parse_storage_options",
     "stage_file",
 ]

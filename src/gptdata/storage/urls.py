@@ -47,6 +47,7 @@ __all__ = [  # the errors live in errors.py; they are importable from here as be
     "StorageError",
     "expand",
     "is_remote",
+    "lost_url",
     "parse_storage_options",
     "remote_errors",
     "translate",
@@ -346,3 +347,18 @@ def expand(
     if below:
         return [(root.child(rel), size) for rel, size in below.items()]
     return [(root, root.size())]  # one object, or RemoteNotFound naming it
+
+
+def lost_url(text: str) -> str:
+    """The fix for a URL that ``Path()`` collapsed ('s3://b/k' -> 's3:/b/k'), or ''.
+
+    >>> lost_url("s3:/bucket/corpus")
+    " Did you mean the URL s3://bucket/corpus? A URL needs two slashes after its scheme ..."
+    """
+    scheme, sep, rest = text.partition(":/")
+    if not sep or rest.startswith("/") or not is_remote(f"{scheme}://{rest}"):
+        return ""
+    return (
+        f" Did you mean the URL {scheme}://{rest}? A URL needs two slashes after its scheme "
+        "(Path() drops one: pass URLs as a str or a gptdata.storage.Location)."
+    )

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..storage import Location, is_remote
+from ..storage import Location, is_remote, lost_url
 from ..tokenizers import Tokenizer, get_tokenizer
 from .layout import FORMAT as FORMAT  # re-exported: the format name in every manifest
 from .manifest import (
@@ -185,7 +185,7 @@ class TokenStore:
                 else ""
             )
             raise StoreError(
-                f"{root}: not a token store (no {MANIFEST}).{hint} "
+                f"{root}: not a token store (no {MANIFEST}).{hint or lost_url(os.fspath(path))} "
                 "Create one with: gptdata prepare INPUT -o STORE"
             )
         try:
