@@ -7,6 +7,7 @@ the local folder. Errors are one line naming the URL and the fix.
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -261,3 +262,41 @@ def test_import_says_the_assumed_tokenizer_with_the_url(
     err = capsys.readouterr().err
     assert f"tokenizer: gpt2 (assumed: nothing in {url}/train.bin records a tokenizer" in err
     assert str(tmp_path) not in err.split("tokenizer:")[1]  # never the scratch copy's path
+
+
+def test_import_into_a_bucket_equals_the_local_import(
+    s3: dict[str, Any], local_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    here = tmp_path / "ex"
+    assert main(["export", str(local_store), "--format", "llmc", "-o", str(here), "--quiet"]) == 0
+    assert main(["import", "llmc", str(here), "-o", str(tmp_path / "a"), "--quiet"]) == 0
+    url = f"{s3['url']}/stores/imported"
+    capsys.readouterr()
+    assert main(["import", "llmc", str(here), "-o", url, *opt(s3)]) == 0
+    captured = capsys.readouterr()
+    assert f"into {url}:" in captured.err and captured.out.startswith(f"store      {url}")
+    there = download(url, s3)
+    assert {k: v for k, v in there.items() if k.startswith("shards/")} == shards(tmp_path / "a")
+    assert (
+        json.loads(there["manifest.json"])["splits"]
+        == json.loads((tmp_path / "a" / "manifest.json").read_text())["splits"]
+    )
+    partial = Location(url + ".partial", storage_options=s3["options"])
+    assert partial.files() == {}  # nothing staged or locked is left
+    # A second import is refused as prepare refuses (one line), --force replaces the store.
+    assert main(["import", "llmc", str(here), "-o", url, "--quiet", *opt(s3)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {url} already holds a gptdata store") and "\n" not in err
+    assert main(["import", "llmc", str(here), "-o", url, "--quiet", "--force", *opt(s3)]) == 0
+
+
+def test_an_import_error_names_the_url_not_the_scratch_copy(
+    s3: dict[str, Any], local_store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    here = tmp_path / "ex"
+    assert main(["export", str(local_store), "--format", "llmc", "-o", str(here), "--quiet"]) == 0
+    url = upload(here, s3, "exports/llmc")
+    capsys.readouterr()
+    assert main(["import", "megatron", url, "-o", str(tmp_path / "s"), *opt(s3)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {url}") and "gptdata-import" not in err and "\n" not in err

@@ -165,7 +165,9 @@ def add_import(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         metavar="PATH",
         help="a .bin/.idx prefix, a .bin file or a folder; local or s3:// (downloaded first)",
     )
-    im.add_argument("-o", "--out", required=True, help="the store folder to create")
+    im.add_argument(
+        "-o", "--out", required=True, help="the store to create: a folder, or an s3:// prefix"
+    )
     im.add_argument(
         "--tokenizer",
         default=None,

@@ -19,6 +19,7 @@ the store is written with prepare's own shard writer and commit (side folder, re
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -28,6 +29,7 @@ import numpy as np
 
 from ..prepare.commit import _commit
 from ..prepare.driver import DEFAULT_SHARD_TOKENS
+from ..storage import Location, is_remote
 from ..store import TokenStore, dtype_for
 from ..store.heldout import VAL_WORDS, held_out_word
 from ..store.shards import _PartWriter
@@ -187,6 +189,7 @@ def import_store(
     quiet: bool = False,
     storage_options: Mapping[str, Any] | None = None,
     _shown: tuple[str, str] | None = None,
+    _out_url: str | None = None,
 ) -> TokenStore:
     """Read ``path`` in ``format`` into a new token store at ``out``; every ID is checked.
 
@@ -198,27 +201,38 @@ def import_store(
 
     ``path`` may be a URL of object storage (``s3://bucket/exports/web``, with
     ``storage_options``): its files are downloaded into a local scratch folder first, whole
-    (``formats.remote.fetch_import_source``), and the manifest records the URLs.
+    (``formats.remote.fetch_import_source``), and the manifest records the URLs. ``out`` may be
+    a URL too: the store is made in a local scratch folder and committed there as ``prepare``
+    commits one (shards staged, the manifest last; ``--force`` only over a gptdata store).
     """
     if format not in IMPORT_FORMATS:
         raise ValueError(f"unknown format {format!r}: choose one of {', '.join(IMPORT_FORMATS)}.")
-    from ..storage import is_remote
-
+    if is_remote(out):
+        return _import_to_url(
+            format, path, Location(os.fspath(out), storage_options=storage_options),
+            tokenizer=tokenizer, shard_tokens=shard_tokens, force=force, quiet=quiet,
+        )  # fmt: skip
     if is_remote(path):
         from .remote import fetch_import_source
 
         url = str(path).rstrip("/")
         with fetch_import_source(format, url, storage_options=storage_options) as local:
-            return import_store(
-                format,
-                local,
-                out,
-                tokenizer=tokenizer,
-                shard_tokens=shard_tokens,
-                force=force,
-                quiet=quiet,
-                _shown=(str(local), url),
-            )
+            try:
+                return import_store(
+                    format,
+                    local,
+                    out,
+                    tokenizer=tokenizer,
+                    shard_tokens=shard_tokens,
+                    force=force,
+                    quiet=quiet,
+                    _shown=(str(local), url),
+                    _out_url=_out_url,
+                )
+            except ValueError as exc:  # FormatError, InputError: name the URL, not the copy
+                if str(local) not in str(exc):
+                    raise
+                raise type(exc)(str(exc).replace(str(local), url)) from None
 
     def shown(f: Path | str) -> str:  # a scratch copy's path as the URL it came from
         text = str(f)
@@ -282,7 +296,36 @@ def import_store(
     if not quiet:
         n = {s: store.split(s) for s in store.splits}
         summary = ", ".join(f"{s}: {v.n_documents:,} documents" for s, v in n.items())
-        print(f"imported {shown(src)} ({format}) into {out}: {summary}", file=sys.stderr)
+        print(
+            f"imported {shown(src)} ({format}) into {_out_url or out}: {summary}", file=sys.stderr
+        )
         if assumed:
             print(f"tokenizer: {assumed}", file=sys.stderr)
     return store
+
+
+def _import_to_url(
+    format: str, path: str | os.PathLike[str], out: Location, **kw: Any
+) -> TokenStore:
+    """``import_store(..., out="s3://...")``: into the local scratch store ``remote_out`` keeps
+    for ``out``, then committed by prepare's rule; an import never resumes, so a failure
+    discards what was staged. Returns the bucket's store, opened by its URL.
+
+    >>> _import_to_url("llmc", "ex/", Location("s3://b/stores/imp")).url
+    's3://b/stores/imp'
+    """
+    from ..prepare import remote_out
+
+    writer = remote_out.begin(out, f"import:{format}:{os.urandom(8).hex()}", force=kw["force"])
+    scratch = remote_out.scratch_out(out)
+    try:
+        local = import_store(
+            format, path, scratch, **{**kw, "force": False},
+            storage_options=out.storage_options, _out_url=out.url,
+        )  # fmt: skip
+        remote_out.commit(writer, scratch, local.manifest)
+    except BaseException:
+        writer.discard()
+        shutil.rmtree(scratch.parent, ignore_errors=True)
+        raise
+    return remote_out.finish(out)
