@@ -61,7 +61,7 @@ def test_remote_out_is_byte_identical_to_local(s3, corpus, tmp_path) -> None:
     assert out.with_suffix(".partial").files() == {}  # no lock, no staged shards left
     # The returned store is the bucket's, read through the cache; no local copy stays behind.
     assert store.url == url and store.n_tokens > 0
-    assert not scratch_out(out).parent.exists()
+    assert not scratch_out(out).parent.exists() and not scratch_out(out).parent.parent.exists()
     local_train = TokenStore.open(tmp_path / "local").split("train")
     assert np.array_equal(store.split("train")[:], local_train[:])
     with pytest.raises(FileExistsError, match=r"already holds a gptdata store. Pass force=True"):

@@ -21,6 +21,7 @@ the shard cache); the local scratch copy is removed then, so nothing of the run 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -124,4 +125,6 @@ def finish(out: Location) -> TokenStore:
     's3://b/stores/web'
     """
     shutil.rmtree(scratch_out(out).parent, ignore_errors=True)
+    with contextlib.suppress(OSError):  # prepare/ itself, once no other run uses it
+        scratch_out(out).parent.parent.rmdir()
     return TokenStore.open(out)
