@@ -412,9 +412,11 @@ def test_arrow_ranges_find_each_batch_without_reading_bodies(tmp_path, legacy) -
 def test_a_url_through_path_is_named(tmp_path) -> None:
     from gptdata import load_tokens, prepare
 
-    with pytest.raises(FileNotFoundError, match=r"URL s3://b/notes.jsonl passed through Path\(\)"):
+    with pytest.raises(
+        FileNotFoundError, match=r"the URL s3://b/notes.jsonl\? .*Path\(\) drops one"
+    ):
         load_tokens(Path("s3://b/notes.jsonl"))
-    with pytest.raises(ValueError, match=r"URL s3://b/corpus passed through Path\(\), which drops"):
+    with pytest.raises(ValueError, match=r"the URL s3://b/corpus\? A URL needs two slashes"):
         prepare([Path("s3://b/corpus/")], tmp_path / "s", quiet=True)
 
 
