@@ -130,6 +130,9 @@ def test_blend_reads_store_urls(s3, local, capsys) -> None:
     code, out, err = run(["plan", *blend, *sizes, *opt(s3)], capsys)
     assert code == 0, err
     assert f"{web} (split 'train'): share 0.500" in out
+    local_only = ["--blend", "0.5", str(local / "web"), "0.5", str(local / "web")]
+    code, out, err = run(["plan", *local_only, *sizes, "--cache-limit", "10MB"], capsys)
+    assert code == 1 and "every --blend path is local" in err
 
 
 def test_a_url_where_a_local_file_is_written_or_read_is_one_line(s3, local, capsys) -> None:

@@ -35,6 +35,11 @@ def _mixture(a: argparse.Namespace, *, stride: int) -> tuple[Any, list[str]]:
     from ..windows.mixture import Mixture
 
     pairs = parse_blend(a.blend)
+    if a.cache_limit is not None and not any(isinstance(p, str) for _, p in pairs):
+        raise ValueError(
+            "--cache-limit bounds the cache of stores on object storage; every --blend path is "
+            "local, read in place. Drop --cache-limit."
+        )
     # A URL (a store's, or files') is read with --storage-option; a store's through the cache.
     sources = [(w, open_source(p, a) if isinstance(p, str) else p) for w, p in pairs]
     mix = Mixture(
