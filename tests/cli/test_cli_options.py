@@ -179,3 +179,28 @@ def test_usage_mistakes_are_one_line(capsys) -> None:
     assert capsys.readouterr().err == (
         "error: give a SOURCE or a mixture with --blend WEIGHT PATH ..., not both.\n"
     )
+
+
+def test_as_flags_names_a_flag_once() -> None:
+    from gptdata.cli.entry import as_flags
+
+    args = argparse.Namespace(verb="export", debug=False, force=False, val_fraction=0.1)
+    got = as_flags("Pass --force (force=True) to replace it, or choose another -o.", args)
+    assert got == "Pass --force to replace it, or choose another -o."
+    assert (
+        as_flags("Pass force=True (--force) to replace it.", args) == "Pass --force to replace it."
+    )
+    assert as_flags("Pass val_fraction=0.05 or force=True.", args) == (
+        "Pass --val-fraction 0.05 or --force."
+    )
+
+
+def test_local_file_options_refuse_a_url_before_any_work(capsys, tmp_path) -> None:
+    (tmp_path / "a.txt").write_text("Hello world, hello there.", encoding="utf-8")
+    argv = ["eval", str(tmp_path / "a.txt"), "--model", "unigram:x", "--per-document"]
+    assert main([*argv, "s3://b/pd.csv"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "error: --per-document writes a local file; a URL is not supported here (s3://b/pd.csv): "
+        "give a local path, then copy it up (e.g. aws s3 cp).\n"
+    )

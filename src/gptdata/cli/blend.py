@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from ..tokenizers import get_tokenizer
+from .options import open_source
 
 
 def add_blend(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +20,8 @@ def add_blend(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="WEIGHT PATH",
         default=None,
-        help="a mixture in Megatron's --data-path syntax: 0.7 web/ 0.2 code/ 0.1 books/",
+        help="a mixture in Megatron's --data-path syntax: 0.7 web/ 0.2 code/ 0.1 books/; "
+        "a store may be a URL (s3://bucket/stores/web, with --storage-option)",
     )
 
 
@@ -33,8 +35,15 @@ def _mixture(a: argparse.Namespace, *, stride: int) -> tuple[Any, list[str]]:
     from ..windows.mixture import Mixture
 
     pairs = parse_blend(a.blend)
+    if a.cache_limit is not None and not any(isinstance(p, str) for _, p in pairs):
+        raise ValueError(
+            "--cache-limit bounds the cache of stores on object storage; every --blend path is "
+            "local, read in place. Drop --cache-limit."
+        )
+    # A URL (a store's, or files') is read with --storage-option; a store's through the cache.
+    sources = [(w, open_source(p, a) if isinstance(p, str) else p) for w, p in pairs]
     mix = Mixture(
-        pairs,
+        sources,
         max_length=a.max_length,
         stride=stride,
         tokenizer=get_tokenizer(a.tokenizer, backend=a.backend),

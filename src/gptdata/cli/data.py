@@ -100,7 +100,7 @@ def add_prepare(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
         default=None,
         help="Ray cluster to join (default: auto when RAY_ADDRESS is set, else a local Ray)",
     )
-    add_storage_option(pr)
+    add_storage_option(pr, "the inputs and an -o URL")
 
 
 def add_store_verbs(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -113,7 +113,7 @@ def add_store_verbs(sub: argparse._SubParsersAction, common: argparse.ArgumentPa
         v.add_argument(
             "store", help="a token store folder (made by gptdata prepare), or its s3:// URL"
         )
-        add_storage_option(v)
+        add_storage_option(v, "the store")
         add_cache_limit(v)
 
 
@@ -150,7 +150,7 @@ def add_export(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     )
     ex.add_argument("--force", action="store_true", help="replace an earlier export")
     ex.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    add_storage_option(ex)
+    add_storage_option(ex, "the store and an -o URL")
     add_cache_limit(ex)
 
 
@@ -177,7 +177,7 @@ def add_import(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     im.add_argument("--shard-tokens", type=whole(1), default=None, help="max tokens per shard file")
     im.add_argument("--force", action="store_true", help="replace an existing store")
     im.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    add_storage_option(im)
+    add_storage_option(im, "PATH and an -o URL")
 
 
 def cmd_tokenize(a: argparse.Namespace) -> int:

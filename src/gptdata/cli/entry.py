@@ -23,6 +23,7 @@ with quiet_interrupt():  # Ctrl-C while the command starts: one line, no traceba
     from .options import SOURCE_HELP as SOURCE_HELP
     from .options import TOKENIZER_HELP as TOKENIZER_HELP
     from .options import Parser as _Parser
+    from .options import check_urls
     from .options import fraction as fraction
     from .options import whole as whole
 
@@ -104,7 +105,9 @@ def as_flags(message: str, args: argparse.Namespace) -> str:
         opt = "--" + name.replace("_", "-")
         return (opt if value in ("True", "") else f"{opt} {value}") + dot
 
-    return re.sub(pattern, flag, message)
+    # "Pass --force (force=True)" names both spellings: one flag is left, not "--force (--force)".
+    flagged = re.sub(pattern, flag, message)
+    return re.sub(r"(--[\w-]+(?: [^\s()]+)?) \(\1\)", r"\1", flagged)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted.", file=sys.stderr)
         return 130
     try:
+        check_urls(args)  # a URL where only a local file works: one line, before any work
         code = COMMANDS[args.verb](args)
         sys.stdout.flush()  # a reader that left shows up here, inside the handler below
         return code

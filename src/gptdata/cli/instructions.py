@@ -9,8 +9,9 @@ showing one as the model sees it.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
+
+from .options import source_arg
 
 
 def add_instruction_reading(parser: argparse.ArgumentParser, what: str) -> None:
@@ -61,7 +62,6 @@ def eval_source(a: argparse.Namespace) -> tuple[Any, str]:
     check_instruction_options(a)
     if not a.instructions:
         from ..evaluation.data import load_eval_data
-        from .options import source_arg
 
         data = load_eval_data(source_arg(a), tokenizer=a.tokenizer, split=a.split)
         return data, data.name
@@ -72,8 +72,8 @@ def eval_source(a: argparse.Namespace) -> tuple[Any, str]:
             "--by is for text: with --instructions each example is scored on its own. Drop --by."
         )
     examples = InstructionData.of(
-        Path(a.source), tokenizer=a.tokenizer, template=a.template, fields=a.fields,
-        split=a.split,
+        source_arg(a),  # a Path, or a URL read with --storage-option (a store's, --cache-limit)
+        tokenizer=a.tokenizer, template=a.template, fields=a.fields, split=a.split,
     )  # fmt: skip
     return examples, examples.data.name
 
@@ -85,7 +85,8 @@ def inspect_instructions(a: argparse.Namespace, scorers: list[Any]) -> int:
     from ..tokenizers import get_tokenizer
 
     ds = instruction_dataset(
-        Path(a.source), tokenizer=get_tokenizer(a.tokenizer, backend=a.backend),
+        source_arg(a),  # a Path, or a URL read with --storage-option (a store's, --cache-limit)
+        tokenizer=get_tokenizer(a.tokenizer, backend=a.backend),
         template=a.template, fields=a.fields, split=a.split,
     )  # fmt: skip
     for scorer in scorers:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+from typing import Any
 
 from ..tokenizers import get_tokenizer
 from .blend import _plan_blend, _source_or_blend, add_blend, inspect_blend
@@ -26,7 +26,10 @@ from .options import (
     add_reading,
     add_storage_option,
     add_verb,
+    cache_limit,
+    check_output,
     source_arg,
+    storage_options,
     whole,
 )
 
@@ -58,7 +61,7 @@ def add_inspect(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
         help="number of windows to show (default 4); with --instructions, of examples (default 1)",
     )
     i.add_argument("--split", default=None, help="store split (default: the first)")
-    add_reading(i)
+    add_reading(i, "SOURCE, --blend's URLs and unigram:/bigram: store URLs of --model")
     i.add_argument(
         "--documents",
         choices=["concat", "mask"],
@@ -121,7 +124,7 @@ def add_plan(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         metavar="FILE.png",
         help="also draw document lengths and token frequencies into FILE.png",
     )
-    add_reading(pl)
+    add_reading(pl, "SOURCE and --blend's URLs")
     pl.add_argument(
         "--documents",
         choices=["concat", "mask"],
@@ -139,7 +142,7 @@ def add_plan(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 def add_eval(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """``gptdata eval SOURCE --model SPEC ...``: loss, perplexity, bpb."""
     ev = add_verb(sub, "eval", "loss, perplexity and bits per byte of models on a source", common)
-    add_storage_option(ev)
+    add_storage_option(ev, "SOURCE and unigram:/bigram: store URLs of --model")
     add_cache_limit(ev)
     ev.add_argument(
         "source",
@@ -204,35 +207,6 @@ def add_checkpoint(parser: argparse.ArgumentParser) -> None:
     )
 
 
-PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
-
-
-def check_output(path: str | None, flag: str, *, plot: bool = False) -> None:
-    """Refuse an output path that cannot be written, before any work (an hour of evaluation
-    lost to a typo in the folder name)."""
-    if path is None:
-        return
-    import os
-
-    out = Path(path)
-    parent = out.parent if str(out.parent) else Path(".")
-    if out.is_dir():
-        raise ValueError(f"{flag} {path} is a folder; name a file in it, e.g. {out / 'out'}.")
-    if not parent.is_dir():
-        raise ValueError(f"{flag} {path}: no folder {parent}. Create it first (mkdir -p {parent}).")
-    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise ValueError(f"{flag} {path}: not writable. Choose another path.")
-    if plot:
-        if out.suffix.lower() not in PLOT_SUFFIXES:
-            raise ValueError(f"{flag} {path}: the file name must end in one of {PLOT_SUFFIXES}.")
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise RuntimeError(
-                f"{flag} needs matplotlib. Fix: pip install 'gptdata[plot]'"
-            ) from None
-
-
 def add_demo(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     """``gptdata demo [FILE]``: every stage from text to embeddings."""
     d = add_verb(sub, "demo", "every stage from text to input embeddings", common)
@@ -248,12 +222,7 @@ def cmd_inspect(a: argparse.Namespace) -> int:
     if a.instructions:
         if a.checkpoint and not a.model:
             raise ValueError("--checkpoint loads weights into a --model py:FILE.py:NAME; pass one.")
-        scorers = []
-        if a.model:
-            from ..evaluation.models import load_model
-
-            scorers = [load_model(spec, checkpoint=_checkpoint_for(spec, a)) for spec in a.model]
-        return inspect_instructions(a, scorers)
+        return inspect_instructions(a, _scorers(a) if a.model else [])
     a.n = 4 if a.n is None else a.n
     if a.blend:
         return inspect_blend(a)
@@ -275,11 +244,10 @@ def cmd_inspect(a: argparse.Namespace) -> int:
     if a.checkpoint and not a.model:
         raise ValueError("--checkpoint loads weights into a --model py:FILE.py:NAME; pass one.")
     if a.model:
-        from ..evaluation.models import load_model
         from ..inspect.guesses import model_windows
         from ..inspect.pairs import model_pairs
 
-        scorers = [load_model(spec, checkpoint=_checkpoint_for(spec, a)) for spec in a.model]
+        scorers = _scorers(a)
         stride = a.stride or a.max_length
         for scorer in scorers:
             scorer.check(max_length=a.max_length, tokenizer=loaded.tokenizer)
@@ -316,6 +284,18 @@ def cmd_inspect(a: argparse.Namespace) -> int:
     return 0
 
 
+def _scorers(a: argparse.Namespace, device: str | None = None) -> list[Any]:
+    """Each --model loaded: a unigram:/bigram: store URL with --storage-option, --cache-limit."""
+    from ..evaluation.models import load_model
+
+    opts, limit = storage_options(a), cache_limit(a)
+    return [
+        load_model(spec, device=device, checkpoint=_checkpoint_for(spec, a),
+                   storage_options=opts, cache_limit=limit)
+        for spec in a.model
+    ]  # fmt: skip
+
+
 def _checkpoint_for(spec: str, a: argparse.Namespace) -> str | None:
     """--checkpoint goes to the py: models (one py: model, or the one it names first)."""
     if not a.checkpoint:
@@ -338,7 +318,8 @@ def cmd_plan(a: argparse.Namespace) -> int:
     if a.instructions:
         if a.blend:
             raise ValueError("--instructions plans one instruction source; drop --blend.")
-        print(instruction_plan(a.source, batch_size=a.batch_size, max_length=a.max_length))
+        source = source_arg(a)  # a URL with --storage-option; a store URL with --cache-limit
+        print(instruction_plan(source, batch_size=a.batch_size, max_length=a.max_length))
         return 0
     if a.stride is None:
         raise SystemExit(
@@ -375,15 +356,12 @@ def cmd_plan(a: argparse.Namespace) -> int:
 
 def cmd_eval(a: argparse.Namespace) -> int:
     from ..evaluation.compare import plot, report, write_per_document
-    from ..evaluation.models import load_model
     from ..evaluation.scoring import evaluate
 
     check_output(a.per_document, "--per-document")
     check_output(a.plot, "--plot", plot=True)
     data, where = eval_source(a)
-    scorers = [
-        load_model(spec, device=a.device, checkpoint=_checkpoint_for(spec, a)) for spec in a.model
-    ]
+    scorers = _scorers(a, device=a.device)
     max_length = a.max_length
     if max_length is None:
         known = [s.max_positions for s in scorers if s.max_positions]

@@ -115,8 +115,9 @@ SOURCE_HELP = (
     "URL of them), or a store"
 )
 STORAGE_OPTION_HELP = (
-    "an fsspec option for s3:// (gs://, az://) inputs, e.g. endpoint_url=http://127.0.0.1:9000 "
-    "or anon=true; repeat for more. Credentials come from the AWS chain (env, ~/.aws, roles)"
+    "an fsspec option for {what} on s3:// (gs://, az://), e.g. "
+    "endpoint_url=http://127.0.0.1:9000 or anon=true; repeat for more. Credentials come from the "
+    "AWS chain (env, ~/.aws, roles)"
 )
 
 
@@ -142,14 +143,15 @@ def add_backend(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_storage_option(parser: argparse.ArgumentParser) -> None:
-    """``--storage-option key=value`` (repeatable): ``storage_options(args)`` makes the dict."""
+def add_storage_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--storage-option key=value`` (repeatable): ``storage_options(args)`` makes the dict.
+    ``what`` says what it applies to on this verb: 'the store', 'the inputs and an -o URL'."""
     parser.add_argument(
         "--storage-option",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help=STORAGE_OPTION_HELP,
+        help=STORAGE_OPTION_HELP.format(what=what),
     )
 
 
@@ -203,17 +205,22 @@ def source_arg(args: argparse.Namespace, name: str = "source") -> Any:
 
     's3://b/notes.jsonl' -> Location('s3://b/notes.jsonl'); 'notes.jsonl' -> Path('notes.jsonl')
     """
+    return open_source(getattr(args, name), args)
+
+
+def open_source(text: str, args: argparse.Namespace) -> Any:
+    """One SOURCE word as ``source_arg`` reads it (``--blend`` takes several):
+    's3://b/stores/web' -> the TokenStore there; 'web/' -> Path('web/')."""
     from ..storage import Location, is_remote
     from ..store import MANIFEST, TokenStore
 
-    text = getattr(args, name)
     limit = cache_limit(args)
     if is_remote(text):
         loc = Location(text, storage_options=storage_options(args))
         if loc.child(MANIFEST).is_file():
             return TokenStore.open(loc, cache_limit=limit)
         return loc
-    if limit is not None:
+    if limit is not None and not any("://" in w for w in getattr(args, "model", None) or []):
         raise ValueError(
             f"--cache-limit bounds the cache of a store on object storage; {text} is local, "
             "read in place. Drop --cache-limit."
@@ -221,7 +228,7 @@ def source_arg(args: argparse.Namespace, name: str = "source") -> Any:
     return Path(text)
 
 
-def add_reading(parser: argparse.ArgumentParser) -> None:
+def add_reading(parser: argparse.ArgumentParser, urls: str) -> None:
     """The options that say how input files are read: the same words and defaults as prepare,
     and ``--storage-option`` for inputs on object storage."""
     parser.add_argument(
@@ -233,7 +240,7 @@ def add_reading(parser: argparse.ArgumentParser) -> None:
         default="strict",
         help="invalid UTF-8: stop (strict), use U+FFFD (replace), drop the document",
     )
-    add_storage_option(parser)
+    add_storage_option(parser, urls)
     add_cache_limit(parser)
 
 
@@ -257,3 +264,61 @@ def add_instruction_options(p: argparse.ArgumentParser) -> None:
         metavar="OURS=THEIRS,...",
         help="with --instructions: rename fields, e.g. instruction=prompt,output=completion",
     )
+
+
+PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
+def check_output(path: str | None, flag: str, *, plot: bool = False) -> None:
+    """Refuse an output path that cannot be written, before any work (an hour of evaluation
+    lost to a typo in the folder name). 's3://b/pd.csv' -> one line: give a local path."""
+    if path is None:
+        return
+    import os
+
+    check_output_url(path, flag)
+    out = Path(path)
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; name a file in it, e.g. {out / 'out'}.")
+    if not parent.is_dir():
+        raise ValueError(f"{flag} {path}: no folder {parent}. Create it first (mkdir -p {parent}).")
+    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise ValueError(f"{flag} {path}: not writable. Choose another path.")
+    if plot:
+        if out.suffix.lower() not in PLOT_SUFFIXES:
+            raise ValueError(f"{flag} {path}: the file name must end in one of {PLOT_SUFFIXES}.")
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise RuntimeError(
+                f"{flag} needs matplotlib. Fix: pip install 'gptdata[plot]'"
+            ) from None
+
+
+# Options that name a local file only (a URL through Path() loses a slash: s3:/b/x).
+LOCAL_READS = {"tokenizer": "--tokenizer", "template": "--template", "checkpoint": "--checkpoint",
+               "file": "FILE"}  # fmt: skip
+LOCAL_WRITES = {"plot": "--plot", "per_document": "--per-document"}
+
+
+def check_urls(args: argparse.Namespace) -> None:
+    """Refuse a URL where a verb reads or writes a local file only, in one line, before any work:
+    --checkpoint s3://b/m.pth -> "--checkpoint reads a local file; a URL is not supported here"."""
+    for name, flag in LOCAL_READS.items():
+        value = getattr(args, name, None)
+        if isinstance(value, str) and "://" in value:
+            raise ValueError(
+                f"{flag} reads a local file; a URL is not supported here ({value}): download "
+                "it first and give its local path."
+            )
+    for name, flag in LOCAL_WRITES.items():
+        check_output_url(getattr(args, name, None), flag)
+
+
+def check_output_url(path: str | None, flag: str) -> None:
+    if path is not None and "://" in path:  # Path() would make s3://b/pd.csv into s3:/b/pd.csv
+        raise ValueError(
+            f"{flag} writes a local file; a URL is not supported here ({path}): give a local "
+            "path, then copy it up (e.g. aws s3 cp)."
+        )

@@ -225,11 +225,26 @@ class Bigram:
         return torch.log(probs).float().to(inputs.device)
 
 
-def baseline_from_store(kind: str, path: str | os.PathLike[str]) -> Unigram | Bigram:
-    """``unigram`` or ``bigram`` counted from the train split of the store at ``path``."""
+def baseline_from_store(
+    kind: str,
+    path: str | os.PathLike[str],
+    *,
+    storage_options: dict[str, Any] | None = None,
+    cache_limit: int | None = None,
+) -> Unigram | Bigram:
+    """``unigram`` or ``bigram`` counted from the train split of the store at ``path``: a folder,
+    or a URL (``s3://b/stores/web``) read with ``storage_options`` through the shard cache
+    (``cache_limit`` bytes at most; it bounds a URL's cache only, a folder is read in place).
+
+        baseline_from_store("bigram", "s3://b/web", storage_options={"endpoint_url": URL})
+    """
+    from ..storage import is_remote
     from ..store import TokenStore
 
-    store = TokenStore.open(path)
+    if is_remote(os.fspath(path)):
+        store = TokenStore.open(path, storage_options=storage_options, cache_limit=cache_limit)
+    else:
+        store = TokenStore.open(path)
     if "train" not in store.splits or store.split("train").n_tokens == 0:
         raise ValueError(f"{path}: {kind}:STORE counts the train split, which is missing or empty.")
     split = store.split("train")

@@ -34,7 +34,7 @@ from ..prepare.corpus import ArrayTokens, Corpus, count_words, load_tokens
 from ..store import MANIFEST, Split, TokenStore
 from ..tokenizers import Tokenizer, get_tokenizer
 
-__all__ = ["EvalData", "count_words", "load_eval_data"]
+__all__ = ["EvalData", "count_words", "load_eval_data", "open_url"]
 
 
 @dataclass
@@ -133,6 +133,39 @@ def _stream(ids: np.ndarray, tok: Tokenizer) -> EvalData:
     )  # fmt: skip
 
 
+def open_url(
+    source: Any,
+    *,
+    storage_options: dict[str, Any] | None = None,
+    cache_limit: int | None = None,
+) -> Any:
+    """A URL ``str`` -> the ``TokenStore`` there (read through the cache, ``cache_limit``), else
+    its ``Location`` (files to read, with ``storage_options``); any other source as it is.
+
+        's3://b/stores/web' -> TokenStore; 's3://b/sft/data.json' -> Location; Path(...) -> Path(...)
+    """
+    from ..storage import Location, is_remote
+
+    if not (isinstance(source, str) and is_remote(source)):
+        return source
+    loc = Location(source, storage_options=storage_options)
+    if loc.child(MANIFEST).is_file():
+        return TokenStore.open(loc, cache_limit=cache_limit)
+    return loc
+
+
+def source_name(source: Any) -> str:
+    """How a source is named to the user: a URL as given, never the local cache folder.
+
+    TokenStore at s3://b/web -> 's3://b/web'; its Split 'val' -> "s3://b/web split 'val'"
+    """
+    if isinstance(source, Split):
+        loc = getattr(source, "location", None)  # a RemoteSplit: its root is the cache
+        return f"{loc.url if loc is not None else source.root} split {source.name!r}"
+    url = getattr(source, "url", None)  # a TokenStore or a Location
+    return url if isinstance(url, str) else os.fspath(source)
+
+
 def load_eval_data(
     source: Any,
     *,
@@ -154,12 +187,12 @@ def load_eval_data(
     if store is not None:
         if name not in store.splits:
             raise ValueError(
-                f"{store.root} has no split {name!r} (it has {store.splits}); pass "
+                f"{store.url} has no split {name!r} (it has {store.splits}); pass "
                 "another split, e.g. split='train'."
             )
         source = store.split(name)
     if isinstance(source, Split):
-        where = f"{source.root} split {source.name!r}"
+        where = source_name(source)
         if source.n_tokens == 0:
             raise ValueError(
                 f"{where} is empty (0 tokens). Evaluate another split (split='train') or "

@@ -37,10 +37,11 @@ from typing import Any
 import numpy as np
 
 from ..prepare.corpus import count_words
+from ..storage import Location
 from ..store import MANIFEST, Split, TokenStore
 from ..tokenizers import Tokenizer, get_tokenizer, token_byte_lengths
 from ..windows.finetune import IGNORE_INDEX, Example, InstructionDataset, instruction_collate
-from .data import EvalData
+from .data import EvalData, source_name
 from .models import Scorer
 from .results import EvalResult
 from .runner import score_windows, window_table
@@ -91,7 +92,7 @@ def _store_examples(
     if store is not None:
         if name not in store.splits:
             raise ValueError(
-                f"{store.root} has no split {name!r} (it has {store.splits}); pass "
+                f"{store.url} has no split {name!r} (it has {store.splits}); pass "
                 "another split, e.g. split='test'."
             )
         source = store.split(name)
@@ -163,7 +164,9 @@ class InstructionData:
             source, tokenizer=tokenizer, template=template, fields=fields, split=split
         )
         where = (
-            os.fspath(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
+            source_name(source)
+            if isinstance(source, (str, os.PathLike, TokenStore, Location))
+            else type(source).__name__
         )
         return cls.from_dataset(ds, name=f"{where} (template {ds.template.name})")
 

@@ -199,16 +199,27 @@ def load_model(
     *,
     device: str | torch.device | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
+    cache_limit: int | None = None,
 ) -> Scorer:
     """A model object or spec string -> Scorer; spec models are loaded onto ``device``.
 
     ``checkpoint`` (``py:`` specs only) is a ``torch.save``d state dict loaded into the model.
+    ``storage_options`` and ``cache_limit`` read a ``unigram:``/``bigram:`` store given by URL:
+
+        load_model("bigram:s3://b/stores/web", storage_options={"endpoint_url": URL})
     """
     if isinstance(model, str):
         kind, sep, where = model.partition(":")
         dev = torch.device(device or "cpu")
         if not sep or not where or kind not in ("hf", "py", "unigram", "bigram"):
             raise ValueError(f"model spec {model!r} is not one of {SPECS}.")
+        if kind in ("hf", "py") and "://" in where:  # load_hf/load_py read local files
+            raise ValueError(
+                f"model spec {model!r}: {kind}: loads a local "
+                f"{'folder' if kind == 'hf' else 'file'}; a URL is not supported here: download "
+                "it first and give its local path (unigram:/bigram: take a store URL)."
+            )
         if checkpoint is not None and kind != "py":
             raise ValueError(
                 f"--checkpoint loads weights into a py:FILE.py:NAME model, not {kind}:; "
@@ -223,7 +234,9 @@ def load_model(
         else:
             from .baselines import baseline_from_store
 
-            obj = baseline_from_store(kind, where)
+            obj = baseline_from_store(
+                kind, where, storage_options=storage_options, cache_limit=cache_limit
+            )
         return Scorer(obj, model, _vocab_size(obj), _max_positions(obj), dev)
     if checkpoint is not None:
         raise ValueError("checkpoint= is for py:FILE.py:NAME specs; load weights into your model.")

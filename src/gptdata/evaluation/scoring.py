@@ -28,7 +28,7 @@ import torch
 
 from ..tokenizers import Tokenizer
 from ..windows.mixture import Mixture
-from .data import EvalData, load_eval_data
+from .data import EvalData, load_eval_data, open_url
 from .mixture import evaluate_mixture
 from .models import Scorer, load_model
 from .results import DocumentScores, EvalResult
@@ -53,9 +53,10 @@ def rolling_windows(n: int, *, max_length: int, stride: int) -> list[tuple[int, 
 
 
 def _default_by(source: Any) -> By:
+    from ..storage import Location
     from ..store import Split, TokenStore
 
-    documented = (Split, TokenStore, EvalData, os.PathLike)
+    documented = (Split, TokenStore, EvalData, os.PathLike, Location)  # files, a store
     return "document" if isinstance(source, documented) else "stream"
 
 
@@ -89,6 +90,8 @@ def evaluate(
     instructions: bool = False,
     template: str | os.PathLike[str] = "alpaca",
     fields: str | dict[str, str] | None = None,
+    storage_options: dict[str, Any] | None = None,
+    cache_limit: int | None = None,
 ) -> EvalResult:
     """Score every token of ``source`` once with ``model``; see the module docstring.
 
@@ -110,12 +113,17 @@ def evaluate(
     only the response tokens are scored, the prompt is context; see ``instructions.py``.
 
         >>> evaluate(model, Path("held-out.json"), instructions=True).documents.loss()  # each
+
+    A URL (``"s3://b/stores/web"``, a store or files; ``"s3://b/sft/test.json"`` with
+    ``instructions=True``) and a ``unigram:``/``bigram:`` spec's store URL are read with
+    ``storage_options``; a store URL's shards through the cache, ``cache_limit`` bytes at most.
     """
     if max_length is not None:
         max_length = _whole("max_length", max_length, 1)
     if stride is not None:
         stride = _whole("stride", stride, 1)
     batch_size = _whole("batch_size", batch_size, 1)
+    source = open_url(source, storage_options=storage_options, cache_limit=cache_limit)
     asked_by = by
     by = by or _default_by(source)
     if by not in ("document", "stream"):
@@ -127,7 +135,10 @@ def evaluate(
         if checkpoint is not None:
             raise ValueError("checkpoint= is for model specs; this model is already loaded.")
     else:
-        scorer = load_model(model, device=device, checkpoint=checkpoint)
+        scorer = load_model(
+            model, device=device, checkpoint=checkpoint, storage_options=storage_options,
+            cache_limit=cache_limit,
+        )  # fmt: skip
     if max_length is None:
         if scorer.max_positions is None:
             raise ValueError(

@@ -82,7 +82,10 @@ def export_store(
             )
 
         loc = Location(str(out), storage_options=storage_options)
-        return export_remote(loc, write, force=force, quiet=quiet)
+        done = export_remote(loc, write, force=force)
+        if not quiet:
+            print(summary_line(store, format, loc.url, done["splits"]), file=sys.stderr)
+        return done
     out = Path(out)
     st = (
         store
@@ -211,8 +214,15 @@ def export_store(
         for h in held:
             h.release()
     if not quiet:
-        summary = ", ".join(
-            f"{n}: {r['documents']:,} documents, {r['tokens']:,} tokens" for n, r in result.items()
-        )
-        print(f"exported {st.url} as {format} to {out} ({summary})", file=sys.stderr)
+        print(summary_line(st, format, str(out), result), file=sys.stderr)
     return {"format": format, "splits": result}
+
+
+def summary_line(store: Any, format: str, out: str, splits: Mapping[str, Any]) -> str:
+    """The closing line of an export, to a folder or a URL alike; the store as the user named it:
+    "exported s3://b/web as llmc to out/ (train: 9 documents, 1,234 tokens)"."""
+    source = store.url if isinstance(store, TokenStore) else str(getattr(store, "url", store))
+    counts = ", ".join(
+        f"{n}: {r['documents']:,} documents, {r['tokens']:,} tokens" for n, r in splits.items()
+    )
+    return f"exported {source} as {format} to {out} ({counts})"

@@ -87,12 +87,12 @@ def export_remote(
     write: Callable[[Path], dict[str, Any]],
     *,
     force: bool = False,
-    quiet: bool = False,
 ) -> dict[str, Any]:
     """Export into object storage: ``write(folder)`` (``export_store`` into a local folder, its
     caller) fills a scratch folder, which is then uploaded, ``gptdata-export.json`` last.
 
-    The writer comes in as a function so that this module needs nothing of ``export``'s.
+    The writer comes in as a function so that this module needs nothing of ``export``'s; the
+    summary line is ``export_store``'s, one for both kinds of output.
     """
     loc = out
     # The output is checked before any work, and again under the lock (another run may have
@@ -124,14 +124,6 @@ def export_remote(
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         lock.release()
-    if not quiet:
-        import sys
-
-        summary = ", ".join(
-            f"{n}: {r['documents']:,} documents, {r['tokens']:,} tokens"
-            for n, r in result["splits"].items()
-        )
-        print(f"exported as {result['format']} to {loc.url} ({summary})", file=sys.stderr)
     return result
 
 

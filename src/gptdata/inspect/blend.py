@@ -22,10 +22,11 @@ import numpy as np
 from ..windows.mixture import Mixture, report
 
 
-def parse_blend(words: list[str], *, flag: str = "--blend") -> list[tuple[float, Path]]:
-    """Megatron's ``--data-path`` list -> (weight, path) pairs; one bare path has weight 1.
+def parse_blend(words: list[str], *, flag: str = "--blend") -> list[tuple[float, Path | str]]:
+    """Megatron's ``--data-path`` list -> (weight, path) pairs; one bare path has weight 1. A URL
+    stays a ``str``, for the caller to open with its storage options.
 
-    ['0.7', 'web/', '0.3', 'code/'] -> [(0.7, Path('web/')), (0.3, Path('code/'))]
+    ['0.7', 'web/', '0.3', 's3://b/code'] -> [(0.7, Path('web/')), (0.3, 's3://b/code')]
     """
     if len(words) == 1:
         words = ["1", words[0]]
@@ -34,7 +35,7 @@ def parse_blend(words: list[str], *, flag: str = "--blend") -> list[tuple[float,
             f"{flag} takes weight and path pairs (Megatron's --data-path syntax), but got "
             f"{len(words)} words: {' '.join(words)}. Give e.g. {flag} 0.7 web/ 0.3 code/."
         )
-    pairs: list[tuple[float, Path]] = []
+    pairs: list[tuple[float, Path | str]] = []
     for i in range(0, len(words), 2):
         weight, path = words[i], words[i + 1]
         try:
@@ -46,6 +47,9 @@ def parse_blend(words: list[str], *, flag: str = "--blend") -> list[tuple[float,
             ) from None
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"{flag}: weight {weight} of {path} must be a number >= 0.")
+        if "://" in path:  # a URL: Path() would fold its '//'
+            pairs.append((value, path))
+            continue
         if not os.path.exists(path):
             raise FileNotFoundError(f"{flag}: {path} does not exist. Pass a store or text files.")
         pairs.append((value, Path(path)))
@@ -54,10 +58,15 @@ def parse_blend(words: list[str], *, flag: str = "--blend") -> list[tuple[float,
     return pairs
 
 
-def _names(mixture: Mixture, paths: list[Path] | None) -> list[str]:
+def _label(path: Path | str) -> str:
+    """'web/' -> 'web'; a URL as given: 's3://b/stores/web'."""
+    return path if isinstance(path, str) else (path.name or str(path))
+
+
+def _names(mixture: Mixture, paths: list[Path | str] | None) -> list[str]:
     out = []
     for i, ds in enumerate(mixture.datasets):
-        label = (paths[i].name or str(paths[i])) if paths else f"source {i}"
+        label = _label(paths[i]) if paths else f"source {i}"
         split = getattr(ds.tokens, "name", None)  # a store's split; files have none
         out.append(f"{label} (split {split!r})" if split else label)
     return out
@@ -70,7 +79,7 @@ def blend_report(
     batch_size: int = 1,
     world_size: int = 1,
     drop_last: bool = True,
-    paths: list[Path] | None = None,
+    paths: list[Path | str] | None = None,
 ) -> str:
     """The plan of a mixture: per source share, windows, samples, tokens and epochs drawn, then
     the mixture's batches per epoch (``samples`` default: the mixture's own size)."""

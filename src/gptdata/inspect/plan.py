@@ -20,6 +20,7 @@ import numpy as np
 
 from ..prepare.corpus import ArrayTokens, Corpus, load_tokens
 from ..prepare.sources import Errors
+from ..storage import Location, is_remote
 from ..store import MANIFEST, Split, TokenStore
 from ..tokenizers import Tokenizer, get_tokenizer
 
@@ -197,17 +198,19 @@ def plot(loaded: Loaded, path: str | os.PathLike[str]) -> None:
 
 
 def instruction_plan(
-    source: str | os.PathLike[str],
+    source: str | os.PathLike[str] | TokenStore | Location,
     *,
     batch_size: int,
     max_length: int,
     tokenizer: str | Tokenizer = "gpt2",
+    storage_options: dict[str, Any] | None = None,
 ) -> str:
     """Per split of instruction data: pad tokens per epoch, padded against packed, and the loss
     tokens per batch (all targets, and only the response's with ``mask_prompt``).
 
     A file (``.json`` list, ...) is one split; a store prepared with ``--instructions`` gives each
-    of its splits that holds examples.
+    of its splits that holds examples. A URL (``s3://b/sft/data.json``, a store's) is read with
+    ``storage_options``; a ``TokenStore`` opened from one keeps its cache limit.
 
         plan data.json --instructions --max-length 1024 --batch-size 8
         -> "data.json: 1,100 examples, ... padded batches add 40,112 pad tokens in 138 ..."
@@ -215,24 +218,28 @@ def instruction_plan(
     from ..windows.finetune import InstructionDataset  # torch: loaded only for this report
     from ..windows.packing import padding_report
 
+    if isinstance(source, str) and is_remote(source):
+        source = Location(source, storage_options=storage_options)
+        if source.child(MANIFEST).is_file():
+            source = TokenStore.open(source)
     names: list[str | None] = [None]
-    if os.path.isfile(os.path.join(os.fspath(source), MANIFEST)):
-        store = TokenStore.open(source)
-        names = [s for s in store.splits if store.split(s).n_documents]
+    if not isinstance(source, (TokenStore, Location)) and os.path.isfile(
+        os.path.join(os.fspath(source), MANIFEST)
+    ):
+        source = TokenStore.open(source)
+    if isinstance(source, TokenStore):
+        names = [s for s in source.splits if source.split(s).n_documents]
+    where = source.url if isinstance(source, (TokenStore, Location)) else os.fspath(source)
     lines = []
     for name in names:
-        ds = (
-            InstructionDataset(source, tokenizer=tokenizer)
-            if name is None
-            else InstructionDataset(source, tokenizer=tokenizer, split=name)
-        )
+        part = source if name is None else source.split(name)  # type: ignore[union-attr]
+        ds = InstructionDataset(part, tokenizer=tokenizer)  # type: ignore[arg-type]
         full = padding_report(list(ds), batch_size=batch_size, max_length=max_length)
         masked = padding_report(
             list(ds), batch_size=batch_size, max_length=max_length, mask_prompt=True
         )
         lines += [
-            f"{name or os.fspath(source)}: {full.examples:,} examples, {full.tokens:,} tokens "
-            "with end-of-text",
+            f"{name or where}: {full.examples:,} examples, {full.tokens:,} tokens with end-of-text",
             f"  padded  {full.padded_batches:,} batches of {batch_size}, "
             f"{full.padded_pad_tokens:,} pad tokens per epoch "
             f"({full.padded_pad_tokens / max(full.tokens, 1):.1%} of the example tokens)",
