@@ -37,6 +37,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from .sizes import cache_limit_bytes
 from .urls import CHUNK, Location, StorageError
 
 _STORE_ID = re.compile(r"[0-9a-zA-Z_-]{1,64}")
@@ -162,18 +163,16 @@ class ShardCache:
     """
 
     def __init__(
-        self, root: str | os.PathLike[str] | None = None, *, limit: int | None = None,
+        self, root: str | os.PathLike[str] | None = None, *, limit: int | str | None = None,
         workers: int | None = None,
     ) -> None:  # fmt: skip
         # One download thread per core, 2 to 8: on 2 cores 4 threads fetched 0.71x of s3fs
         # ``get`` and 2 threads 0.85x (bench/remote.py), the hashing competing for the cores.
         workers = workers if workers is not None else max(2, min(8, os.cpu_count() or 1))
-        if limit is not None and limit < 1:
-            raise ValueError(f"cache_limit={limit} must be at least 1 byte, or None for no limit")
         if workers < 1:
             raise ValueError(f"workers={workers} must be at least 1")
         self.directory = Path(root if root is not None else default_cache_dir()) / "shards"
-        self.limit = limit
+        self.limit = cache_limit_bytes(limit)  # bytes, or "10GB" as --cache-limit takes it
         self.workers = workers
         self._pool: ThreadPoolExecutor | None = None
         self._pending: dict[Path, Future[None]] = {}
