@@ -38,3 +38,64 @@ def test_a_bad_cache_limit_is_one_line_naming_it(value: object, match: str) -> N
     assert "\n" not in str(info.value)
     with pytest.raises(ValueError, match=r"--cache-limit 'ten' is not a size.* --cache-limit 10GB"):
         cli_parse_size("ten")
+
+
+# A thread of the parent holds shards/.evict.lock (inside evict) when the main thread forks, as
+# a prefetch thread did when a num_workers=2 pass forked its workers after a num_workers=0 pass:
+# the child's copy of that lock must not outlive the parent's thread, nor a held shard's lock
+# outlive its release. In a subprocess with a timeout, so a hang fails the test, not the suite.
+FORK_WHILE_EVICTING = """
+import os, sys, threading
+from pathlib import Path
+import gptdata.storage.eviction as eviction
+from gptdata.storage import ShardCache
+from gptdata.storage.locks import LockFile
+
+root = Path(sys.argv[1])
+cache = ShardCache(root, limit=10**9)
+shard = root / "shards" / "s" / "a.bin"
+shard.parent.mkdir(parents=True)
+shard.write_bytes(b"x")
+held = LockFile(str(shard) + ".lock")
+held.lock(shared=True)  # a shard the parent reads across the fork
+entered, go = threading.Event(), threading.Event()
+scan = eviction.scan
+
+def slow_scan(directory):
+    entered.set()
+    go.wait()
+    return scan(directory)
+
+eviction.scan = slow_scan
+thread = threading.Thread(target=cache.evict)
+thread.start()
+entered.wait()
+eviction.scan = scan
+pid = os.fork()
+if pid == 0:  # a DataLoader worker: it evicts too, once the parent's evictor is done
+    cache.evict()
+    os._exit(0)
+go.set()
+thread.join()
+held.close()
+cache.evict()  # the parent again: waited forever on the gate the child kept
+free = LockFile(str(shard) + ".lock", create=False)
+assert free.lock(wait=False), "the shard's lock outlived its release (kept by the child)"
+_, status = os.waitpid(pid, 0)
+assert status == 0, status
+print("ok")
+"""
+
+
+def test_a_fork_while_a_thread_evicts_never_deadlocks(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", FORK_WHILE_EVICTING, str(tmp_path)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        pytest.fail("deadlock: the forked child kept the parent's .evict.lock (or a shard's lock)")
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
