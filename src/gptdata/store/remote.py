@@ -397,9 +397,14 @@ class RemoteSplit(Split):
                 h.release()
 
     def end_pass(self) -> None:
-        """A pass ended (the loader calls this once its workers are gone): evict the cache back
-        within ``cache_limit``, since the workers' shards are no longer in use. One scan."""
-        if self.cache_limit is not None and self._pid == os.getpid():
+        """A pass ended (the loader calls this once its workers are gone): stop downloading ahead
+        (queued prefetches dropped, running ones land) and evict the cache back within
+        ``cache_limit``, the workers' shards being free now. One scan."""
+        if self._pid != os.getpid():
+            return
+        if self._cache is not None:
+            self._cache.close()
+        if self.cache_limit is not None:
             self.cache.evict()
 
     def close(self) -> None:
@@ -410,5 +415,4 @@ class RemoteSplit(Split):
         self._held.clear()
         self._maps, self._views, self._vlist, self._view_length = None, {}, [], 0
         if self._cache is not None:
-            self._cache.close()
             self.end_pass()
