@@ -44,14 +44,8 @@ from .manifest import (
 )
 from .manifest import store_id_for as store_id_for  # re-exported: prepare writes it
 from .masks import mask_bytes
-from .remote import (
-    OPENED,
-    RemoteSplit,
-    cache_root,
-    check_remote_files,
-    read_remote_manifest,
-    remote_store_id,
-)
+from .remote import OPENED, RemoteSplit
+from .remote_open import cache_root, check_remote_files, read_remote_manifest, remote_store_id
 from .split import Shard as Shard  # re-exported: a split's files and reads live there
 from .split import Split as Split
 from .split import StoreError as StoreError
