@@ -11,7 +11,6 @@ is refused before any work, in one line, with exit status 2:
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -166,20 +165,11 @@ def storage_options(args: argparse.Namespace) -> dict[str, Any] | None:
     return parse_storage_options(items) or None
 
 
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-          "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40}  # fmt: skip
-
-
 def parse_size(text: str, flag: str = "--cache-limit") -> int:
-    """A size in bytes: '10GB' -> 10_000_000_000; '512MiB' -> 536_870_912; '4096' -> 4096."""
-    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*", text)
-    unit = m.group(2).upper() if m else ""
-    if m is None or unit not in _UNITS or float(m.group(1)) * _UNITS[unit] < 1:
-        raise ValueError(
-            f"{flag} {text!r} is not a size: write a number of bytes with a unit, e.g. "
-            f"{flag} 10GB (KB, MB, GB, TB; KiB, MiB, GiB, TiB)."
-        )
-    return int(float(m.group(1)) * _UNITS[unit])
+    """A size in bytes: '10GB' -> 10_000_000_000 (``storage.sizes``: one parser for both doors)."""
+    from ..storage.sizes import parse_size as parse
+
+    return parse(text, flag)
 
 
 def add_cache_limit(parser: argparse.ArgumentParser) -> None:

@@ -12,6 +12,10 @@ is S3-specific, and every failure is one line naming the URL and the fix.
 - ``errors``: ``StorageError`` and its kinds, ``translate``: every failure as one line.
 - ``cache``: ``ShardCache``, a store's shards on local disk (``$GPTDATA_CACHE_DIR/shards``),
   verified once by sha256, least recently used evicted past ``limit``, prefetched ahead.
+- ``eviction``: the cache's least-recently-used eviction (files in use stay, lock files go with
+  their files); ``locks``: its lock files, which a forked process never keeps for its parent.
+- ``sizes``: ``parse_size`` and ``cache_limit_bytes``: "10GB" as ``--cache-limit`` and
+  ``cache_limit=`` take it.
 - ``commit``: ``RemoteStoreWriter``, writing a store with no rename: shards staged under
   ``OUT.partial/``, the manifest written last, a lock object with a lease.
 

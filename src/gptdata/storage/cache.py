@@ -10,9 +10,11 @@ the manifest lists with its sha256), downloading it the first time:
   a hit costs one ``stat`` (the size is checked, not the hash);
 * **safe across processes**: every file has ``<file>.lock``; a download holds it exclusively
   (others wait for that one download, none repeats it) and a reader holds it shared for as long
-  as it uses the file, so eviction (exclusive, non-blocking) never removes a file in use;
+  as it uses the file, so eviction (exclusive, non-blocking) never removes a file in use; a
+  forked process drops its copies of the parent's locks (``storage.locks``);
 * **bounded**: after each download the least recently used files (by mtime, set on every hit)
-  go until the cache is within ``limit`` bytes; files in use stay, even above the limit;
+  go until the cache is within ``limit`` bytes (``storage.eviction``); files in use stay, even
+  above the limit, and when one is released the cache comes back within it;
 * **ahead of need**: ``prefetch`` and ``stream`` download the next files in background threads.
 
     >>> cache = ShardCache(limit=20 << 30)          # $GPTDATA_CACHE_DIR/shards, 20 GiB
@@ -25,7 +27,6 @@ Left out: reading the manifest (``store/``'s job) and checking a store's other f
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import re
@@ -37,13 +38,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from .eviction import LOCK_SUFFIX, evict, same_lock, scan
+from .locks import LockFile
+from .sizes import cache_limit_bytes
 from .urls import CHUNK, Location, StorageError
 
 _STORE_ID = re.compile(r"[0-9a-zA-Z_-]{1,64}")
-LOCK_SUFFIX = ".lock"
-# store/ writes a remote store's manifest beside its cached files (a few KB), so the folder reads
-# as the store; eviction leaves it, and a fetch never names it (shards and indexes only).
-STORE_MANIFEST = "manifest.json"
 
 
 def default_cache_dir() -> Path:
@@ -70,14 +70,18 @@ class RemoteFile:
 class CachedShard:
     """A cached file in use: ``path`` stays on disk until ``release`` (or the ``with`` ends)."""
 
-    def __init__(self, path: Path, fd: int) -> None:
+    def __init__(self, path: Path, lock: LockFile, cache: ShardCache | None = None) -> None:
         self.path = path
-        self._fd = fd
+        self._lock = lock
+        self._cache = cache
 
     def release(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)  # drops the shared lock: eviction may take it now
-            self._fd = -1
+        """Drop the shared lock: eviction may take the file now (and does, if over the limit)."""
+        if not self._lock.closed:
+            self._lock.close()
+            if self._cache is not None:
+                self._cache.released()
+        self._cache = None
 
     def __enter__(self) -> Path:
         return self.path
@@ -86,7 +90,9 @@ class CachedShard:
         self.release()
 
     def __del__(self) -> None:
-        self.release()
+        # Only the lock: an eviction from here (GC, at any point) could wait on a gate this very
+        # thread holds.
+        self._lock.close()
 
 
 def _hash_file(path: Path) -> tuple[str, int]:
@@ -162,23 +168,22 @@ class ShardCache:
     """
 
     def __init__(
-        self, root: str | os.PathLike[str] | None = None, *, limit: int | None = None,
+        self, root: str | os.PathLike[str] | None = None, *, limit: int | str | None = None,
         workers: int | None = None,
     ) -> None:  # fmt: skip
         # One download thread per core, 2 to 8: on 2 cores 4 threads fetched 0.71x of s3fs
         # ``get`` and 2 threads 0.85x (bench/remote.py), the hashing competing for the cores.
         workers = workers if workers is not None else max(2, min(8, os.cpu_count() or 1))
-        if limit is not None and limit < 1:
-            raise ValueError(f"cache_limit={limit} must be at least 1 byte, or None for no limit")
         if workers < 1:
             raise ValueError(f"workers={workers} must be at least 1")
         self.directory = Path(root if root is not None else default_cache_dir()) / "shards"
-        self.limit = limit
+        self.limit = cache_limit_bytes(limit)  # bytes, or "10GB" as --cache-limit takes it
         self.workers = workers
         self._pool: ThreadPoolExecutor | None = None
         self._pending: dict[Path, Future[None]] = {}
         self._guard = threading.Lock()
         self._pid = os.getpid()
+        self._over = False  # the last eviction left the cache above its limit (files in use)
         self.downloads = 0  # files this object downloaded (hits and others' downloads excluded)
 
     # -- paths and locks ---------------------------------------------------------------------
@@ -189,17 +194,9 @@ class ShardCache:
         return self.directory / store_id / _safe_rel(rel)
 
     @staticmethod
-    def _open_lock(path: Path) -> int:
+    def _open_lock(path: Path) -> LockFile:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(str(path) + LOCK_SUFFIX, os.O_RDWR | os.O_CREAT, 0o644)
-
-    @staticmethod
-    def _same_lock(path: Path, fd: int) -> bool:
-        # Eviction unlinks lock files: a lock held on an unlinked file protects nothing.
-        try:
-            return os.stat(str(path) + LOCK_SUFFIX).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            return False
+        return LockFile(str(path) + LOCK_SUFFIX)
 
     # -- fetch -----------------------------------------------------------------------------
 
@@ -215,39 +212,41 @@ class ShardCache:
         return self._fetch(store, file, path)
 
     def _forked(self) -> None:
-        # A forked process (a DataLoader worker) inherits the pool without its threads, and
-        # futures no thread will finish: waiting on one would hang. It starts its own.
+        # A forked process (a DataLoader worker) inherits the pool without its threads, futures
+        # no thread will finish (waiting on one would hang) and the guard as a thread held it at
+        # the fork. It starts its own; its copies of lock files were closed (storage.locks).
         if self._pid != os.getpid():
             self._pid, self._pool, self._pending = os.getpid(), None, {}
             self._guard = threading.Lock()
+            self._over = False
 
     def _fetch(self, store: Location, file: RemoteFile, path: Path) -> CachedShard:
         while True:
-            fd = self._open_lock(path)
+            lock = self._open_lock(path)
             try:
-                fcntl.flock(fd, fcntl.LOCK_SH)
-                if not self._same_lock(path, fd):
-                    os.close(fd)
+                lock.lock(shared=True)
+                if not same_lock(path, lock):
+                    lock.close()
                     continue
                 if self._complete(path, file):
                     self._touch(path)
-                    return CachedShard(path, fd)
-                fcntl.flock(fd, fcntl.LOCK_EX)  # one download; other readers wait for it
-                if not self._same_lock(path, fd):
-                    os.close(fd)
+                    return CachedShard(path, lock, self)
+                lock.lock()  # one download; other readers wait for it
+                if not same_lock(path, lock):
+                    lock.close()
                     continue
                 if not self._complete(path, file):
                     self._download(store, file, path)
-                fcntl.flock(fd, fcntl.LOCK_SH)
+                lock.lock(shared=True)
                 if not self._complete(path, file):  # evicted between our two locks: again
-                    os.close(fd)
+                    lock.close()
                     continue
             except BaseException:
-                os.close(fd)
+                lock.close()
                 raise
             self._touch(path)
             self.evict(keep=path)
-            return CachedShard(path, fd)
+            return CachedShard(path, lock, self)
 
     def has(self, file: RemoteFile, *, store_id: str) -> bool:
         """Whether ``file`` is in the cache, whole, now: one ``stat`` (not held, so it may go)."""
@@ -342,74 +341,37 @@ class ShardCache:
 
     # -- eviction --------------------------------------------------------------------------
 
-    def entries(self) -> list[tuple[float, int, Path]]:
-        """Every cached file as (last use, size, path), least recently used first."""
-        found = []
-        if not self.directory.is_dir():
-            return []
-        for folder, _, names in os.walk(self.directory):
-            top = Path(folder).parent == self.directory  # a store's own folder
-            for name in names:
-                if name.endswith((LOCK_SUFFIX, ".tmp")):
-                    continue
-                if top and name == STORE_MANIFEST:  # its manifest, kept by store/: never evicted
-                    continue
-                p = Path(folder) / name
-                try:
-                    st = p.stat()
-                except FileNotFoundError:
-                    continue
-                found.append((st.st_mtime_ns, st.st_size, p))
-        return sorted(found)
+    def entries(self) -> list[tuple[int, int, Path]]:
+        """Every cached file as (last use in ns, size, path), least recently used first."""
+        return scan(self.directory)[0]
 
     def size(self) -> int:
         """Bytes of verified files in the cache now."""
         return sum(size for _, size, _ in self.entries())
 
-    def evict(self, *, keep: Path | None = None, room: int = 0) -> list[Path]:
+    def evict(self, *, keep: Path | None = None, room: int = 0, wait: bool = True) -> list[Path]:
         """Remove least recently used files not in use until ``size() + room <= limit``.
 
-        Returns what was removed. One evictor at a time (``shards/.evict.lock``), across processes.
+        Returns what was removed. One evictor at a time (``shards/.evict.lock``), across
+        processes; ``wait=False`` leaves it to the one at work, if any.
         """
         if self.limit is None:
             return []
-        self.directory.mkdir(parents=True, exist_ok=True)
-        removed: list[Path] = []
-        gate = os.open(self.directory / ".evict.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(gate, fcntl.LOCK_EX)
-            entries = self.entries()
-            total = sum(size for _, size, _ in entries) + room
-            for _, size, path in entries:
-                if total <= self.limit:
-                    break
-                if path == keep or self._pending_path(path):
-                    continue
-                if self._remove_unused(path):
-                    removed.append(path)
-                    total -= size
-        finally:
-            os.close(gate)
+        self._forked()
+        removed, left = evict(
+            self.directory, self.limit, room=room, wait=wait,
+            busy=lambda p: p == keep or self._pending_path(p),
+        )  # fmt: skip
+        if left is not None:
+            self._over = left > self.limit
         return removed
+
+    def released(self) -> None:
+        """A file of this cache was released: evict, if the last eviction had to stop above the
+        limit for files in use (one flag test otherwise: no scan per release)."""
+        if self._over and self._pid == os.getpid():
+            self.evict(wait=False)
 
     def _pending_path(self, path: Path) -> bool:
         with self._guard:
             return path in self._pending
-
-    def _remove_unused(self, path: Path) -> bool:
-        try:
-            fd = os.open(str(path) + LOCK_SUFFIX, os.O_RDWR)
-        except FileNotFoundError:
-            fd = self._open_lock(path)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False  # in use (or being downloaded) by some reader
-        try:
-            path.unlink(missing_ok=True)
-            if self._same_lock(path, fd):
-                os.unlink(str(path) + LOCK_SUFFIX)
-        finally:
-            os.close(fd)
-        return True

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..storage import Location, is_remote, lost_url
+from ..storage.sizes import cache_limit_bytes
 from ..tokenizers import Tokenizer, get_tokenizer
 from .layout import FORMAT as FORMAT  # re-exported: the format name in every manifest
 from .manifest import (
@@ -43,14 +44,8 @@ from .manifest import (
 )
 from .manifest import store_id_for as store_id_for  # re-exported: prepare writes it
 from .masks import mask_bytes
-from .remote import (
-    OPENED,
-    RemoteSplit,
-    cache_root,
-    check_remote_files,
-    read_remote_manifest,
-    remote_store_id,
-)
+from .remote import OPENED, RemoteSplit
+from .remote_open import cache_root, check_remote_files, read_remote_manifest, remote_store_id
 from .split import Shard as Shard  # re-exported: a split's files and reads live there
 from .split import Split as Split
 from .split import StoreError as StoreError
@@ -158,14 +153,15 @@ class TokenStore:
         path: str | os.PathLike[str] | Location,
         *,
         storage_options: dict[str, Any] | None = None,
-        cache_limit: int | None = None,
+        cache_limit: int | str | None = None,
     ) -> TokenStore:
         """Open and check: every manifest field, paths inside the store, shard sizes, document
         indexes. Reads only the manifest and the indexes.
 
         ``path`` may be a URL of object storage (``s3://bucket/stores/web``) or a ``Location``:
-        then its shards are read through the local cache, at most ``cache_limit`` bytes (None:
-        no limit), downloaded when first read (see ``store.remote``).
+        then its shards are read through the local cache, at most ``cache_limit`` bytes (an int,
+        or a size as the CLI's ``--cache-limit`` takes it: ``"10GB"``, ``"512MiB"``; None: no
+        limit), downloaded when first read (see ``store.remote``).
         """
         if isinstance(path, Location) or is_remote(path):
             return cls._open_remote(path, storage_options, cache_limit)
@@ -221,21 +217,20 @@ class TokenStore:
         cls,
         path: str | os.PathLike[str] | Location,
         storage_options: dict[str, Any] | None,
-        cache_limit: int | None,
+        cache_limit: int | str | None,
     ) -> TokenStore:
+        limit = cache_limit_bytes(cache_limit)  # "10GB" as --cache-limit takes it; bad: one line
         loc = path if isinstance(path, Location) else Location(
             os.fspath(path), storage_options=storage_options
         )  # fmt: skip
         if isinstance(path, Location) and storage_options:
             loc = Location(path.url, storage_options={**path.storage_options, **storage_options})
-        if cache_limit is not None and cache_limit < 1:
-            raise ValueError(f"cache_limit={cache_limit} must be at least 1 byte, or None.")
         manifest, files = read_remote_manifest(loc)
         manifest = cls._checked(manifest, f"{loc.url}/{MANIFEST}")
         store_id = remote_store_id(manifest)
         store = cls(cache_root(store_id), manifest)
         store.store_id = store_id
-        store.location, store.cache_limit = loc, cache_limit
+        store.location, store.cache_limit = loc, limit
         store.cache_dir = store.root.parent.parent
         check_remote_files(loc.url, store._splits, files, store.dtype.itemsize)
         # The manifest beside the cached files: code that reads a split's files by path (export,

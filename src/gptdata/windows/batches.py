@@ -93,6 +93,14 @@ class _Rows:
         return torch.from_numpy(rows.astype(np.int64, copy=False))  # (n, L + 1)
 
 
+def _end_pass(dataset: SlidingWindowDataset | Mixture) -> None:
+    """A pass ended, its workers gone: a split on object storage evicts its cache back within
+    the limit (the workers' shards are free now; each held up to its share of the limit)."""
+    tokens = getattr(dataset, "tokens", None)
+    if hasattr(tokens, "end_pass"):
+        tokens.end_pass()
+
+
 def _split(rows: np.ndarray) -> Batch:
     """(B, L + 1) rows -> inputs, targets: each its own contiguous int64 tensor, as torch.stack
     gives (views of one buffer break ``targets.view(-1)``). astype copies into C order, so this

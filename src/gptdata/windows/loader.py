@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..tokenizers import Tokenizer
-from .batches import _BatchSampler, _Rows, _split
+from .batches import _BatchSampler, _end_pass, _Rows, _split
 from .dataset import SlidingWindowDataset
 from .documents import Batch, BatchFormat, Documents, pin
 from .loaderstate import (
@@ -269,6 +269,7 @@ class GPTDataLoader:
                 if self._owner is token:
                     self._batches_done += 1
                 yield batch
+            _end_pass(self.dataset)
             return
         bs, row_bytes = self.batch_size, (self.dataset.max_length + 1) * 8
         per_item = max(1, WORKER_TRANSFER_BYTES // (bs * row_bytes))
@@ -290,6 +291,7 @@ class GPTDataLoader:
                     yield pin(fmt(rows)) if self.pin_memory else fmt(rows)
                     continue
                 yield rows[:, :-1].contiguous(), rows[:, 1:].contiguous()  # (B, L), (B, L)
+        _end_pass(self.dataset)  # the iterator above shut its workers down when it ran out
 
     def _mixture_pass(self, token: object, skip: int, side: bool) -> Iterator[Batch]:
         """In-process batches of a Mixture: rows of ~1 MiB of batches are located and gathered
