@@ -70,3 +70,20 @@ def s3(
     s3fs.S3FileSystem(**options).mkdir(bucket)
     yield {"bucket": bucket, "options": options, "url": f"s3://{bucket}"}
     s3fs.S3FileSystem.clear_instance_cache()
+
+
+def upload(local: Any, s3: dict[str, Any], prefix: str = "stores/web") -> str:
+    """Put a local file, or every file below a local folder, under ``s3://bucket/prefix``; the URL.
+
+    upload(Path("store"), s3, "stores/web") -> "s3://test-1a2b.../stores/web"
+    """
+    from gptdata.storage import Location
+
+    root = Location(f"{s3['url']}/{prefix}", storage_options=s3["options"])
+    if local.is_file():
+        root.put_file(local)
+        return root.url
+    for f in sorted(local.rglob("*")):
+        if f.is_file():
+            root.child(f.relative_to(local).as_posix()).put_file(f)
+    return root.url

@@ -18,6 +18,7 @@ from gptdata.cli.entry import main
 from gptdata.formats._common import MARKER
 from gptdata.prepare.driver import prepare
 from gptdata.storage import Location
+from s3fixtures import upload
 
 WORDS = "the a cat sat on mat dog ran far away under bright blue sky while birds sang".split()
 FORMATS = ("nanogpt", "llmc", "megatron")
@@ -39,14 +40,6 @@ def local_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("GPTDATA_CACHE_DIR", str(tmp_path / "cache"))
     return tmp_path / "cache"
-
-
-def upload(local: Path, s3: dict[str, Any], name: str) -> str:
-    loc = Location(f"{s3['url']}/{name}", storage_options=s3["options"])
-    for f in sorted(local.rglob("*")):
-        if f.is_file():
-            loc.child(f.relative_to(local).as_posix()).put_file(f)
-    return loc.url
 
 
 def download(url: str, s3: dict[str, Any]) -> dict[str, bytes]:

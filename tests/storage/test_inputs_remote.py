@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from s3fixtures import needs_s3
+from s3fixtures import needs_s3, upload
 
 pytestmark = needs_s3
 pa = pytest.importorskip("pyarrow")
@@ -55,16 +55,6 @@ def _corpus(root: Path) -> Path:
     return corpus
 
 
-def _upload(s3, local: Path, prefix: str) -> str:
-    from gptdata.storage import Location
-
-    root = Location(f"{s3['url']}/{prefix}", storage_options=s3["options"])
-    for path in sorted(local.rglob("*")):
-        if path.is_file():
-            root.child(path.relative_to(local).as_posix()).put_file(path)
-    return root.url
-
-
 def _relative(units, prefix: str) -> list:
     return [[(p.path[len(prefix) :], *p[1:]) for p in u.pieces] for u in units]
 
@@ -73,7 +63,7 @@ def test_the_remote_plan_is_the_local_plan(s3, tmp_path) -> None:
     from gptdata.prepare.sources import plan_units, resolve_inputs
 
     corpus = _corpus(tmp_path)
-    url = _upload(s3, corpus, "corpus")
+    url = upload(corpus, s3, "corpus")
     local = resolve_inputs([str(corpus)])
     remote = resolve_inputs([url + "/"], storage_options=s3["options"])
     assert [f.path[len(str(corpus)) :] for f in local] == [f.path[len(url) :] for f in remote]
@@ -98,7 +88,7 @@ def test_documents_are_the_local_documents(s3, tmp_path) -> None:
     from gptdata.prepare.sources import plan_units, read_documents, resolve_inputs
 
     corpus = _corpus(tmp_path)
-    url = _upload(s3, corpus, "corpus")
+    url = upload(corpus, s3, "corpus")
     local = plan_units(resolve_inputs([str(corpus)]), unit_bytes=1 << 14)
     remote = plan_units(
         resolve_inputs([url], storage_options=s3["options"]),
@@ -114,9 +104,9 @@ def test_prepare_from_s3_equals_prepare_from_local_copies(s3, tmp_path, workers)
     from gptdata import prepare
 
     corpus = _corpus(tmp_path)
-    url = _upload(s3, corpus, "corpus")
+    url = upload(corpus, s3, "corpus")
     shutil.copytree(corpus / "sub", tmp_path / "more")
-    _upload(s3, tmp_path / "more", "more")
+    upload(tmp_path / "more", s3, "more")
     here = prepare(
         [corpus, str(tmp_path / "more" / "*.txt")], tmp_path / "local", workers=workers, quiet=True
     )
@@ -148,7 +138,7 @@ def test_load_tokens_reads_urls_and_locations(s3, tmp_path) -> None:
     from gptdata.storage import Location
 
     corpus = _corpus(tmp_path)
-    url = _upload(s3, corpus, "corpus")
+    url = upload(corpus, s3, "corpus")
     local = load_tokens(corpus / "c.jsonl.gz", keep_text=True)
     by_url = load_tokens(url + "/c.jsonl.gz", storage_options=s3["options"], keep_text=True)
     loc = Location(url + "/c.jsonl.gz", storage_options=s3["options"])
@@ -172,7 +162,7 @@ def test_load_tokens_reads_a_store_on_s3(s3, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("GPTDATA_CACHE_DIR", str(tmp_path / "cache"))
     corpus = _corpus(tmp_path)
     prepare([corpus / "a.txt"], tmp_path / "store", quiet=True, workers=1)
-    url = _upload(s3, tmp_path / "store", "stores/web")
+    url = upload(tmp_path / "store", s3, "stores/web")
     remote = load_tokens(url, storage_options=s3["options"])
     local = load_tokens(tmp_path / "store")
     assert remote.tokens[:].tolist() == local.tokens[:].tolist()
@@ -182,7 +172,7 @@ def test_prepare_cli_with_storage_option(s3, tmp_path, capsys) -> None:
     from gptdata.cli.entry import main
 
     corpus = _corpus(tmp_path)
-    url = _upload(s3, corpus, "corpus")
+    url = upload(corpus, s3, "corpus")
     argv = ["prepare", url + "/*.jsonl.gz", "-o", str(tmp_path / "s"), "--quiet", "--workers", "1"]
     assert main(argv + ["--storage-option", f"endpoint_url={s3['options']['endpoint_url']}"]) == 0
     assert "300 documents" in capsys.readouterr().out.replace(",", "")
@@ -192,7 +182,7 @@ def test_plan_inspect_and_eval_read_a_url(s3, tmp_path, capsys) -> None:
     from gptdata.cli.entry import main
 
     corpus = _corpus(tmp_path)
-    url = _upload(s3, corpus, "corpus") + "/*.jsonl.gz"
+    url = upload(corpus, s3, "corpus") + "/*.jsonl.gz"
     opt = ["--storage-option", f"endpoint_url={s3['options']['endpoint_url']}"]
     local = str(corpus / "*.jsonl.gz")
     sizes = ["--max-length", "8", "--stride", "8", "--batch-size", "2"]
@@ -303,7 +293,7 @@ def test_access_denied_and_refused_keys_are_one_line(s3, tmp_path, monkeypatch) 
 
     endpoint = s3["options"]["endpoint_url"]
     Path(tmp_path / "a.txt").write_text("text")
-    _upload(s3, tmp_path, "corpus")
+    upload(tmp_path, s3, "corpus")
     iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1")
     user = f"nobody-{s3['bucket']}"
     iam.create_user(UserName=user)  # no policy: every S3 call is denied
@@ -352,7 +342,7 @@ def test_a_prefix_skips_stores_and_reads_datasetdicts_by_the_local_rules(s3, tmp
     dd = corpus / "dd"  # a DatasetDict of one split, then with a held-out one
     shutil.copytree(corpus / "wiki", dd / "train")
     (dd / "dataset_dict.json").write_text(json.dumps({"splits": ["train"]}))
-    url = _upload(s3, corpus, "corpus")
+    url = upload(corpus, s3, "corpus")
     local = [f.path[len(str(corpus)) :] for f in resolve_inputs([corpus])]
     remote = resolve_inputs([url], storage_options=s3["options"])
     assert local == [f.path[len(url) :] for f in remote]
@@ -362,7 +352,7 @@ def test_a_prefix_skips_stores_and_reads_datasetdicts_by_the_local_rules(s3, tmp
     with pytest.raises(ValueError, match=r"lies inside a gptdata store"):
         resolve_inputs([url + "/store/notes.txt"], storage_options=s3["options"])
     opts = s3["options"]
-    _upload(s3, dd / "train", "corpus/dd/test")
+    upload(dd / "train", s3, "corpus/dd/test")
     from gptdata.storage import Location
 
     Location(url + "/dd/dataset_dict.json", storage_options=opts).write_bytes(
@@ -428,7 +418,7 @@ def test_a_glob_skips_hidden_names_as_a_local_glob_does(s3, tmp_path) -> None:
     local = _corpus(tmp_path)
     (local / ".d").mkdir()
     (local / ".d" / "y.txt").write_text("named by the pattern")
-    url = _upload(s3, local, "corpus")
+    url = upload(local, s3, "corpus")
     for pattern in ("**/*.txt", "*/*.txt", ".d/*.txt", ".*/*.txt"):
         want = sorted(
             os.path.relpath(h, local) for h in localglob.glob(f"{local}/{pattern}", recursive=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,7 +14,7 @@ from gptdata.prepare.driver import prepare
 from gptdata.prepare.instructions import read_examples
 from gptdata.prepare.sources import InputError
 from gptdata.storage import Location
-from s3fixtures import needs_s3
+from s3fixtures import needs_s3, upload
 
 pytestmark = needs_s3
 
@@ -41,14 +40,6 @@ def local(tmp_path: Path) -> Path:
         fh.write("".join(json.dumps(r) + "\n" for r in records("c")))
     pq.write_table(pa.Table.from_pylist(records("d")), folder / "d.parquet")
     return folder
-
-
-def upload(local: Path, s3: dict[str, Any], prefix: str) -> str:
-    root = Location(f"{s3['url']}/{prefix}", storage_options=s3["options"])
-    for f in sorted(local.rglob("*")):
-        if f.is_file():
-            root.child(f.relative_to(local).as_posix()).put_file(f)
-    return root.url
 
 
 def shards(root: Path) -> dict[str, bytes]:

@@ -21,6 +21,7 @@ from gptdata.prepare.driver import prepare
 from gptdata.store import StoreError, TokenStore
 from gptdata.windows.batches import Item, _BatchSampler, _Rows
 from gptdata.windows.loader import create_dataloader
+from s3fixtures import upload
 
 WORDS = "the a cat sat on mat dog ran far away under bright blue sky while birds sang".split()
 
@@ -56,17 +57,6 @@ def local_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("local") / "store"
     prepare(None, root, texts=texts(), shard_tokens=700, val_fraction=0, workers=1, quiet=True)
     return root
-
-
-def upload(local: Path, s3: dict[str, Any], name: str = "stores/web") -> str:
-    import s3fs
-
-    fs = s3fs.S3FileSystem(**s3["options"])
-    url = f"{s3['url']}/{name}"
-    for f in sorted(local.rglob("*")):
-        if f.is_file():
-            fs.put_file(str(f), f"{url}/{f.relative_to(local).as_posix()}")
-    return url
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ import pytest
 
 from gptdata.cli.entry import main
 from gptdata.prepare.driver import prepare
-from gptdata.storage import Location
-from s3fixtures import needs_s3
+from s3fixtures import needs_s3, upload
 
 pytestmark = needs_s3
 
@@ -41,17 +40,6 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Path:
     texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(20, 60))) for _ in range(40)]
     prepare(None, root / "web", texts=texts, val_fraction=0.2, workers=1, quiet=True)
     return root
-
-
-def upload(path: Path, s3: dict[str, Any], name: str) -> str:
-    root = Location(f"{s3['url']}/{name}", storage_options=s3["options"])
-    if path.is_file():
-        root.put_file(path)
-        return root.url
-    for f in sorted(path.rglob("*")):
-        if f.is_file():
-            root.child(f.relative_to(path).as_posix()).put_file(f)
-    return root.url
 
 
 def opt(s3: dict[str, Any]) -> list[str]:

@@ -201,15 +201,12 @@ def source_arg(args: argparse.Namespace, name: str = "source") -> Any:
 def open_source(text: str, args: argparse.Namespace) -> Any:
     """One SOURCE word as ``source_arg`` reads it (``--blend`` takes several):
     's3://b/stores/web' -> the TokenStore there; 'web/' -> Path('web/')."""
-    from ..storage import Location, is_remote
-    from ..store import MANIFEST, TokenStore
+    from ..storage import is_remote
+    from ..store import open_url
 
     limit = cache_limit(args)
     if is_remote(text):
-        loc = Location(text, storage_options=storage_options(args))
-        if loc.child(MANIFEST).is_file():
-            return TokenStore.open(loc, cache_limit=limit)
-        return loc
+        return open_url(text, storage_options=storage_options(args), cache_limit=limit)
     if limit is not None and not any("://" in w for w in getattr(args, "model", None) or []):
         raise ValueError(
             f"--cache-limit bounds the cache of a store on object storage; {text} is local, "

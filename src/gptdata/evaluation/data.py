@@ -139,19 +139,17 @@ def open_url(
     storage_options: dict[str, Any] | None = None,
     cache_limit: int | None = None,
 ) -> Any:
-    """A URL ``str`` -> the ``TokenStore`` there (read through the cache, ``cache_limit``), else
-    its ``Location`` (files to read, with ``storage_options``); any other source as it is.
+    """A URL ``str`` -> the ``TokenStore`` there, else its ``Location`` (``store.open_url``); any
+    other source as it is.
 
         's3://b/stores/web' -> TokenStore; 's3://b/sft/data.json' -> Location; Path(...) -> Path(...)
     """
-    from ..storage import Location, is_remote
+    from ..storage import is_remote
+    from ..store import open_url as locate
 
     if not (isinstance(source, str) and is_remote(source)):
         return source
-    loc = Location(source, storage_options=storage_options)
-    if loc.child(MANIFEST).is_file():
-        return TokenStore.open(loc, cache_limit=cache_limit)
-    return loc
+    return locate(source, storage_options=storage_options, cache_limit=cache_limit)
 
 
 def source_name(source: Any) -> str:

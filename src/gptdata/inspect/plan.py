@@ -21,7 +21,7 @@ import numpy as np
 from ..prepare.corpus import ArrayTokens, Corpus, load_tokens
 from ..prepare.sources import Errors
 from ..storage import Location, is_remote
-from ..store import MANIFEST, Split, TokenStore
+from ..store import MANIFEST, Split, TokenStore, open_url
 from ..tokenizers import Tokenizer, get_tokenizer
 
 
@@ -219,9 +219,7 @@ def instruction_plan(
     from ..windows.packing import padding_report
 
     if isinstance(source, str) and is_remote(source):
-        source = Location(source, storage_options=storage_options)
-        if source.child(MANIFEST).is_file():
-            source = TokenStore.open(source)
+        source = open_url(source, storage_options=storage_options)
     names: list[str | None] = [None]
     if not isinstance(source, (TokenStore, Location)) and os.path.isfile(
         os.path.join(os.fspath(source), MANIFEST)

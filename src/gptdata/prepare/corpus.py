@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..storage import Location, is_remote
-from ..store import MANIFEST, Split, TokenStore, dtype_for
+from ..store import MANIFEST, Split, TokenStore, dtype_for, open_url
 from ..tokenizers import Tokenizer, get_tokenizer, token_byte_lengths
 from .arrays import ArrayTokens, ids_array
 from .sources import (
@@ -401,10 +401,9 @@ def load_tokens(
         if len(paths) == 1 and not is_remote(paths[0]) and _is_store(Path(paths[0])):
             return _store_corpus(TokenStore.open(paths[0]).split(split), tokenizer)
         if len(paths) == 1 and is_remote(paths[0]):
-            loc = Location(paths[0], storage_options=opts)
-            if loc.child(MANIFEST).is_file():  # a store: its shards through the local cache
-                store = TokenStore.open(loc, cache_limit=cache_limit)
-                return _store_corpus(store.split(split), tokenizer)
+            found = open_url(paths[0], storage_options=opts, cache_limit=cache_limit)
+            if isinstance(found, TokenStore):  # a store: its shards through the local cache
+                return _store_corpus(found.split(split), tokenizer)
         tok = get_tokenizer(tokenizer if tokenizer is not None else "gpt2")
         return _read_files(
             paths,

@@ -59,7 +59,7 @@ class InputFile(NamedTuple):
     mtime_ns: int = 0  # only to notice a changed input when resuming
     signed: str | None = None  # a remote object's signed URL (``resolve_inputs(separate=True)``)
 
-    def __repr__(self) -> str:  # a signed URL is a credential for days: never printed
+    def __repr__(self) -> str:  # a signed URL is a read credential (24 hours): never printed
         signed = ", signed='...'" if self.signed else ""
         return (
             f"InputFile(path={self.path!r}, kind={self.kind!r}, size={self.size}, "

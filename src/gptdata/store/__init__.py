@@ -6,6 +6,7 @@ a checksummed, self-describing ``manifest.json``, opened as a :class:`TokenStore
 """
 
 from .layout import MANIFEST
+from .locate import open_url
 from .split import Shard, Split, StoreError
 from .tokenstore import TokenStore, dtype_for, write_json_atomic
 
@@ -16,5 +17,6 @@ __all__ = [
     "StoreError",
     "TokenStore",
     "dtype_for",
+    "open_url",
     "write_json_atomic",
 ]

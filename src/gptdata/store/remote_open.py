@@ -20,6 +20,7 @@ from typing import Any
 from ..storage import Location
 from ..storage.cache import default_cache_dir
 from .manifest import MANIFEST, store_id_for
+from .masks import mask_bytes
 from .split import Shard, StoreError
 
 
@@ -59,7 +60,7 @@ def check_remote_files(
         for k, s in enumerate(shards):
             want = [(s.file, s.tokens * itemsize), (s.index, s.documents * 8)]
             if s.mask is not None:
-                want.append((s.mask["file"], (s.tokens + 7) // 8))
+                want.append((s.mask["file"], mask_bytes(s.tokens)))
             for rel, size in want:
                 if rel not in files:
                     raise StoreError(

@@ -33,7 +33,7 @@ from ..prepare.instructions import (
     read_examples,
 )
 from ..storage import Location, is_remote
-from ..store import MANIFEST, Split, TokenStore
+from ..store import MANIFEST, Split, TokenStore, open_url
 from ..tokenizers import Tokenizer, get_tokenizer
 
 IGNORE_INDEX = -100
@@ -155,10 +155,8 @@ def _store_split(
     if isinstance(source, Split):
         return source
     if isinstance(source, str) and is_remote(source):
-        loc = Location(source, storage_options=storage_options)
-        if loc.child(MANIFEST).is_file():
-            return TokenStore.open(loc).split(split)
-        return None  # instruction data at that URL
+        found = open_url(source, storage_options=storage_options)
+        return found.split(split) if isinstance(found, TokenStore) else None  # else: data
     if isinstance(source, (str, os.PathLike)) and os.path.isfile(
         os.path.join(os.fspath(source), MANIFEST)
     ):
