@@ -200,3 +200,26 @@ def test_imports_are_parsed_in_every_form(tmp_path) -> None:
         "tokenizers.fast",
         "store",
     }
+
+
+def test_no_module_needs_unicodedata_to_compile() -> None:
+    """A ``\\N{...}`` escape makes the compiler import ``unicodedata``; with no bytecode cache
+    (PYTHONDONTWRITEBYTECODE), a Ctrl-C that lands during that import is turned into a
+    SyntaxError, which ``quiet_interrupt`` cannot tell from a real one (seen in CI)."""
+    import subprocess
+    import sys
+
+    root = Path(gptdata.__file__).parent
+    check = (
+        "import sys, pathlib\n"
+        "sys.modules['unicodedata'] = None\n"  # any import of it now fails
+        "bad = []\n"
+        f"for p in sorted(pathlib.Path({str(root)!r}).rglob('*.py')):\n"
+        "    try:\n"
+        "        compile(p.read_text(encoding='utf-8'), str(p), 'exec')\n"
+        "    except SyntaxError as e:\n"
+        "        bad.append(f'{p.name}:{e.lineno}')\n"
+        "print(' '.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [], "use \\U escapes instead of \\N{...}: " + out.stdout

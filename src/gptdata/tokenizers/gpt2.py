@@ -111,7 +111,7 @@ class GPT2Tokenizer(_Base):
         """tiktoken's ``decode``: a token cut inside a UTF-8 character becomes U+FFFD, or
         raises UnicodeDecodeError with ``errors="strict"``.
 
-            >>> tok.decode(tok.encode("\N{GRINNING FACE}")[:1])
+            >>> tok.decode(tok.encode("\U0001f600")[:1])
             '\ufffd'
         """
         return self._enc.decode(check_ids(ids, self.vocab_size), errors=errors)
