@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-import gptdata.windows.loader as loader_module
+import gptdata.windows.batches as batches_module
 from gptdata.cli.entry import main
 from gptdata.prepare.driver import prepare
 from gptdata.store import StoreError, TokenStore
@@ -275,7 +275,7 @@ def test_workers_download_the_next_shards_of_the_plan(s3, cache, local_store, mo
     url = upload(local_store, s3)
     store = TokenStore.open(url, storage_options=s3["options"])
     # One batch per worker fetch (not ~1 MiB of them), so the first fetches stay in shard 0.
-    monkeypatch.setattr(loader_module, "WORKER_TRANSFER_BYTES", 1)
+    monkeypatch.setattr(batches_module, "WORKER_TRANSFER_BYTES", 1)
     loader = create_dataloader(
         store, batch_size=2, max_length=32, stride=32, shuffle=False, num_workers=2
     )

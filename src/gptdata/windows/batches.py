@@ -22,10 +22,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from .dataset import SlidingWindowDataset
-from .documents import Batch
+from .documents import Batch, pin
 from .mixture import Mixture
+
+# Worker results cross processes through shared memory, at a fixed cost per transfer (~0.8 ms
+# here); sending ~1 MiB of rows at a time instead of one small batch made 2 workers 10x faster.
+WORKER_TRANSFER_BYTES = 1 << 20
 
 
 class Item(NamedTuple):
@@ -74,11 +79,20 @@ class _BatchSampler:
 class _Rows:
     """What a worker fetches: window indices -> one (n, max_length + 1) int64 block of rows."""
 
-    def __init__(self, dataset: SlidingWindowDataset | Mixture) -> None:
-        self.dataset = dataset
+    def __init__(self, dataset: SlidingWindowDataset | Mixture, *, pairs: bool = False) -> None:
+        self.dataset, self.pairs = dataset, pairs
         self._plan_id: str | None = None  # the plan this copy follows (one per pass)
 
-    def __getitem__(self, item: Item | np.ndarray) -> torch.Tensor:
+    def __getitem__(self, item: Item | np.ndarray) -> torch.Tensor | Batch:
+        """The rows, or with ``pairs`` (inputs, targets) blocks, each (n, max_length)."""
+        rows = self._rows(item)  # (n, L + 1)
+        if not self.pairs:
+            return rows
+        # Cut here, in the worker: the main process's batches are then contiguous slices of
+        # blocks that DataLoader pinned (a copy made there would not be pinned).
+        return rows[:, :-1].contiguous(), rows[:, 1:].contiguous()  # (n, L), (n, L)
+
+    def _rows(self, item: Item | np.ndarray) -> torch.Tensor:
         indices = item
         if isinstance(item, Item):
             indices = item.indices
@@ -108,3 +122,55 @@ def _split(rows: np.ndarray) -> Batch:
     x = torch.from_numpy(rows[:, :-1].astype(np.int64))  # (B, L)
     y = torch.from_numpy(rows[:, 1:].astype(np.int64))  # (B, L)
     return x, y
+
+
+def pass_batches(loader: Any, skip: int, *, side: bool = False) -> Iterator[Batch]:
+    """One pass of ``loader`` (a ``GPTDataLoader``) from batch ``skip``: in-process, a batch per
+    gather; with workers, ~1 MiB of rows per transfer, cut into batches here."""
+    dataset, bs = loader.dataset, loader.batch_size
+    per_item = max(1, WORKER_TRANSFER_BYTES // (bs * (dataset.max_length + 1) * 8))
+    fmt = None if dataset.format.plain else dataset.format  # documents="mask", batch_format=...
+    if loader.num_workers == 0:
+        # DataLoader's per-batch machinery cost 3-4x the gather itself (bench/loader.py). Draw
+        # the base seed its iterator draws, so the global RNG stream matches the classic loader.
+        torch.empty((), dtype=torch.int64).random_()
+        if isinstance(dataset, Mixture):
+            # Per batch, a mixture's lookups cost 10x the gather (bench/mixture.py): locate
+            # ~1 MiB of batches at once, then cut.
+            for indices in _BatchSampler(loader, skip, per_item, side=side):
+                yield from _cut(torch.from_numpy(dataset.rows(indices)), bs, fmt, loader.pin_memory)
+            return
+        for indices in _BatchSampler(loader, skip, side=side):
+            if fmt is None:
+                batch = _split(
+                    dataset.tokens.gather(indices * dataset.stride, dataset.max_length + 1)
+                )
+            else:
+                batch = dataset.batch_at(indices * dataset.stride)
+            yield pin(batch) if loader.pin_memory else batch
+        _end_pass(dataset)
+        return
+    workers = DataLoader(
+        _Rows(dataset, pairs=fmt is None),
+        batch_size=None,
+        sampler=_BatchSampler(loader, skip, per_item, side=side, plan=True),
+        num_workers=loader.num_workers,
+        pin_memory=loader.pin_memory,  # pinned in the worker thread, then cut here
+        multiprocessing_context=loader.multiprocessing_context,
+    )
+    for block in workers:  # (up to per_item * B, L + 1) rows, or (inputs, targets) blocks
+        if fmt is None:
+            x, y = block  # (n, L) each, pinned by DataLoader when asked
+            for start in range(0, len(x), bs):
+                yield x[start : start + bs], y[start : start + bs]  # (B, L), (B, L) contiguous
+        else:
+            yield from _cut(block, bs, fmt, loader.pin_memory)
+    _end_pass(dataset)  # the iterator above shut its workers down when it ran out
+
+
+def _cut(block: torch.Tensor, bs: int, fmt: Any, pin_memory: bool) -> Iterator[Batch]:
+    """(n, L + 1) rows -> batches of ``bs``: inputs and targets, or ``fmt``'s batch."""
+    for start in range(0, len(block), bs):
+        rows = block[start : start + bs]  # (B, L + 1)
+        batch = (rows[:, :-1].contiguous(), rows[:, 1:].contiguous()) if fmt is None else fmt(rows)
+        yield pin(batch) if pin_memory else batch  # (B, L), (B, L)

@@ -30,9 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from .batches import _BatchSampler
 from .documents import pin
 from .finetune import GPT2_EOT_ID, IGNORE_INDEX, InstructionDataset, instruction_collate
-from .loader import GPTDataLoader, _BatchSampler
+from .loader import GPTDataLoader
 from .loader import create_dataloader as _windows_dataloader
 from .loaderstate import batches_per_rank, check_loader_args
 from .packing import PackedInstructionDataset, TooLong, packed_collate

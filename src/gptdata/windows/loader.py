@@ -22,16 +22,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from ..tokenizers import Tokenizer
-from .batches import _BatchSampler, _end_pass, _Rows, _split
+from .batches import pass_batches
 from .dataset import SlidingWindowDataset
-from .documents import Batch, BatchFormat, Documents, pin
+from .documents import Batch, BatchFormat, Documents
 from .loaderstate import (
     STATE_VERSION,
     batches_per_rank,
     check_loader_args,
+    check_same_data,
     check_settings,
     check_state,
     epoch_seed,
@@ -46,11 +46,6 @@ def _accelerator_available() -> bool:
     if accelerator is not None:
         return bool(accelerator.is_available())
     return bool(torch.cuda.is_available())
-
-
-# Worker results cross processes through shared memory, at a fixed cost per transfer (~0.8 ms
-# here); sending ~1 MiB of rows at a time instead of one small batch made 2 workers 10x faster.
-WORKER_TRANSFER_BYTES = 1 << 20
 
 
 class GPTDataLoader:
@@ -246,72 +241,10 @@ class GPTDataLoader:
         self._owner = token
 
     def _pass(self, token: object, *, side: bool = False) -> Iterator[Batch]:
-        skip = 0 if side else self._batches_done
-        if self.num_workers == 0:
-            # In-process: gather straight from the sampler's indices; DataLoader's per-batch
-            # machinery cost 3-4x the gather itself (bench/loader.py). Draw the base seed that
-            # DataLoader's iterator draws, so the global RNG stream matches the classic loader.
-            torch.empty((), dtype=torch.int64).random_()
-            stride = self.dataset.stride
-            if isinstance(self.dataset, Mixture):
-                yield from self._mixture_pass(token, skip, side)
-                return
-            plain, tokens, width = self.dataset.format.plain, None, self.dataset.max_length + 1
-            if plain:
-                tokens = self.dataset.tokens
-            for indices in _BatchSampler(self, skip, side=side):
-                if tokens is not None:
-                    batch = _split(tokens.gather(indices * stride, width))  # (B, L) x2
-                else:
-                    batch = self.dataset.batch_at(indices * stride)
-                if self.pin_memory:
-                    batch = pin(batch)
-                if self._owner is token:
-                    self._batches_done += 1
-                yield batch
-            _end_pass(self.dataset)
-            return
-        bs, row_bytes = self.batch_size, (self.dataset.max_length + 1) * 8
-        per_item = max(1, WORKER_TRANSFER_BYTES // (bs * row_bytes))
-        loader = DataLoader(
-            _Rows(self.dataset),
-            batch_size=None,
-            sampler=_BatchSampler(self, skip, per_item, side=side, plan=True),
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            multiprocessing_context=self.multiprocessing_context,
-        )
-        fmt = None if self.dataset.format.plain else self.dataset.format
-        for block in loader:  # (up to per_item * B, L + 1)
-            for start in range(0, len(block), bs):
-                rows = block[start : start + bs]  # (B, L + 1)
-                if self._owner is token:
-                    self._batches_done += 1
-                if fmt is not None:  # documents="mask" or another batch_format
-                    yield pin(fmt(rows)) if self.pin_memory else fmt(rows)
-                    continue
-                yield rows[:, :-1].contiguous(), rows[:, 1:].contiguous()  # (B, L), (B, L)
-        _end_pass(self.dataset)  # the iterator above shut its workers down when it ran out
-
-    def _mixture_pass(self, token: object, skip: int, side: bool) -> Iterator[Batch]:
-        """In-process batches of a Mixture: rows of ~1 MiB of batches are located and gathered
-        at once, then cut; per batch, the lookups cost 10x the gather (bench/mixture.py)."""
-        mixture: Mixture = self.dataset  # type: ignore[assignment]
-        bs, row_bytes = self.batch_size, (mixture.max_length + 1) * 8
-        per_item = max(1, WORKER_TRANSFER_BYTES // (bs * row_bytes))
-        fmt = None if mixture.format.plain else mixture.format
-        for indices in _BatchSampler(self, skip, per_item, side=side):
-            block = mixture.rows(indices)  # (up to per_item * B, L + 1) int64
-            for start in range(0, len(block), bs):
-                rows = block[start : start + bs]  # (B, L + 1)
-                if self._owner is token and not side:
-                    self._batches_done += 1
-                if fmt is not None:
-                    yield pin(fmt(rows)) if self.pin_memory else fmt(rows)
-                    continue
-                x = torch.from_numpy(np.ascontiguousarray(rows[:, :-1]))  # (B, L)
-                y = torch.from_numpy(np.ascontiguousarray(rows[:, 1:]))  # (B, L)
-                yield (pin((x, y)) if self.pin_memory else (x, y))
+        for batch in pass_batches(self, 0 if side else self._batches_done, side=side):
+            if self._owner is token:  # a side pass never owns the state
+                self._batches_done += 1
+            yield batch
 
     # The protocol torchdata's StatefulDataLoader calls.
     def _data_id(self) -> str:
@@ -385,21 +318,7 @@ class GPTDataLoader:
         check_state(state, self.n_batches, ranges=False)
         saved, mine = state["settings"], self._settings()
         check_settings(saved, mine, before_data=True)
-        if isinstance(self.dataset, Mixture):
-            # Name the difference (weights, a source) before the opaque fingerprint.
-            for key in ("weights", "sources", "size"):
-                if saved[key] != mine[key]:
-                    raise ValueError(
-                        f"this loader state was saved over another mixture ({key}: saved "
-                        f"{saved[key]!r}, now {mine[key]!r}). Build the same Mixture to resume."
-                    )
-        if state["data"] != self._data_id():
-            raise ValueError(
-                "this loader state was saved over other token data (fingerprint "
-                f"{state['data'][:19]}..., this loader has "
-                f"{self._data_id()[:19]}...). Load it into a loader "
-                "over the same store split or tokens."
-            )
+        check_same_data(state, mine, self._data_id(), mixture=isinstance(self.dataset, Mixture))
         check_settings(saved, mine, before_data=False)
         batches, message = resume_batches(
             state,

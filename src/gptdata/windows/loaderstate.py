@@ -94,6 +94,27 @@ def check_settings(saved: dict[str, Any], mine: dict[str, Any], *, before_data: 
         )
 
 
+def check_same_data(
+    state: dict[str, Any], mine: dict[str, Any], data_id: str, *, mixture: bool
+) -> None:
+    """Refuse a state saved over other data; for a mixture, name the difference (weights, a
+    source) before the opaque fingerprint."""
+    saved = state["settings"]
+    if mixture:
+        for key in ("weights", "sources", "size"):
+            if saved.get(key) != mine[key]:
+                raise ValueError(
+                    f"this loader state was saved over another mixture ({key}: saved "
+                    f"{saved.get(key)!r}, now {mine[key]!r}). Build the same Mixture to resume."
+                )
+    if state["data"] != data_id:
+        raise ValueError(
+            f"this loader state was saved over other token data (fingerprint "
+            f"{str(state['data'])[:19]}..., this loader has {data_id[:19]}...). Load it into a "
+            "loader over the same store split or tokens."
+        )
+
+
 def resume_batches(
     state: dict[str, Any], *, n_windows: int, batch_size: int, world_size: int, drop_last: bool
 ) -> tuple[int, str | None]:
