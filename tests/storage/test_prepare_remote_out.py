@@ -135,7 +135,7 @@ from gptdata import prepare
 from gptdata.prepare import remote_out
 from gptdata.storage import Location
 remote_out.UPLOAD_THREADS = 1  # one upload at a time: the kill lands after exactly 3
-corpus, url, endpoint = sys.argv[1:4]
+corpus, url, endpoint, split_by = sys.argv[1:5]
 real, n = Location.put_file, [0]
 def put_file(self, local):
     if n[0] == 3:
@@ -144,14 +144,14 @@ def put_file(self, local):
     real(self, local)
 Location.put_file = put_file
 prepare([corpus], url, workers=1, storage_options={"endpoint_url": endpoint},
-        shard_tokens=1000, quiet=True, split_by="documents")
+        shard_tokens=1000, quiet=True, split_by=split_by)
 """
 
 
 def test_a_killed_upload_resumes_with_the_same_bytes(s3, corpus, tmp_path) -> None:
     url = s3["url"] + "/killed"
     out = Location(url, storage_options=s3["options"])
-    args = [str(corpus), url, s3["options"]["endpoint_url"]]
+    args = [str(corpus), url, s3["options"]["endpoint_url"], "documents"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.run([sys.executable, "-c", KILLED, *args], env=env, timeout=300)
     assert proc.returncode == -9
@@ -175,6 +175,32 @@ def test_a_killed_upload_resumes_with_the_same_bytes(s3, corpus, tmp_path) -> No
     assert download(out, tmp_path / "copy") == local
     shards = [k for k in local if k != "manifest.json"]
     assert len(uploads) == len(shards) - 3  # the 3 staged before the kill were reused
+
+
+def test_a_killed_upload_of_a_tail_split_does_not_tokenize_again(
+    s3, corpus, tmp_path, monkeypatch
+) -> None:
+    """split_by="auto" settling on "tail" rewrites the parts at commit time, which drops the
+    units' markers: the rerun must still only upload, from the manifest the commit left."""
+    from gptdata.prepare import units
+
+    url = s3["url"] + "/killed-tail"
+    args = [str(corpus), url, s3["options"]["endpoint_url"], "auto"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run([sys.executable, "-c", KILLED, *args], env=env, timeout=300)
+    assert proc.returncode == -9
+
+    def no_tokenizing(self, unit):
+        raise AssertionError(f"unit {unit.index} tokenized again")
+
+    monkeypatch.setattr(units._UnitTask, "__call__", no_tokenizing)
+    kw = {**KW, "split_by": "auto"}
+    store = prepare([str(corpus)], url, workers=1, storage_options=s3["options"], **kw)
+    assert store.manifest["options"]["split_by"] == "tail"  # the case that rewrote the parts
+    monkeypatch.undo()
+    prepare([str(corpus)], tmp_path / "local", workers=1, **kw)
+    out = Location(url, storage_options=s3["options"])
+    assert download(out, tmp_path / "copy") == local_bytes(tmp_path / "local")
 
 
 def test_ray_engine_writes_straight_to_the_bucket(s3, corpus, tmp_path, monkeypatch) -> None:

@@ -11,6 +11,7 @@ parts, ``store.shards._retail``). Nothing here reads inputs or runs units: ``dri
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,20 @@ def _commit(
         "counts": counts,
     }
     manifest["store_id"] = store_id_for(manifest)  # readers notice a replaced store
+    return finish_commit(out, side, manifest, force=force, plan_id=plan_id, writer=writer)
+
+
+def finish_commit(
+    out: Path,
+    side: Path,
+    manifest: dict[str, Any],
+    *,
+    force: bool,
+    plan_id: str,
+    writer: RemoteStoreWriter | None = None,
+) -> TokenStore:
+    """Write ``manifest`` into ``side`` and put the store in place: ``out`` locally, else the
+    bucket (``remote_out.commit``), ``out`` then being the local copy ``prepare`` removes."""
     if writer is not None:
         remote_out.commit(writer, side, manifest)
         force = True  # below: the local copy, removed once the lock is released
@@ -129,3 +144,17 @@ def _commit(
         write_json_atomic(side / MANIFEST, manifest)
     swap_in(side, out, force=force, plan_id=plan_id)
     return TokenStore.open(out)
+
+
+def committed_manifest(side: Path) -> dict[str, Any] | None:
+    """The manifest a killed run's commit wrote into ``side`` (atomically, after its last
+    rewrite of the parts), or None: then the units still decide what is left to do.
+
+    A tail split's rewrite removes the units' markers, so without this a run killed during the
+    upload to a bucket would tokenize everything again for the same bytes.
+    """
+    try:
+        manifest = json.loads((side / MANIFEST).read_bytes())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and "store_id" in manifest else None

@@ -51,7 +51,7 @@ from ..store.tokenstore import (
 )
 from ..tokenizers import Tokenizer, get_tokenizer
 from . import remote_out
-from .commit import _commit
+from .commit import _commit, committed_manifest, finish_commit
 from .executors import Executor, InlineExecutor, LocalExecutor, _TermAsInterrupt
 from .instruction_units import (
     instruction_units,
@@ -273,37 +273,46 @@ def prepare(
         raise
     try:
         with _TermAsInterrupt():
-            done = _load_done(side, itemsize, split_by) if lock.resume else {}
-            if lock.resume and not quiet:
-                print(f"resuming {side}: {len(done):,} units already done", file=sys.stderr)
-            if warm is not None:
-                warm.join()  # before any fork: no thread may be mid-build when workers fork
-            progress = _Progress(total_bytes, quiet)
-            for r in done.values():
-                progress.update(r["stats"]["bytes"], r["tokens"])
-            results = dict(done)
-            fn = _UnitTask(tok, options, str(side), instructions=instructions)
-            todo = (u for u in units if u.index not in done)
-            t0 = time.perf_counter()
-            try:
-                for result in executor.run(fn, todo):
-                    results[result["index"]] = result
-                    progress.update(result["stats"]["bytes"], result["tokens"])
-            finally:
-                progress.close()
-            if writer is not None:  # Ray on a cluster: what tasks staged from other nodes
-                remote_out.fetch_missing(writer.partial, side, list(results.values()))
-            store = _commit(
-                out,
-                side,
-                tok,
-                options,
-                inputs_meta,
-                [results[i] for i in sorted(results)],
-                force=force,
-                plan_id=plan_id,
-                writer=writer,
-            )
+            manifest = committed_manifest(side) if lock.resume else None
+            if manifest is not None:  # killed after its commit's rewrite (a bucket: mid-upload)
+                if not quiet:
+                    print(f"resuming {side}: every unit and the commit are done", file=sys.stderr)
+                t0 = time.perf_counter()
+                store = finish_commit(
+                    out, side, manifest, force=force, plan_id=plan_id, writer=writer
+                )
+            else:
+                done = _load_done(side, itemsize, split_by) if lock.resume else {}
+                if lock.resume and not quiet:
+                    print(f"resuming {side}: {len(done):,} units already done", file=sys.stderr)
+                if warm is not None:
+                    warm.join()  # before any fork: no thread may be mid-build when workers fork
+                progress = _Progress(total_bytes, quiet)
+                for r in done.values():
+                    progress.update(r["stats"]["bytes"], r["tokens"])
+                results = dict(done)
+                fn = _UnitTask(tok, options, str(side), instructions=instructions)
+                todo = (u for u in units if u.index not in done)
+                t0 = time.perf_counter()
+                try:
+                    for result in executor.run(fn, todo):
+                        results[result["index"]] = result
+                        progress.update(result["stats"]["bytes"], result["tokens"])
+                finally:
+                    progress.close()
+                if writer is not None:  # Ray on a cluster: what tasks staged from other nodes
+                    remote_out.fetch_missing(writer.partial, side, list(results.values()))
+                store = _commit(
+                    out,
+                    side,
+                    tok,
+                    options,
+                    inputs_meta,
+                    [results[i] for i in sorted(results)],
+                    force=force,
+                    plan_id=plan_id,
+                    writer=writer,
+                )
     except (InputError, UnicodeError, ValueError, RecursionError) as exc:
         # Bad input: nothing half-written stays behind; fixing the input means a new plan anyway.
         discard_side(lock)
