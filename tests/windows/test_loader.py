@@ -158,3 +158,39 @@ def test_zero_batches_is_an_error() -> None:
         )
         == 1
     )
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize("documents", ["concat", "mask"])
+def test_pin_memory_pins_every_batch_handed_out(ids, num_workers, documents, monkeypatch) -> None:
+    """Each batch the loader yields must be the pinned copy (no GPU here: pinning is recorded
+    by a stand-in). With workers, a copy cut in the main process after DataLoader pinned the
+    block would not be pinned."""
+    from gptdata.windows import batches as batches_module
+    from gptdata.windows import loader as loader_module
+
+    pinned: list[int] = []
+
+    def fake_pin(batch):
+        tensors = batch.values() if isinstance(batch, dict) else batch
+        copies = [t.clone() for t in tensors]
+        pinned.extend(t.data_ptr() for t in copies)
+        if isinstance(batch, dict):
+            return dict(zip(batch, copies, strict=True))
+        return tuple(copies)
+
+    monkeypatch.setattr(loader_module, "_accelerator_available", lambda: True)
+    monkeypatch.setattr(batches_module, "pin", fake_pin)
+    loader = create_dataloader(
+        ids, batch_size=4, max_length=8, stride=8, seed=0, pin_memory=True,
+        num_workers=num_workers, documents=documents, batch_format="tuple",
+    )  # fmt: skip
+    plain = create_dataloader(
+        ids, batch_size=4, max_length=8, stride=8, seed=0, num_workers=0, documents=documents,
+        batch_format="tuple",
+    )  # fmt: skip
+    got = list(loader)
+    assert len(got) == len(plain) > 10
+    for batch, want in zip(got, plain, strict=True):
+        assert all(t.data_ptr() in pinned for t in batch)
+        assert all(torch.equal(a, b) for a, b in zip(batch, want, strict=True))
