@@ -129,7 +129,6 @@ def test_a_url_where_a_local_file_is_written_or_read_is_one_line(s3, local, caps
     for flag, what in (
         ("--per-document", "writes a local file"),
         ("--plot", "writes a local file"),
-        ("--checkpoint", "reads a local file"),
     ):
         url = f"{s3['url']}/out/x.png"
         code, _, err = run(["eval", source, *model, flag, url, *opt(s3)], capsys)
@@ -149,6 +148,52 @@ def test_a_url_where_a_local_file_is_written_or_read_is_one_line(s3, local, caps
     ):  # fmt: skip
         code, _, err = run([*argv, *opt(s3)] if argv[0] != "demo" else argv, capsys)
         assert code == 1 and line in err and err.count("\n") == 1, err
+
+
+TINY_MODEL = """
+import torch
+from torch import nn
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(50257, 4)
+        self.head = nn.Linear(4, 50257, bias=False)
+
+    def forward(self, idx):
+        return self.head(self.emb(idx))  # (B, T, V)
+
+def make():
+    torch.manual_seed(0)
+    return Tiny()
+"""
+
+
+def test_eval_reads_a_checkpoint_from_a_bucket(s3, local, tmp_path, capsys) -> None:
+    """--checkpoint s3://...: the same numbers as the local file; a missing object is one line."""
+    import torch
+
+    (tmp_path / "tiny.py").write_text(TINY_MODEL, encoding="utf-8")
+    scope: dict[str, Any] = {}
+    exec(TINY_MODEL, scope)
+    torch.manual_seed(1)  # other weights than make()'s, so a checkpoint ignored would show
+    ckpt = tmp_path / "ckpt.pt"
+    torch.save({"model": scope["Tiny"]().state_dict(), "iter_num": 7}, ckpt)  # nanoGPT's layout
+    url = upload(ckpt, s3, "runs/ckpt.pt")
+    base = ["eval", str(local / "data.json"), "--model", f"py:{tmp_path / 'tiny.py'}:make",
+            "--max-length", "8", "--json", "--quiet"]  # fmt: skip
+    code, out, err = run([*base, "--checkpoint", str(ckpt)], capsys)
+    assert code == 0, err
+    want = json.loads(out)["models"][0]
+    code, out, err = run([*base, "--checkpoint", url, *opt(s3)], capsys)
+    assert code == 0, err
+    got = json.loads(out)["models"][0]
+    assert got["loss"] == want["loss"] and got["tokens"] == want["tokens"] > 0
+    code, out, err = run([*base, *opt(s3)], capsys)  # no checkpoint: make()'s own weights
+    assert json.loads(out)["models"][0]["loss"] != want["loss"]
+    code, _, err = run([*base, "--checkpoint", url + ".missing", *opt(s3)], capsys)
+    assert code == 1 and err.count("\n") == 1
+    assert f"--checkpoint {url}.missing: no such file" in err
 
 
 def test_export_summary_names_the_store_and_force_is_named_once(s3, local, capsys) -> None:

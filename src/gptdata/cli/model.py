@@ -203,7 +203,7 @@ def add_checkpoint(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PATH",
         help="weights for the py: models: a state dict saved with torch.save (or a dict with "
-        "'model_state_dict'), read with torch.load(weights_only=True)",
+        "'model_state_dict'), read with torch.load(weights_only=True); a path or an s3:// URL",
     )
 
 

@@ -284,14 +284,13 @@ def check_output(path: str | None, flag: str, *, plot: bool = False) -> None:
 
 
 # Options that name a local file only (a URL through Path() loses a slash: s3:/b/x).
-LOCAL_READS = {"tokenizer": "--tokenizer", "template": "--template", "checkpoint": "--checkpoint",
-               "file": "FILE"}  # fmt: skip
+LOCAL_READS = {"tokenizer": "--tokenizer", "template": "--template", "file": "FILE"}
 LOCAL_WRITES = {"plot": "--plot", "per_document": "--per-document"}
 
 
 def check_urls(args: argparse.Namespace) -> None:
     """Refuse a URL where a verb reads or writes a local file only, in one line, before any work:
-    --checkpoint s3://b/m.pth -> "--checkpoint reads a local file; a URL is not supported here"."""
+    --template s3://b/t.txt -> "--template reads a local file; a URL is not supported here"."""
     for name, flag in LOCAL_READS.items():
         value = getattr(args, name, None)
         if isinstance(value, str) and "://" in value:

@@ -204,8 +204,9 @@ def load_model(
 ) -> Scorer:
     """A model object or spec string -> Scorer; spec models are loaded onto ``device``.
 
-    ``checkpoint`` (``py:`` specs only) is a ``torch.save``d state dict loaded into the model.
-    ``storage_options`` and ``cache_limit`` read a ``unigram:``/``bigram:`` store given by URL:
+    ``checkpoint`` (``py:`` specs only) is a ``torch.save``d state dict loaded into the model, a
+    path or a URL. ``storage_options`` read it, and a ``unigram:``/``bigram:`` store, by URL
+    (``cache_limit`` bounds that store's cache):
 
         load_model("bigram:s3://b/stores/web", storage_options={"endpoint_url": URL})
     """
@@ -230,7 +231,7 @@ def load_model(
         elif kind == "py":
             from .pyfile import load_py
 
-            obj = load_py(where, checkpoint=checkpoint, device=dev)
+            obj = load_py(where, checkpoint=checkpoint, device=dev, storage_options=storage_options)
         else:
             from .baselines import baseline_from_store
 
